@@ -1,0 +1,32 @@
+"""The FastAPI application."""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api import errors, intake, tracking
+from appealflow.settings import get_settings
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="AppealFlow", version="0.1.0",
+                  description="Citizens' appeals: intake, dispatch, tracking.")
+    limit = get_settings().max_body_bytes
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse(status_code=413, content={"detail": f"request body over {limit} bytes"})
+        return await call_next(request)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    errors.install(app)
+    app.include_router(intake.router)
+    app.include_router(tracking.router)
+    return app
+
+
+app = create_app()

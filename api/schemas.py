@@ -1,0 +1,85 @@
+"""What the intake and tracking endpoints take and give."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from models.enums import AppealType, Channel, Priority
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9_]{1,60}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    district: Code | None = None
+    street: Code | None = None
+    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
+
+
+class Requester(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 -]{5,24}$")] | None = None
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254,
+                                            pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: Channel = Channel.web
+    type: AppealType
+    priority: Priority = Priority.normal
+    category: Code | None = None
+    title: Annotated[Text, Field(max_length=200)]
+    text: Annotated[Text, Field(max_length=5000)]
+    location: Location = Location()
+    requester: Requester
+    operator_id: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+
+
+class AppealCreated(BaseModel):
+    code: str
+    access_token: str
+    status: str
+    tracking_url: str
+
+
+class Department(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+
+
+class Event(BaseModel):
+    kind: str
+    at: datetime
+    actor: str
+    from_status: str | None
+    to_status: str | None
+    detail: dict
+
+
+class Deadlines(BaseModel):
+    accept_due_at: datetime | None
+    contact_due_at: datetime | None
+    resolve_due_at: datetime | None
+
+
+class AppealOut(BaseModel):
+    code: str
+    channel: str
+    type: str
+    priority: str
+    category: str | None
+    title: str
+    text: str
+    location: Location
+    requester: Requester
+    status: str
+    department: Department | None
+    assisting: list[Department]
+    deadlines: Deadlines
+    received_at: datetime
+    history: list[Event]

@@ -1,0 +1,1 @@
+"""AppealFlow: workflow and task queue for citizens' appeals."""

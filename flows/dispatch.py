@@ -1,0 +1,59 @@
+"""The dispatch flow: one flow run per batch of waiting appeals, a task per step of the batch."""
+
+import logging
+
+from prefect import flow, task
+
+from appealflow.settings import get_settings
+from models.db import session_scope
+from models.columns import utcnow
+from models.deadlines import WallClockCalendar
+from models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
+from models.reference import Reference, read_reference
+
+log = logging.getLogger(__name__)
+
+
+@task(name="decide-routes")
+def decide_routes(appeal_ids: list[int]) -> tuple[list[Decision], dict, Reference, list[str]]:
+    settings = get_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        ref = read_reference(session)
+        appeals = load_claimed(session, appeal_ids)
+    decisions, failed = decide_all(appeals, ref, calendar=WallClockCalendar(),
+                                   min_confidence=settings.routing_min_confidence)
+    return decisions, {a.id: a for a in appeals}, ref, failed
+
+
+@task(name="record-dispatch")
+def record_dispatch(decisions: list[Decision], appeals: dict, ref: Reference) -> DispatchSummary:
+    """Record the batch in one transaction; if that fails, one transaction per appeal isolates the culprit."""
+    url = get_settings().sqlalchemy_url
+    try:
+        with session_scope(url) as session:
+            return record(session, decisions, appeals, ref, now=utcnow())
+    except Exception:
+        log.exception("recording the batch failed; recording appeal by appeal")
+    summary = DispatchSummary()
+    for decision in decisions:
+        try:
+            with session_scope(url) as session:
+                one = record(session, [decision], appeals, ref, now=utcnow())
+        except Exception:
+            log.exception("recording dispatch failed", extra={"appeal": decision.code})
+            summary.failed.append(decision.code)
+            continue
+        summary.dispatched += one.dispatched
+        summary.triaged += one.triaged
+        summary.unchanged += one.unchanged
+        summary.notifications += one.notifications
+    return summary
+
+
+@flow(name="dispatch-appeals", log_prints=False)
+def dispatch_appeals(appeal_ids: list[int]) -> DispatchSummary:
+    """Route a batch of received appeals to departments, or to triage."""
+    decisions, appeals, ref, failed = decide_routes(appeal_ids)
+    summary = record_dispatch(decisions, appeals, ref)
+    summary.failed = failed + summary.failed
+    return summary

@@ -1,0 +1,1 @@
+"""The domain: tables and the rules that govern them. Imports no FastAPI, Prefect or RQ."""

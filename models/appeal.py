@@ -1,0 +1,83 @@
+"""The appeal, its append-only history, and the keys that make intake retries safe."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from models.columns import UTCDateTime, utcnow
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Column:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Appeal(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_appeal_status_id", "status", "id"),
+        Index("ix_appeal_department_status", "department_code", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    channel: str = Field(max_length=20)
+    appeal_type: str = Field(max_length=20)
+    priority: str = Field(max_length=10)
+    category_code: str | None = Field(default=None, foreign_key="category.code", max_length=60)
+    title: str = Field(max_length=200)
+    text: str = Field(max_length=5000)
+    district: str | None = Field(default=None, max_length=40)
+    street: str | None = Field(default=None, max_length=40)
+    address: str | None = Field(default=None, max_length=300)
+    requester_name: str | None = Field(default=None, max_length=100)
+    requester_phone: str | None = Field(default=None, max_length=30)
+    requester_email: str | None = Field(default=None, max_length=254)
+    operator_id: str | None = Field(default=None, max_length=64)
+
+    status: str = Field(max_length=20)
+    department_code: str | None = Field(default=None, foreign_key="department.code", max_length=40)
+    routing_confidence: float | None = None
+    routing_reason: str | None = Field(default=None, max_length=500)
+
+    received_at: datetime = Field(sa_column=_ts(nullable=False))
+    dispatched_at: datetime | None = Field(default=None, sa_column=_ts())
+    accept_due_at: datetime | None = Field(default=None, sa_column=_ts())
+    contact_due_at: datetime | None = Field(default=None, sa_column=_ts())
+    resolve_due_at: datetime | None = Field(default=None, sa_column=_ts())
+    updated_at: datetime = Field(sa_column=_ts(nullable=False))
+    # A dispatch worker's claim; a claim that outlives its lease belongs to a dead worker.
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts())
+    version: int = Field(default=1)
+
+
+class AppealAssist(SQLModel, table=True):
+    """An assisting department (协办) on an appeal."""
+
+    __tablename__ = "appeal_assist"
+
+    appeal_id: int = Field(foreign_key="appeal.id", primary_key=True)
+    department_code: str = Field(foreign_key="department.code", primary_key=True, max_length=40)
+
+
+class AppealEvent(SQLModel, table=True):
+    """One state change or action on an appeal. Rows are only ever inserted."""
+
+    __tablename__ = "appeal_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    kind: str = Field(max_length=30)
+    actor: str = Field(max_length=100)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str | None = Field(default=None, max_length=20)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_key"
+
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    appeal_id: int = Field(foreign_key="appeal.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

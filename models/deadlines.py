@@ -1,0 +1,77 @@
+"""Deadline policies and deadline arithmetic. The calendar is a replaceable part."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: int
+    unit: str  # "m" minutes, "h" hours, "d" days; on a working clock hours and days are working ones
+
+    @classmethod
+    def parse(cls, text: str) -> "Duration":
+        match = _DURATION.match(text.strip())
+        if not match:
+            raise ValueError(f"bad duration {text!r}: expected a number and m, h or d, like '2h'")
+        return cls(int(match.group(1)), match.group(2))
+
+
+@dataclass(frozen=True)
+class Policy:
+    appeal_type: str | None
+    priority: str
+    category_code: str | None
+    clock: str  # "wall" or "working"
+    accept: Duration
+    contact: Duration | None
+    resolve: Duration
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    accept_due_at: datetime
+    contact_due_at: datetime | None
+    resolve_due_at: datetime
+
+
+class Calendar(Protocol):
+    def add(self, start: datetime, duration: Duration, *, working: bool) -> datetime: ...
+
+
+class WallClockCalendar:
+    """Every hour counts: a working day is 24 hours. Stands in until the working-day calendar."""
+
+    def add(self, start: datetime, duration: Duration, *, working: bool) -> datetime:
+        minutes = {"m": 1, "h": 60, "d": 24 * 60}[duration.unit] * duration.amount
+        return start + timedelta(minutes=minutes)
+
+
+def policy_for(policies: list[Policy], appeal_type: str, priority: str, lineage: list[str]) -> Policy:
+    """The most specific policy: a category override (nearest category first), then the type, then any."""
+
+    def rank(p: Policy) -> tuple[int, int] | None:
+        if p.priority != priority or p.appeal_type not in (None, appeal_type):
+            return None
+        if p.category_code is not None and p.category_code not in lineage:
+            return None
+        category_rank = len(lineage) - lineage.index(p.category_code) if p.category_code else 0
+        return category_rank, p.appeal_type is not None
+
+    ranked = [(r, p) for p in policies if (r := rank(p)) is not None]
+    if not ranked:
+        raise LookupError(f"no deadline policy for {appeal_type}/{priority}")
+    return max(ranked, key=lambda rp: rp[0])[1]
+
+
+def deadlines_for(policy: Policy, start: datetime, calendar: Calendar) -> Deadlines:
+    working = policy.clock == "working"
+    return Deadlines(
+        accept_due_at=calendar.add(start, policy.accept, working=working),
+        contact_due_at=calendar.add(start, policy.contact, working=working) if policy.contact else None,
+        resolve_due_at=calendar.add(start, policy.resolve, working=working),
+    )

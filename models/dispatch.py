@@ -1,0 +1,179 @@
+"""Dispatch (派单): claim waiting appeals, decide where each goes, record it with its notifications.
+
+Deciding is pure and per appeal, so one bad appeal fails alone; recording is guarded in SQL, so a
+batch recorded twice dispatches and notifies once.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, or_, select, update
+from sqlmodel import Session
+
+from models.appeal import Appeal, AppealAssist
+from models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
+from models.enums import AppealStatus
+from models.lifecycle import Action, Transition, apply_transitions
+from models.outbox import Notification, notification_rows
+from models.reference import Reference
+from notifications.messages import render
+
+log = logging.getLogger(__name__)
+ACTOR = "system:dispatch"
+
+
+@dataclass(frozen=True)
+class Decision:
+    appeal_id: int
+    version: int
+    code: str
+    action: Action  # route or triage
+    category_code: str | None
+    confidence: float
+    reason: str
+    department_code: str | None = None
+    assisting: tuple[str, ...] = ()
+    deadlines: Deadlines | None = None
+
+
+@dataclass
+class DispatchSummary:
+    dispatched: int = 0
+    triaged: int = 0
+    unchanged: int = 0
+    failed: list[str] = field(default_factory=list)
+    notifications: int = 0
+
+
+def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[int]:
+    """Claim up to `limit` received appeals no live worker holds; a dead worker's claim lapses."""
+    waiting = (
+        select(Appeal.id)
+        .where(Appeal.status == AppealStatus.received,
+               or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+        .order_by(Appeal.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.execute(
+        update(Appeal)
+        .where(Appeal.id.in_(waiting.scalar_subquery()))
+        .values(claimed_until=now + lease)
+        .returning(Appeal.id)
+        .execution_options(synchronize_session=False)
+    ).scalars())
+
+
+def has_waiting(session: Session, *, now: datetime) -> bool:
+    return session.execute(
+        select(Appeal.id)
+        .where(Appeal.status == AppealStatus.received,
+               or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+        .limit(1)
+    ).first() is not None
+
+
+def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence: float) -> Decision:
+    """Where one appeal goes, with its deadlines, or triage when that is not certain enough."""
+    catalogue = ref.catalogue
+    found = catalogue.classify(appeal.title, appeal.text, appeal.category_code)
+    common = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
+                  category_code=found.category_code, confidence=found.confidence)
+    if found.category_code is None or found.confidence < min_confidence:
+        return Decision(**common, action=Action.triage, reason=f"unsure of category: {found.reason}")
+    route = catalogue.route(found.category_code, appeal.district, appeal.street)
+    if route is None:
+        return Decision(**common, action=Action.triage,
+                        reason=f"{found.reason}; no catalogue rule for {found.category_code}")
+    policy = policy_for(ref.policies, appeal.appeal_type, appeal.priority, catalogue.lineage(found.category_code))
+    return Decision(**common, action=Action.route, reason=f"{found.reason}; {route.reason}",
+                    department_code=route.department_code, assisting=route.assisting,
+                    deadlines=deadlines_for(policy, appeal.received_at, calendar))
+
+
+def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar,
+               min_confidence: float) -> tuple[list[Decision], list[str]]:
+    """Decisions for a batch; an appeal whose decision raises is left for the next attempt."""
+    decisions, failed = [], []
+    for appeal in appeals:
+        try:
+            decisions.append(decide(appeal, ref, calendar=calendar, min_confidence=min_confidence))
+        except Exception:
+            log.exception("dispatch decision failed", extra={"appeal": appeal.code})
+            failed.append(appeal.code)
+    return decisions, failed
+
+
+def load_claimed(session: Session, ids: list[int]) -> list[Appeal]:
+    return list(session.execute(
+        select(Appeal).where(Appeal.id.in_(ids), Appeal.status == AppealStatus.received).order_by(Appeal.id)
+    ).scalars())
+
+
+def record(session: Session, decisions: list[Decision], appeals: dict[int, Appeal], ref: Reference,
+           *, now: datetime) -> DispatchSummary:
+    """Apply the decisions that still hold, with their assisting departments and outbox rows."""
+    transitions = [_transition(d, now) for d in decisions]
+    applied = {t.appeal_id for t in apply_transitions(session, transitions, now=now)}
+    summary = DispatchSummary(unchanged=len(decisions) - len(applied))
+    assists, outbox = [], []
+    for d in decisions:
+        if d.appeal_id not in applied:
+            continue
+        if d.action == Action.route:
+            summary.dispatched += 1
+        else:
+            summary.triaged += 1
+        assists += [dict(appeal_id=d.appeal_id, department_code=c) for c in d.assisting]
+        outbox += _messages(d, appeals[d.appeal_id], ref, now)
+    if assists:
+        session.execute(insert(AppealAssist), assists)
+    if outbox:
+        session.execute(insert(Notification), outbox)
+    summary.notifications = len(outbox)
+    return summary
+
+
+def _transition(d: Decision, now: datetime) -> Transition:
+    changes: dict = dict(category_code=d.category_code, routing_confidence=round(d.confidence, 3),
+                         routing_reason=d.reason[:500], claimed_until=None)
+    detail: dict = {"reason": d.reason, "category": d.category_code}
+    if d.action == Action.route and d.deadlines:
+        changes.update(department_code=d.department_code, dispatched_at=now,
+                       accept_due_at=d.deadlines.accept_due_at, contact_due_at=d.deadlines.contact_due_at,
+                       resolve_due_at=d.deadlines.resolve_due_at)
+        detail.update(department=d.department_code, assisting=list(d.assisting),
+                      resolve_due_at=d.deadlines.resolve_due_at.isoformat())
+    return Transition(d.appeal_id, d.version, AppealStatus.received, d.action, ACTOR, changes, detail)
+
+
+def _messages(d: Decision, appeal: Appeal, ref: Reference, now: datetime) -> list[dict]:
+    requester_targets = [f"mailto:{appeal.requester_email}"] if appeal.requester_email else (
+        [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else [])
+    fields = dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type,
+                  priority=appeal.priority, category=d.category_code or "-",
+                  location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
+    if d.action == Action.triage:
+        subject, body = render("triaged", "requester", **fields)
+        return notification_rows(appeal_id=d.appeal_id, event="triaged", recipient="requester",
+                                 targets=requester_targets, subject=subject, body=body, now=now)
+    assert d.deadlines and d.department_code
+    primary = ref.departments[d.department_code]
+    fields.update(department_name=f"{primary.name_zh} ({primary.name_en})",
+                  primary_name=primary.name_zh,
+                  accept_due=f"{d.deadlines.accept_due_at:%Y-%m-%d %H:%M} UTC",
+                  resolve_due=f"{d.deadlines.resolve_due_at:%Y-%m-%d %H:%M} UTC")
+    rows = []
+    subject, body = render("dispatched", "department", **fields)
+    rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient=f"department:{primary.code}",
+                              targets=list(primary.notify), subject=subject, body=body, now=now)
+    for code in d.assisting:
+        helper = ref.departments[code]
+        subject, body = render("dispatched", "assisting", **dict(fields, department_name=helper.name_zh))
+        rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient=f"department:{code}",
+                                  targets=list(helper.notify), subject=subject, body=body, now=now)
+    subject, body = render("dispatched", "requester", **fields)
+    rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient="requester",
+                              targets=requester_targets, subject=subject, body=body, now=now)
+    return rows

@@ -1,0 +1,55 @@
+"""The closed vocabularies of the domain."""
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    hotline = "hotline"
+    web = "web"
+    mobile = "mobile"
+    email = "email"
+    open311 = "open311"
+
+
+class AppealType(StrEnum):
+    consultation = "consultation"
+    help_request = "help_request"
+    complaint = "complaint"
+    report = "report"
+    suggestion = "suggestion"
+    praise = "praise"
+
+
+class Priority(StrEnum):
+    urgent = "urgent"
+    normal = "normal"
+
+
+class AppealStatus(StrEnum):
+    received = "received"
+    triage = "triage"
+    dispatched = "dispatched"
+    accepted = "accepted"
+    in_progress = "in_progress"
+    waiting_requester = "waiting_requester"
+    replied = "replied"
+    returned = "returned"
+    reopened = "reopened"
+    merged = "merged"
+    closed = "closed"
+
+
+class DepartmentKind(StrEnum):
+    centre = "centre"
+    bureau = "bureau"
+    district = "district"
+    street = "street"
+    enterprise = "enterprise"
+
+
+class NotificationStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    undeliverable = "undeliverable"

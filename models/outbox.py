@@ -1,0 +1,111 @@
+"""The notification outbox: rows written in the same transaction as the change they announce."""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Column, Index, Text, select, update
+from sqlmodel import Field, Session, SQLModel
+
+from models.columns import UTCDateTime, utcnow
+from models.enums import NotificationStatus
+
+
+class Notification(SQLModel, table=True):
+    """One message to one target. The dedupe key makes writing it twice impossible."""
+
+    __table_args__ = (Index("ix_notification_status_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    dedupe_key: str = Field(max_length=300, unique=True)
+    recipient: str = Field(max_length=80)
+    target: str | None = Field(default=None, max_length=500)
+    subject: str = Field(max_length=300)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def notification_rows(
+    *, appeal_id: int, event: str, recipient: str, targets: list[str], subject: str, body: str, now: datetime
+) -> list[dict]:
+    """Rows for one message to one recipient: one per target, or one undeliverable row if none."""
+    base = dict(appeal_id=appeal_id, recipient=recipient, subject=subject, body=body,
+                attempts=0, next_attempt_at=now, created_at=now)
+    if not targets:
+        return [dict(base, dedupe_key=f"{appeal_id}:{event}:{recipient}", target=None,
+                     status=NotificationStatus.undeliverable, last_error="no target to deliver to")]
+    return [dict(base, dedupe_key=f"{appeal_id}:{event}:{recipient}:{target}", target=target,
+                 status=NotificationStatus.pending) for target in targets]
+
+
+def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[Notification]:
+    """Mark up to `limit` due notifications as being sent by this worker, and return them."""
+    due = (
+        select(Notification.id)
+        .where(Notification.status == NotificationStatus.pending, Notification.next_attempt_at <= now)
+        .order_by(Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = session.execute(
+        update(Notification)
+        .where(Notification.id.in_(due.scalar_subquery()), Notification.status == NotificationStatus.pending)
+        .values(status=NotificationStatus.sending, claimed_until=now + lease)
+        .returning(Notification.id)
+    ).scalars().all()
+    if not claimed:
+        return []
+    return list(session.exec(select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)))
+
+
+def mark_sent(session: Session, notification_id: int, *, now: datetime) -> None:
+    session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.status == NotificationStatus.sending)
+        .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None,
+                attempts=Notification.attempts + 1)
+    )
+
+
+def mark_failed(
+    session: Session, notification: Notification, error: str, *, now: datetime,
+    backoff_seconds: float, max_attempts: int,
+) -> None:
+    """Schedule another attempt with exponential backoff, or give up after `max_attempts`."""
+    attempts = notification.attempts + 1
+    final = attempts >= max_attempts
+    session.execute(
+        update(Notification)
+        .where(Notification.id == notification.id, Notification.status == NotificationStatus.sending)
+        .values(
+            status=NotificationStatus.failed if final else NotificationStatus.pending,
+            attempts=attempts,
+            claimed_until=None,
+            last_error=error[:1000],
+            next_attempt_at=now + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1)),
+        )
+    )
+
+
+def release_abandoned(session: Session, *, now: datetime) -> int:
+    """Give back claims whose worker died; they are sent again (at-least-once at the crash point)."""
+    result = session.execute(
+        update(Notification)
+        .where(Notification.status == NotificationStatus.sending, Notification.claimed_until < now)
+        .values(status=NotificationStatus.pending, claimed_until=None)
+    )
+    return result.rowcount or 0
+
+
+def next_due_at(session: Session) -> datetime | None:
+    return session.execute(
+        select(Notification.next_attempt_at)
+        .where(Notification.status == NotificationStatus.pending)
+        .order_by(Notification.next_attempt_at)
+        .limit(1)
+    ).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Outbox to Apprise: message texts and delivery."""

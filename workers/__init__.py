@@ -1,0 +1,1 @@
+"""RQ: the queue, wake-up jobs, and the worker entry point."""

@@ -1,0 +1,74 @@
+"""Job functions. Each drains what the database says is waiting, so running one twice is harmless."""
+
+import logging
+import time
+from datetime import timedelta
+
+from rq import get_current_job
+
+from appealflow.settings import get_settings
+from flows.dispatch import dispatch_appeals
+from models.columns import utcnow
+from models.db import session_scope
+from models.dispatch import claim_waiting
+from models.outbox import claim_due, mark_failed, mark_sent, release_abandoned
+from notifications.delivery import send
+from workers.queues import DELIVERY, DISPATCH, wake, woken
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_waiting() -> dict:
+    """Claim a batch of received appeals (waiting briefly to fill it) and run one flow over it."""
+    settings = get_settings()
+    redis = get_current_job().connection
+    woken(redis, DISPATCH)
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    size = settings.dispatch_batch_size
+    with session_scope(settings.sqlalchemy_url) as session:
+        ids = claim_waiting(session, limit=size, lease=lease, now=utcnow())
+    if 0 < len(ids) < size and settings.dispatch_batch_wait_ms:
+        time.sleep(settings.dispatch_batch_wait_ms / 1000)
+        with session_scope(settings.sqlalchemy_url) as session:
+            ids += claim_waiting(session, limit=size - len(ids), lease=lease, now=utcnow())
+    if not ids:
+        return {"claimed": 0}
+    if len(ids) == size:
+        wake(redis, DISPATCH)  # likely more waiting: let another worker start on it now
+    summary = dispatch_appeals(ids)
+    if summary.notifications:
+        wake(redis, DELIVERY)
+    log.info("dispatched batch", extra={"claimed": len(ids), "dispatched": summary.dispatched,
+                                        "triaged": summary.triaged, "failed": len(summary.failed)})
+    return {"claimed": len(ids), "dispatched": summary.dispatched, "triaged": summary.triaged,
+            "unchanged": summary.unchanged, "failed": summary.failed}
+
+
+def deliver_due() -> dict:
+    """Send due outbox rows, each marked sent as soon as it is; failures back off and retry."""
+    settings = get_settings()
+    redis = get_current_job().connection
+    woken(redis, DELIVERY)
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        release_abandoned(session, now=utcnow())
+        batch = claim_due(session, limit=settings.delivery_batch_size,
+                          lease=timedelta(seconds=settings.claim_lease_seconds), now=utcnow())
+    if len(batch) == settings.delivery_batch_size:
+        wake(redis, DELIVERY)
+    sent = failed = 0
+    for notification in batch:
+        try:
+            send(notification.target or "", notification.subject, notification.body, settings)
+        except Exception as error:  # NoRoute, or whatever the channel raised
+            failed += 1
+            log.warning("delivery failed", extra={"notification": notification.id, "error": str(error)})
+            with session_scope(url) as session:
+                mark_failed(session, notification, str(error), now=utcnow(),
+                            backoff_seconds=settings.delivery_backoff_seconds,
+                            max_attempts=settings.delivery_max_attempts)
+            continue
+        with session_scope(url) as session:
+            mark_sent(session, notification.id, now=utcnow())
+        sent += 1
+    return {"sent": sent, "failed": failed}

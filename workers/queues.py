@@ -1,0 +1,42 @@
+"""The one queue, and wake-ups that coalesce: many appeals arriving make one waiting job, not many.
+
+A job does not carry appeals; it drains what the database says is waiting. So a lost job loses
+nothing, and a burst of ten thousand appeals is ten thousand rows and a handful of jobs.
+"""
+
+from redis import Redis
+from rq import Queue
+
+from appealflow.redis_url import redis_url
+
+QUEUE_NAME = "appealflow"
+DISPATCH = "dispatch"
+DELIVERY = "delivery"
+JOBS = {DISPATCH: "workers.jobs.dispatch_waiting", DELIVERY: "workers.jobs.deliver_due"}
+WAKE_TTL_SECONDS = 30
+
+
+def connect() -> Redis:
+    return Redis.from_url(redis_url())
+
+
+def queue(connection: Redis) -> Queue:
+    return Queue(QUEUE_NAME, connection=connection)
+
+
+def _flag(kind: str) -> str:
+    return f"appealflow:wake:{kind}"
+
+
+def wake(connection: Redis, kind: str) -> bool:
+    """Make sure a `kind` job is waiting; return whether this call enqueued it."""
+    if not connection.set(_flag(kind), 1, nx=True, ex=WAKE_TTL_SECONDS):
+        return False
+    queue(connection).enqueue(JOBS[kind], job_timeout=600, result_ttl=60, failure_ttl=24 * 3600,
+                              description=f"{kind}: drain what is waiting")
+    return True
+
+
+def woken(connection: Redis, kind: str) -> None:
+    """Called as a job starts: anything that arrives from now on needs a job of its own."""
+    connection.delete(_flag(kind))

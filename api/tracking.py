@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query
 from sqlmodel import select
 
-from api.deps import SessionDep, SettingsDep
 from api import schemas
+from api.deps import SessionDep, SettingsDep
 from models.appeal import Appeal, AppealAssist
 from models.department import Department
 from models.intake import history

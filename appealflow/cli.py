@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from appealflow.settings import get_settings
 
 
@@ -45,7 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher."""
     from appealflow.demo import post_demo_appeals
-    from appealflow.services import MailCatcher, start_prefect_server, start_redis, stop, wait_until
+    from appealflow.services import MailCatcher, spawn, start_prefect_server, start_redis, stop, wait_until
     from models.db import session_scope
     from models.reference import load_reference_files
     from models.schema import migrate
@@ -74,14 +76,11 @@ def cmd_up(args: argparse.Namespace) -> None:
             env["APPEALFLOW_SMTP_URL"] = mail.apprise_url
         exe = str(Path(sys.executable).with_name("appealflow"))
         api_url = f"http://127.0.0.1:{args.api_port}"
-        api = subprocess.Popen([exe, "api", "--port", str(args.api_port)], env=env,
-                               stdout=open(logs / "api.log", "ab"), stderr=subprocess.STDOUT)
+        api = spawn([exe, "api", "--port", str(args.api_port)], env=env, log_file=logs / "api.log")
         children.append(api)
         for i in range(args.workers):
-            children.append(subprocess.Popen([exe, "worker", "--name", f"appealflow-worker-{i + 1}"], env=env,
-                                             stdout=open(logs / f"worker-{i + 1}.log", "ab"),
-                                             stderr=subprocess.STDOUT))
-        import httpx
+            children.append(spawn([exe, "worker", "--name", f"appealflow-worker-{i + 1}"], env=env,
+                                  log_file=logs / f"worker-{i + 1}.log"))
 
         wait_until(lambda: httpx.get(f"{api_url}/health").status_code == 200, timeout=60, what="API",
                    process=api)

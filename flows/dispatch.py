@@ -5,8 +5,8 @@ import logging
 from prefect import flow, task
 
 from appealflow.settings import get_settings
-from models.db import session_scope
 from models.columns import utcnow
+from models.db import session_scope
 from models.deadlines import WallClockCalendar
 from models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
 from models.reference import Reference, read_reference

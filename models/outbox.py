@@ -25,6 +25,7 @@ class Notification(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    claimed_by: str | None = Field(default=None, max_length=100)
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
@@ -43,8 +44,8 @@ def notification_rows(
                  status=NotificationStatus.pending) for target in targets]
 
 
-def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[Notification]:
-    """Mark up to `limit` due notifications as being sent by this worker, and return them."""
+def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime, worker: str) -> list[Notification]:
+    """Mark up to `limit` due notifications as being sent by `worker`, and return them."""
     due = (
         select(Notification.id)
         .where(Notification.status == NotificationStatus.pending, Notification.next_attempt_at <= now)
@@ -55,7 +56,7 @@ def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime) 
     claimed = session.execute(
         update(Notification)
         .where(Notification.id.in_(due.scalar_subquery()), Notification.status == NotificationStatus.pending)
-        .values(status=NotificationStatus.sending, claimed_until=now + lease)
+        .values(status=NotificationStatus.sending, claimed_until=now + lease, claimed_by=worker)
         .returning(Notification.id)
     ).scalars().all()
     if not claimed:
@@ -64,17 +65,29 @@ def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime) 
         select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).scalars())
 
 
-def mark_sent(session: Session, notification_id: int, *, now: datetime) -> None:
+def _ours(notification_id: int, worker: str):
+    return (Notification.id == notification_id, Notification.status == NotificationStatus.sending,
+            Notification.claimed_by == worker)
+
+
+def renew_claim(session: Session, notification_id: int, *, worker: str, until: datetime) -> bool:
+    """Extend `worker`'s claim just before sending; false if the claim lapsed and was taken over,
+    in which case the other worker sends it and this one must not."""
+    result = session.execute(update(Notification).where(*_ours(notification_id, worker)).values(claimed_until=until))
+    return result.rowcount == 1
+
+
+def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime) -> None:
     session.execute(
         update(Notification)
-        .where(Notification.id == notification_id, Notification.status == NotificationStatus.sending)
-        .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None,
+        .where(*_ours(notification_id, worker))
+        .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
                 attempts=Notification.attempts + 1)
     )
 
 
 def mark_failed(
-    session: Session, notification: Notification, error: str, *, now: datetime,
+    session: Session, notification: Notification, error: str, *, worker: str, now: datetime,
     backoff_seconds: float, max_attempts: int,
 ) -> None:
     """Schedule another attempt with exponential backoff, or give up after `max_attempts`."""
@@ -82,11 +95,12 @@ def mark_failed(
     final = attempts >= max_attempts
     session.execute(
         update(Notification)
-        .where(Notification.id == notification.id, Notification.status == NotificationStatus.sending)
+        .where(*_ours(notification.id, worker))
         .values(
             status=NotificationStatus.failed if final else NotificationStatus.pending,
             attempts=attempts,
             claimed_until=None,
+            claimed_by=None,
             last_error=error[:1000],
             next_attempt_at=now + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1)),
         )
@@ -98,7 +112,7 @@ def release_abandoned(session: Session, *, now: datetime) -> int:
     result = session.execute(
         update(Notification)
         .where(Notification.status == NotificationStatus.sending, Notification.claimed_until < now)
-        .values(status=NotificationStatus.pending, claimed_until=None)
+        .values(status=NotificationStatus.pending, claimed_until=None, claimed_by=None)
     )
     return result.rowcount or 0
 

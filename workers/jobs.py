@@ -1,17 +1,21 @@
 """Job functions. Each drains what the database says is waiting, so running one twice is harmless."""
 
 import logging
+import os
+import socket
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from rq import get_current_job
 
-from appealflow.settings import get_settings
+from appealflow.settings import Settings, get_settings
 from flows.dispatch import dispatch_appeals
 from models.columns import utcnow
 from models.db import session_scope
 from models.dispatch import claim_waiting
-from models.outbox import claim_due, mark_failed, mark_sent, release_abandoned
+from models.outbox import Notification, claim_due, mark_failed, mark_sent, release_abandoned, renew_claim
 from notifications.delivery import send
 from workers.queues import DELIVERY, DISPATCH, wake, woken
 
@@ -45,30 +49,37 @@ def dispatch_waiting() -> dict:
 
 
 def deliver_due() -> dict:
-    """Send due outbox rows, each marked sent as soon as it is; failures back off and retry."""
+    """Send due outbox rows, several at once, each marked sent as soon as it is; failures back off."""
     settings = get_settings()
     redis = get_current_job().connection
     woken(redis, DELIVERY)
-    url = settings.sqlalchemy_url
-    with session_scope(url) as session:
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    with session_scope(settings.sqlalchemy_url) as session:
         release_abandoned(session, now=utcnow())
-        batch = claim_due(session, limit=settings.delivery_batch_size,
-                          lease=timedelta(seconds=settings.claim_lease_seconds), now=utcnow())
+        batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=utcnow(), worker=worker)
     if len(batch) == settings.delivery_batch_size:
         wake(redis, DELIVERY)
-    sent = failed = 0
-    for notification in batch:
-        try:
-            send(notification.target or "", notification.subject, notification.body, settings)
-        except Exception as error:  # NoRoute, or whatever the channel raised
-            failed += 1
-            log.warning("delivery failed", extra={"notification": notification.id, "error": str(error)})
-            with session_scope(url) as session:
-                mark_failed(session, notification, str(error), now=utcnow(),
-                            backoff_seconds=settings.delivery_backoff_seconds,
-                            max_attempts=settings.delivery_max_attempts)
-            continue
+    # An SMTP or HTTP round trip is mostly waiting, so a few run side by side.
+    with ThreadPoolExecutor(settings.delivery_concurrency) as pool:
+        outcomes = Counter(pool.map(lambda n: _deliver(n, worker=worker, lease=lease, settings=settings), batch))
+    return dict(outcomes)
+
+
+def _deliver(notification: Notification, *, worker: str, lease: timedelta, settings: Settings) -> str:
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        if not renew_claim(session, notification.id, worker=worker, until=utcnow() + lease):
+            return "taken_over"  # our claim lapsed and another worker sends it
+    try:
+        send(notification.target or "", notification.subject, notification.body, settings)
+    except Exception as error:  # NoRoute, or whatever the channel raised
+        log.warning("delivery failed", extra={"notification": notification.id, "error": str(error)})
         with session_scope(url) as session:
-            mark_sent(session, notification.id, now=utcnow())
-        sent += 1
-    return {"sent": sent, "failed": failed}
+            mark_failed(session, notification, str(error), worker=worker, now=utcnow(),
+                        backoff_seconds=settings.delivery_backoff_seconds,
+                        max_attempts=settings.delivery_max_attempts)
+        return "failed"
+    with session_scope(url) as session:
+        mark_sent(session, notification.id, worker=worker, now=utcnow())
+    return "sent"

@@ -1,4 +1,4 @@
-"""The one queue, and wake-ups that coalesce: many appeals arriving make one waiting job, not many.
+"""The queues, and wake-ups that coalesce: many appeals arriving make one waiting job, not many.
 
 A job does not carry appeals; it drains what the database says is waiting. So a lost job loses
 nothing, and a burst of ten thousand appeals is ten thousand rows and a handful of jobs.
@@ -9,9 +9,10 @@ from rq import Queue
 
 from appealflow.redis_url import redis_url
 
-QUEUE_NAME = "appealflow"
 DISPATCH = "dispatch"
 DELIVERY = "delivery"
+# Listed in the order a worker serves them: a backlog of messages must not hold up routing.
+QUEUES = {DISPATCH: "appealflow-dispatch", DELIVERY: "appealflow-delivery"}
 JOBS = {DISPATCH: "workers.jobs.dispatch_waiting", DELIVERY: "workers.jobs.deliver_due"}
 WAKE_TTL_SECONDS = 30
 
@@ -20,8 +21,8 @@ def connect() -> Redis:
     return Redis.from_url(redis_url())
 
 
-def queue(connection: Redis) -> Queue:
-    return Queue(QUEUE_NAME, connection=connection)
+def queue(connection: Redis, kind: str) -> Queue:
+    return Queue(QUEUES[kind], connection=connection)
 
 
 def _flag(kind: str) -> str:
@@ -32,7 +33,7 @@ def wake(connection: Redis, kind: str) -> bool:
     """Make sure a `kind` job is waiting; return whether this call enqueued it."""
     if not connection.set(_flag(kind), 1, nx=True, ex=WAKE_TTL_SECONDS):
         return False
-    queue(connection).enqueue(JOBS[kind], job_timeout=600, result_ttl=60, failure_ttl=24 * 3600,
+    queue(connection, kind).enqueue(JOBS[kind], job_timeout=600, result_ttl=60, failure_ttl=24 * 3600,
                               description=f"{kind}: drain what is waiting")
     return True
 

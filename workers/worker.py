@@ -13,7 +13,7 @@ from models.columns import utcnow
 from models.db import session_scope
 from models.dispatch import has_waiting
 from models.outbox import next_due_at, release_abandoned
-from workers.queues import DELIVERY, DISPATCH, QUEUE_NAME, connect, wake
+from workers.queues import DELIVERY, DISPATCH, QUEUES, connect, wake
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_worker(*, burst: bool = False, name: str | None = None) -> None:
         threading.Thread(target=_reconcile_forever, args=(stop, settings.reconcile_interval_seconds),
                          name="reconciler", daemon=True).start()
     worker = SimpleWorker(
-        [QUEUE_NAME], connection=redis, name=name or f"appealflow-{os.getpid()}",
+        list(QUEUES.values()), connection=redis, name=name or f"appealflow-{os.getpid()}",
         worker_ttl=settings.worker_ttl_seconds, maintenance_interval=60, default_result_ttl=60,
     )
     # A sync flow run joins its heartbeat thread on exit (about 1 s); the worker's own heartbeat

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 10:45:04.384341
+Create Date: 2026-11-27 11:02:18.625210
 """
 
 import sqlalchemy as sa
@@ -146,6 +146,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', models.columns.UTCDateTime(), nullable=False),
     sa.Column('claimed_until', models.columns.UTCDateTime(), nullable=True),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('sent_at', models.columns.UTCDateTime(), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),

@@ -1,10 +1,11 @@
 """The appeal state machine: one table of allowed transitions, and the one place that applies them."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from models.appeal import Appeal, AppealEvent
@@ -85,23 +86,37 @@ class Transition:
 def apply_transitions(session: Session, transitions: list[Transition], *, now: datetime) -> list[Transition]:
     """Apply each transition guarded in SQL; return those that took effect, with their events added.
 
-    A transition whose appeal has moved on (another worker, a retried job) changes nothing: the
-    UPDATE matches no row. The caller owns the transaction.
+    A transition whose appeal has moved on (another worker, a retried job) changes nothing. The
+    rows are locked and checked first, then updated in one executemany per kind of change, each
+    UPDATE still guarded by status and version. The caller owns the transaction.
     """
-    applied: list[Transition] = []
+    if not transitions:
+        return []
+    wanted = {t.appeal_id: t for t in transitions}
+    current = session.execute(
+        select(Appeal.id, Appeal.status, Appeal.version).where(Appeal.id.in_(wanted)).with_for_update()
+    ).all()
+    applied = [wanted[id_] for id_, status, version in current
+               if (status, version) == (wanted[id_].from_status, wanted[id_].version)]
+    by_columns: dict[tuple[str, ...], list[dict]] = defaultdict(list)
     events: list[dict] = []
-    for t in transitions:
+    for t in applied:
         to_status = next_status(t.from_status, t.action)
-        result = session.execute(
-            update(Appeal)
-            .where(Appeal.id == t.appeal_id, Appeal.status == t.from_status, Appeal.version == t.version)
-            .values(status=to_status, version=t.version + 1, updated_at=now, **t.changes)
-            .execution_options(synchronize_session=False)
+        by_columns[tuple(sorted(t.changes))].append(
+            {"b_id": t.appeal_id, "b_from": t.from_status, "b_version": t.version, "b_to": to_status,
+             "b_next": t.version + 1, "b_now": now, **{f"b_{k}": v for k, v in t.changes.items()}})
+        events.append(dict(appeal_id=t.appeal_id, kind=t.action.value, actor=t.actor, at=now,
+                           from_status=t.from_status, to_status=to_status, detail=t.detail))
+    table = Appeal.__table__
+    for columns, rows in by_columns.items():
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_from"),
+                   table.c.version == bindparam("b_version"))
+            .values(status=bindparam("b_to"), version=bindparam("b_next"), updated_at=bindparam("b_now"),
+                    **{c: bindparam(f"b_{c}") for c in columns}),
+            rows,
         )
-        if result.rowcount == 1:
-            applied.append(t)
-            events.append(dict(appeal_id=t.appeal_id, kind=t.action.value, actor=t.actor, at=now,
-                               from_status=t.from_status, to_status=to_status, detail=t.detail))
     if events:
         session.execute(insert(AppealEvent), events)
     return applied

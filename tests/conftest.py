@@ -23,6 +23,10 @@ from models.schema import migrate
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 BIN = Path(sys.executable).parent
+# Prefect reads its settings when first imported, which collecting the tests does: name the
+# server's address now, or in-process flow runs would start an ephemeral server of their own.
+PREFECT_PORT = free_port()
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_PORT}/api"
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +47,9 @@ def redis_url(workdir) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_api(workdir) -> Iterator[str]:
-    process, api = start_prefect_server(workdir / "prefect", ui=False, log_file=workdir / "prefect.log")
-    os.environ["PREFECT_API_URL"] = api
+    process, api = start_prefect_server(workdir / "prefect", PREFECT_PORT, ui=False,
+                                        log_file=workdir / "prefect.log")
+    assert api == os.environ["PREFECT_API_URL"]
     yield api
     stop(process)
 

@@ -95,17 +95,22 @@ def test_delivery_retries_with_backoff_and_sends_once(stack, http_receiver):
     assert {m["title"] for m in http_receiver.received} == {r.subject for r in to_department}
 
 
-def test_a_requester_with_no_reachable_channel_is_recorded_not_dropped(env):
+def test_a_requester_with_no_reachable_channel_is_recorded_not_dropped(stack):
     url = get_settings().sqlalchemy_url
     received_appeals(1)
     with session_scope(url) as session:
         session.execute(update(Appeal).values(requester_email=None))  # phone only, no SMS gateway set
-    dispatch_appeals(_claim_all(url))
-    with session_scope(url) as session:
-        to_requester = session.execute(select(Notification).where(Notification.recipient == "requester")).scalars()
-        (row,) = list(to_requester)
+    stack.start_worker()
+
+    def to_requester():
+        with session_scope(url) as session:
+            row = session.execute(select(Notification).where(Notification.recipient == "requester")).scalar()
+        return row if row is not None and row.status != NotificationStatus.pending else None
+
+    row = wait_for(to_requester, timeout=60, what="the requester's notification to settle")
     assert row.target == "sms:13900000000"
-    assert row.status == NotificationStatus.pending  # waiting; delivery will fail it with a reason
+    assert row.status == NotificationStatus.undeliverable and row.attempts == 1  # no retry can mend it
+    assert "SMS" in row.last_error
 
 
 def test_the_lazy_ssl_context_apprise_gets_still_configures_tls():

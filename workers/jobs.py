@@ -16,7 +16,7 @@ from models.columns import utcnow
 from models.db import session_scope
 from models.dispatch import claim_waiting
 from models.outbox import Notification, claim_due, mark_failed, mark_sent, release_abandoned, renew_claim
-from notifications.delivery import send
+from notifications.delivery import NoRoute, send
 from workers.queues import DELIVERY, DISPATCH, wake, woken
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def _deliver(notification: Notification, *, worker: str, lease: timedelta, setti
         with session_scope(url) as session:
             mark_failed(session, notification, str(error), worker=worker, now=utcnow(),
                         backoff_seconds=settings.delivery_backoff_seconds,
-                        max_attempts=settings.delivery_max_attempts)
+                        max_attempts=settings.delivery_max_attempts,
+                        retryable=not isinstance(error, NoRoute))
         return "failed"
     with session_scope(url) as session:
         mark_sent(session, notification.id, worker=worker, now=utcnow())

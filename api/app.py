@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors, intake, tracking
+from api import auth, errors, intake, tracking, workbench
 from appealflow.settings import get_settings
 
 
@@ -26,6 +26,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(intake.router)
     app.include_router(tracking.router)
+    app.include_router(auth.router)
+    app.include_router(workbench.router)
     return app
 
 

@@ -78,6 +78,7 @@ class AppealOut(BaseModel):
     location: Location
     requester: Requester
     status: str
+    version: int
     department: Department | None
     assisting: list[Department]
     deadlines: Deadlines

@@ -3,31 +3,67 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
-from sqlmodel import select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, select
 
 from api import schemas
 from api.deps import SessionDep, SettingsDep
+from appealflow.settings import Settings
 from models.appeal import Appeal, AppealAssist
+from models.columns import utcnow
+from models.deadlines import WallClockCalendar
 from models.department import Department
+from models.enums import Role
 from models.intake import history
+from models.lifecycle import Action
+from models.people import Staff
 from models.tracking import token_matches
+from models.workbench import ActionInput, act
 
 router = APIRouter(tags=["tracking"])
 
 
-@router.get("/appeals/{code}", response_model=schemas.AppealOut, name="track_appeal")
-def track_appeal(
-    code: str, session: SessionDep, settings: SettingsDep,
-    token: Annotated[str | None, Query(max_length=100)] = None,
-    x_access_token: Annotated[str | None, Header(max_length=100)] = None,
-) -> schemas.AppealOut:
-    """The appeal and its history, for whoever holds its access token; 404 otherwise, so a wrong
-    token cannot tell a real code from a made-up one."""
-    if not token_matches(settings.signing_key(), code, x_access_token or token):
+REQUESTER = Staff(id=0, username="requester", role=Role.requester, department_code=None)
+TokenQuery = Annotated[str | None, Query(max_length=100)]
+TokenHeader = Annotated[str | None, Header(max_length=100)]
+
+
+def _own_appeal(session: Session, settings: Settings, code: str, token: str | None) -> Appeal:
+    """The appeal, for whoever holds its access token; 404 otherwise, so a wrong token cannot tell a
+    real code from a made-up one."""
+    if not token_matches(settings.signing_key(), code, token):
         raise HTTPException(404, "no appeal with this code and token")
     appeal = session.exec(select(Appeal).where(Appeal.code == code)).first()
     if appeal is None:
         raise HTTPException(404, "no appeal with this code and token")
+    return appeal
+
+
+class Information(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=5000)
+
+
+@router.post("/appeals/{code}/information", response_model=schemas.AppealOut)
+def give_information(code: str, body: Information, session: SessionDep, settings: SettingsDep,
+                     token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
+    """The requester answers a department's request for information; the clock resumes."""
+    appeal = _own_appeal(session, settings, code, x_access_token or token)
+    try:
+        act(session, REQUESTER, appeal, Action.info_received, ActionInput(version=appeal.version, text=body.text),
+            now=utcnow(), calendar=WallClockCalendar())
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return track_appeal(code, session, settings, token, x_access_token)
+
+
+@router.get("/appeals/{code}", response_model=schemas.AppealOut, name="track_appeal")
+def track_appeal(code: str, session: SessionDep, settings: SettingsDep,
+                 token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
+    """The appeal and its whole history, for the requester holding its token."""
+    appeal = _own_appeal(session, settings, code, x_access_token or token)
     assisting = session.exec(
         select(Department).join(AppealAssist, AppealAssist.department_code == Department.code)
         .where(AppealAssist.appeal_id == appeal.id)
@@ -39,7 +75,7 @@ def track_appeal(
         location=schemas.Location(district=appeal.district, street=appeal.street, address=appeal.address),
         requester=schemas.Requester(name=appeal.requester_name, phone=appeal.requester_phone,
                                     email=appeal.requester_email),
-        status=appeal.status,
+        status=appeal.status, version=appeal.version,
         department=schemas.Department.model_validate(primary, from_attributes=True) if primary else None,
         assisting=[schemas.Department.model_validate(d, from_attributes=True) for d in assisting],
         deadlines=schemas.Deadlines(accept_due_at=appeal.accept_due_at, contact_due_at=appeal.contact_due_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -15,6 +16,8 @@ import httpx
 
 from appealflow.settings import get_settings
 
+DEMO_PASSWORD = os.environ.get("APPEALFLOW_DEMO_PASSWORD", "demo-pass-12345")
+
 
 def cmd_migrate(_: argparse.Namespace) -> None:
     from models.schema import migrate
@@ -25,11 +28,43 @@ def cmd_migrate(_: argparse.Namespace) -> None:
 
 def cmd_seed(args: argparse.Namespace) -> None:
     from models.db import session_scope
+    from models.people import ensure_demo_staff
     from models.reference import REFERENCE_DIR, load_reference_files
 
     with session_scope(get_settings().sqlalchemy_url) as session:
         counts = load_reference_files(session, Path(args.folder) if args.folder else REFERENCE_DIR)
+        staff = ensure_demo_staff(session, DEMO_PASSWORD) if args.demo_staff else []
     print("loaded " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+    if staff:
+        print(f"demo staff (password {DEMO_PASSWORD!r}): {', '.join(staff)}")
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    from models.db import session_scope
+    from models.enums import Role
+    from models.people import StaffError, add_user
+
+    password = args.password or os.environ.get("APPEALFLOW_NEW_PASSWORD") or getpass.getpass("password: ")
+    try:
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            add_user(session, username=args.username, password=password, role=Role(args.role),
+                     display_name=args.name, department_code=args.department)
+    except StaffError as error:
+        sys.exit(f"appealflow: {error}")
+    print(f"added {args.role} {args.username}")
+
+
+def cmd_user_key(args: argparse.Namespace) -> None:
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.people import StaffUser, issue_api_key
+
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        user = session.exec(select(StaffUser).where(StaffUser.username == args.username)).first()
+        if user is None:
+            sys.exit(f"appealflow: no user {args.username!r}")
+        print(issue_api_key(session, user, args.label))
 
 
 def cmd_api(args: argparse.Namespace) -> None:
@@ -49,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from appealflow.demo import post_demo_appeals
     from appealflow.services import MailCatcher, spawn, start_prefect_server, start_redis, stop, wait_until
     from models.db import session_scope
+    from models.people import ensure_demo_staff
     from models.reference import load_reference_files
     from models.schema import migrate
 
@@ -67,6 +103,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         migrate(settings.sqlalchemy_url)
         with session_scope(settings.sqlalchemy_url) as session:
             load_reference_files(session)
+            if args.demo:
+                ensure_demo_staff(session, DEMO_PASSWORD)
         print("starting the Prefect server (about 10 s)...", flush=True)
         process, env["PREFECT_API_URL"] = start_prefect_server(
             data / "prefect", args.prefect_port, ui=True, log_file=logs / "prefect.log")
@@ -95,6 +133,8 @@ AppealFlow is running.
   Mail sent         {data / "mail" if mail else settings.smtp_url}
   Logs              {logs}
   Demo appeals      {", ".join(codes) or "-"}
+  Demo staff        operator, dispatcher, supervisor, admin, handler.urban_management,
+                    head.urban_management, ... (password {DEMO_PASSWORD!r}); sign in at /docs
 Press Ctrl-C to stop.""", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for p in children):
@@ -126,7 +166,22 @@ def main(argv: list[str] | None = None) -> None:
 
     p = commands.add_parser("seed", help="load departments, categories, routing rules and deadline policies")
     p.add_argument("--folder", help="a folder of reference YAML files (default: the bundled city)")
+    p.add_argument("--demo-staff", action="store_true", help="also add a demo account for every role")
     p.set_defaults(func=cmd_seed)
+
+    user = commands.add_parser("user", help="staff accounts").add_subparsers(required=True)
+    p = user.add_parser("add", help="add a member of staff")
+    p.add_argument("username")
+    p.add_argument("--role", required=True,
+                   choices=["operator", "dispatcher", "handler", "department_head", "supervisor", "admin"])
+    p.add_argument("--department", help="for handlers and department heads")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--password", help="default: APPEALFLOW_NEW_PASSWORD, else asked")
+    p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("key", help="issue an API key acting as this user (printed once)")
+    p.add_argument("username")
+    p.add_argument("--label", default="machine client")
+    p.set_defaults(func=cmd_user_key)
 
     p = commands.add_parser("api", help="serve the HTTP API")
     p.add_argument("--host", default="127.0.0.1")

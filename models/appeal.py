@@ -16,6 +16,8 @@ class Appeal(SQLModel, table=True):
     __table_args__ = (
         Index("ix_appeal_status_id", "status", "id"),
         Index("ix_appeal_department_status", "department_code", "status"),
+        # The handler's queue: their department's open appeals, nearest deadline first.
+        Index("ix_appeal_queue", "department_code", "resolve_due_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -47,6 +49,10 @@ class Appeal(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts(nullable=False))
     # A dispatch worker's claim; a claim that outlives its lease belongs to a dead worker.
     claimed_until: datetime | None = Field(default=None, sa_column=_ts())
+    # While waiting on the requester the clocks stop; resuming moves every deadline by the pause.
+    paused_at: datetime | None = Field(default=None, sa_column=_ts())
+    return_count: int = Field(default=0)
+    parent_id: int | None = Field(default=None, foreign_key="appeal.id")
     version: int = Field(default=1)
 
 
@@ -80,4 +86,20 @@ class IdempotencyKey(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     request_hash: str = Field(max_length=64)
     appeal_id: int = Field(foreign_key="appeal.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class ExtensionRequest(SQLModel, table=True):
+    """A handler's request for more time (延期), decided by a supervisor."""
+
+    __tablename__ = "extension_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    requested_by: str = Field(max_length=100)
+    reason: str = Field(max_length=1000)
+    extra: str = Field(max_length=10)
+    status: str = Field(default="pending", max_length=10)
+    decided_by: str | None = Field(default=None, max_length=100)
+    decided_at: datetime | None = Field(default=None, sa_column=_ts())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

@@ -50,3 +50,7 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# Every table registered before any session flushes, so foreign keys always resolve.
+from models import tables  # noqa: E402,F401

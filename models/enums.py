@@ -34,6 +34,7 @@ class AppealStatus(StrEnum):
     waiting_requester = "waiting_requester"
     replied = "replied"
     returned = "returned"
+    arbitration = "arbitration"  # returned too often: a supervisor decides who owns it
     reopened = "reopened"
     merged = "merged"
     closed = "closed"
@@ -53,3 +54,15 @@ class NotificationStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     undeliverable = "undeliverable"
+
+
+class Role(StrEnum):
+    operator = "operator"
+    dispatcher = "dispatcher"
+    handler = "handler"
+    department_head = "department_head"
+    supervisor = "supervisor"
+    admin = "admin"
+    # Not staff: the automatic steps, and the citizen holding the appeal's token.
+    system = "system"
+    requester = "requester"

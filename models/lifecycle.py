@@ -1,4 +1,5 @@
-"""The appeal state machine: one table of allowed transitions, and the one place that applies them."""
+"""The appeal state machine: one table of allowed transitions, who may make each, and the one
+place that applies them."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -10,50 +11,73 @@ from sqlmodel import Session
 
 from models.appeal import Appeal, AppealEvent
 from models.enums import AppealStatus as S
+from models.enums import Role
 
 
 class Action(StrEnum):
-    receive = "receive"
-    route = "route"                 # automatic dispatch by the catalogue
-    triage = "triage"               # routing could not place it with confidence
-    dispatch = "dispatch"           # a dispatcher places it by hand
-    answer_on_spot = "answer_on_spot"
-    merge = "merge"
+    route = "route"                    # automatic dispatch by the catalogue
+    triage = "triage"                  # routing could not place it with confidence
+    dispatch = "dispatch"              # a dispatcher (or supervisor) places it by hand
+    merge = "merge"                    # a duplicate joins its parent
     invalidate = "invalidate"
-    accept = "accept"
-    contact = "contact"
-    request_info = "request_info"
+    accept = "accept"                  # 签收
+    contact = "contact"                # first contact with the requester
+    request_info = "request_info"      # the clock stops until the requester answers
     info_received = "info_received"
-    reply = "reply"
-    return_ = "return"
+    reply = "reply"                    # 办结
+    return_ = "return"                 # 退单: not ours
+    return_to_supervisor = "return_to_supervisor"  # the third return: a supervisor arbitrates
+    request_extension = "request_extension"        # 延期
+    decide_extension = "decide_extension"
+    add_assist = "add_assist"          # 协办
+    note = "note"
     close = "close"
     reopen = "reopen"
 
 
-TRANSITIONS: dict[tuple[S, Action], S] = {
-    (S.received, Action.route): S.dispatched,
-    (S.received, Action.triage): S.triage,
-    (S.received, Action.answer_on_spot): S.replied,
-    (S.received, Action.merge): S.merged,
-    (S.received, Action.invalidate): S.closed,
-    (S.triage, Action.dispatch): S.dispatched,
-    (S.triage, Action.merge): S.merged,
-    (S.triage, Action.invalidate): S.closed,
-    (S.returned, Action.dispatch): S.dispatched,
-    (S.returned, Action.merge): S.merged,
-    (S.returned, Action.invalidate): S.closed,
-    (S.dispatched, Action.accept): S.accepted,
-    (S.dispatched, Action.return_): S.returned,
-    (S.accepted, Action.contact): S.in_progress,
-    (S.accepted, Action.return_): S.returned,
-    (S.accepted, Action.request_info): S.waiting_requester,
-    (S.in_progress, Action.request_info): S.waiting_requester,
-    (S.waiting_requester, Action.info_received): S.in_progress,
-    (S.in_progress, Action.reply): S.replied,
-    (S.replied, Action.close): S.closed,
-    (S.replied, Action.reopen): S.reopened,
-    (S.reopened, Action.dispatch): S.dispatched,
-}
+DEPARTMENT = frozenset({Role.handler, Role.department_head})
+CENTRE = frozenset({Role.dispatcher, Role.supervisor})
+SYSTEM = frozenset({Role.system})
+OPEN = (S.dispatched, S.accepted, S.in_progress, S.waiting_requester)
+
+
+@dataclass(frozen=True)
+class Step:
+    to: S | None  # None: the status stays as it is
+    roles: frozenset[Role]
+
+
+def _rows() -> dict[tuple[S, Action], Step]:
+    table: dict[tuple[S, Action], Step] = {}
+
+    def allow(sources, action: Action, to: S | None, roles) -> None:
+        for source in (sources if isinstance(sources, tuple) else (sources,)):
+            table[(source, action)] = Step(to, frozenset(roles))
+
+    allow(S.received, Action.route, S.dispatched, SYSTEM)
+    allow(S.received, Action.triage, S.triage, SYSTEM)
+    allow((S.triage, S.returned, S.reopened), Action.dispatch, S.dispatched, CENTRE)
+    allow(S.arbitration, Action.dispatch, S.dispatched, {Role.supervisor})
+    allow((S.triage, S.returned), Action.merge, S.merged, {Role.dispatcher})
+    allow((S.triage, S.returned), Action.invalidate, S.closed, {Role.dispatcher})
+    allow(S.dispatched, Action.accept, S.accepted, DEPARTMENT)
+    allow((S.dispatched, S.accepted), Action.return_, S.returned, DEPARTMENT)
+    allow((S.dispatched, S.accepted), Action.return_to_supervisor, S.arbitration, DEPARTMENT)
+    allow(S.accepted, Action.contact, S.in_progress, DEPARTMENT)
+    allow((S.accepted, S.in_progress), Action.request_info, S.waiting_requester, DEPARTMENT)
+    allow(S.waiting_requester, Action.info_received, S.in_progress, DEPARTMENT | {Role.requester})
+    allow(S.in_progress, Action.reply, S.replied, DEPARTMENT)
+    allow((S.accepted, S.in_progress, S.waiting_requester), Action.request_extension, None, DEPARTMENT)
+    allow((S.accepted, S.in_progress, S.waiting_requester), Action.decide_extension, None, {Role.supervisor})
+    allow(OPEN, Action.add_assist, None, DEPARTMENT)
+    allow((*OPEN, S.triage, S.returned, S.arbitration, S.replied, S.reopened), Action.note, None,
+          DEPARTMENT | CENTRE)
+    allow(S.replied, Action.close, S.closed, SYSTEM | {Role.requester})
+    allow(S.replied, Action.reopen, S.reopened, {Role.requester})
+    return table
+
+
+TRANSITIONS = _rows()
 
 
 class IllegalTransition(Exception):
@@ -63,11 +87,35 @@ class IllegalTransition(Exception):
         self.action = action
 
 
-def next_status(status: str, action: Action) -> S:
+class NotPermitted(Exception):
+    def __init__(self, role: Role, action: Action):
+        super().__init__(f"a {role.value} may not {action.value} an appeal")
+
+
+def step(status: str, action: Action) -> Step:
     try:
         return TRANSITIONS[(S(status), action)]
     except KeyError:
         raise IllegalTransition(status, action) from None
+
+
+def next_status(status: str, action: Action) -> S:
+    return step(status, action).to or S(status)
+
+
+def may(role: Role, action: Action) -> bool:
+    """Whether the role may take the action in some status; the status decides the rest."""
+    return any(role in s.roles for (_, a), s in TRANSITIONS.items() if a == action)
+
+
+def check(role: Role, status: str, action: Action) -> Step:
+    """The step, if `role` may take `action` now; the refusal that fits otherwise."""
+    if not may(role, action):
+        raise NotPermitted(role, action)
+    found = step(status, action)
+    if role not in found.roles:
+        raise NotPermitted(role, action)
+    return found
 
 
 @dataclass(frozen=True)
@@ -86,9 +134,9 @@ class Transition:
 def apply_transitions(session: Session, transitions: list[Transition], *, now: datetime) -> list[Transition]:
     """Apply each transition guarded in SQL; return those that took effect, with their events added.
 
-    A transition whose appeal has moved on (another worker, a retried job) changes nothing. The
-    rows are locked and checked first, then updated in one executemany per kind of change, each
-    UPDATE still guarded by status and version. The caller owns the transaction.
+    A transition whose appeal has moved on (another worker, a retried job, another handler) changes
+    nothing. The rows are locked and checked first, then updated in one executemany per kind of
+    change, each UPDATE still guarded by status and version. The caller owns the transaction.
     """
     if not transitions:
         return []

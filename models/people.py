@@ -4,7 +4,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -12,16 +11,7 @@ from sqlalchemy import Column
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.columns import UTCDateTime, utcnow
-
-
-class Role(StrEnum):
-    operator = "operator"
-    dispatcher = "dispatcher"
-    handler = "handler"
-    department_head = "department_head"
-    supervisor = "supervisor"
-    admin = "admin"
-
+from models.enums import Role
 
 DEPARTMENT_ROLES = {Role.handler, Role.department_head}
 
@@ -126,3 +116,20 @@ def staff_for_api_key(session: Session, key: str) -> Staff | None:
 def staff_by_id(session: Session, user_id: int) -> Staff | None:
     user = session.get(StaffUser, user_id)
     return as_staff(user) if user and user.active else None
+
+
+DEMO_DEPARTMENTS = ("urban_management", "housing", "water_supply_group", "shinan_badaguan")
+
+
+def ensure_demo_staff(session: Session, password: str) -> list[str]:
+    """One account per role, and a handler and a head for a few departments; existing ones are kept."""
+    wanted = [("operator", Role.operator, None), ("dispatcher", Role.dispatcher, None),
+              ("supervisor", Role.supervisor, None), ("admin", Role.admin, None)]
+    for code in DEMO_DEPARTMENTS:
+        wanted += [(f"handler.{code}", Role.handler, code), (f"head.{code}", Role.department_head, code)]
+    made = []
+    for username, role, department in wanted:
+        if session.exec(select(StaffUser).where(StaffUser.username == username)).first() is None:
+            add_user(session, username=username, password=password, role=role, department_code=department)
+            made.append(username)
+    return made

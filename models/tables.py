@@ -2,11 +2,12 @@
 
 from sqlmodel import SQLModel
 
-from models.appeal import Appeal, AppealAssist, AppealEvent, IdempotencyKey
+from models.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
 from models.department import Category, DeadlinePolicy, Department, RoutingRule
 from models.outbox import Notification
+from models.people import ApiKey, StaffUser
 
 metadata = SQLModel.metadata
 
-__all__ = ["Appeal", "AppealAssist", "AppealEvent", "Category", "DeadlinePolicy", "Department",
-           "IdempotencyKey", "Notification", "RoutingRule", "metadata"]
+__all__ = ["ApiKey", "Appeal", "AppealAssist", "AppealEvent", "Category", "DeadlinePolicy", "Department",
+           "ExtensionRequest", "IdempotencyKey", "Notification", "RoutingRule", "StaffUser", "metadata"]

@@ -1,0 +1,44 @@
+"""Who may see what. Authorization is a query: what lies outside it is simply not found (404)."""
+
+from sqlalchemy import Select, false, or_, select, true
+
+from models.appeal import Appeal, AppealAssist
+from models.enums import AppealStatus, Role
+from models.people import Staff
+from models.tracking import mask_email, mask_name, mask_phone
+
+DISPATCHER_STATUSES = (AppealStatus.triage, AppealStatus.returned, AppealStatus.reopened)
+
+
+def assisted_by(department_code: str):
+    return select(AppealAssist.appeal_id).where(AppealAssist.department_code == department_code)
+
+
+def readable_condition(staff: Staff):
+    """The WHERE clause of every appeal this member of staff may see."""
+    if staff.role in (Role.supervisor, Role.admin):
+        return true()
+    if staff.role in (Role.handler, Role.department_head):
+        return or_(Appeal.department_code == staff.department_code,
+                   Appeal.id.in_(assisted_by(staff.department_code)))
+    if staff.role == Role.dispatcher:
+        return Appeal.status.in_(DISPATCHER_STATUSES)
+    if staff.role == Role.operator:
+        return Appeal.operator_id == staff.username
+    return false()
+
+
+def readable_appeals(staff: Staff) -> Select:
+    return select(Appeal).where(readable_condition(staff))
+
+
+def sees_personal_data(staff: Staff, appeal: Appeal) -> bool:
+    """Only the department handling the appeal sees who the requester is."""
+    return staff.role in (Role.handler, Role.department_head) and appeal.department_code == staff.department_code
+
+
+def requester_view(staff: Staff, appeal: Appeal) -> dict:
+    if sees_personal_data(staff, appeal):
+        return {"name": appeal.requester_name, "phone": appeal.requester_phone, "email": appeal.requester_email}
+    return {"name": mask_name(appeal.requester_name), "phone": mask_phone(appeal.requester_phone),
+            "email": mask_email(appeal.requester_email)}

@@ -1,0 +1,92 @@
+"""Work queues: what a member of staff has to do next, nearest deadline first, paged by keyset."""
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, literal, or_, select, tuple_
+from sqlmodel import Session
+
+from models.access import DISPATCHER_STATUSES, readable_condition
+from models.appeal import Appeal
+from models.columns import UTCDateTime
+from models.enums import AppealStatus, Role
+from models.lifecycle import OPEN
+from models.people import Staff
+
+SUPERVISED = (*OPEN, AppealStatus.arbitration, *DISPATCHER_STATUSES)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    statuses: tuple[str, ...] = ()
+    category: str | None = None
+    overdue: bool | None = None
+    text: str | None = None
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _default_statuses(staff: Staff) -> tuple[str, ...]:
+    if staff.role in (Role.handler, Role.department_head):
+        return OPEN
+    if staff.role == Role.dispatcher:
+        return DISPATCHER_STATUSES
+    return SUPERVISED
+
+
+def _sort_column(staff: Staff):
+    if staff.role in (Role.handler, Role.department_head):
+        return Appeal.resolve_due_at  # set on every dispatched appeal, and indexed with the department
+    if staff.role == Role.dispatcher:
+        return Appeal.received_at
+    return func.coalesce(Appeal.resolve_due_at, Appeal.received_at)
+
+
+def queue_statement(staff: Staff, wanted: QueueFilter, *, now: datetime, after: tuple | None, limit: int) -> Select:
+    statuses = tuple(s for s in (wanted.statuses or _default_statuses(staff)) if s in _default_statuses(staff))
+    sort = _sort_column(staff)
+    query = select(Appeal).where(readable_condition(staff), Appeal.status.in_(statuses))
+    if wanted.category:
+        query = query.where(Appeal.category_code == wanted.category)
+    if wanted.overdue is True:
+        query = query.where(Appeal.resolve_due_at < now)
+    elif wanted.overdue is False:
+        query = query.where(or_(Appeal.resolve_due_at.is_(None), Appeal.resolve_due_at >= now))
+    if wanted.text:
+        pattern = f"%{wanted.text.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(Appeal.code == wanted.text, Appeal.title.ilike(pattern), Appeal.text.ilike(pattern)))
+    if after is not None:
+        key = tuple_(literal(after[0], UTCDateTime()), literal(after[1]))
+        query = query.where(and_(sort.is_not(None), tuple_(sort, Appeal.id) > key))
+    return query.order_by(sort, Appeal.id).limit(limit)
+
+
+def page(session: Session, staff: Staff, wanted: QueueFilter, *, now: datetime, cursor: str | None,
+         limit: int) -> tuple[list[Appeal], str | None]:
+    """One page of the queue and the cursor of the next, or None at the end."""
+    after = decode_cursor(cursor) if cursor else None
+    rows = list(session.execute(queue_statement(staff, wanted, now=now, after=after, limit=limit + 1)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not more:
+        return rows, None
+    last = rows[-1]
+    key = last.resolve_due_at if staff.role in (Role.handler, Role.department_head) else (
+        last.received_at if staff.role == Role.dispatcher else (last.resolve_due_at or last.received_at))
+    return rows, encode_cursor(key, last.id)
+
+
+def encode_cursor(key: datetime, appeal_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key.isoformat(), appeal_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        key, appeal_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(key), int(appeal_id)
+    except (ValueError, TypeError) as error:
+        raise BadCursor("not a cursor this queue gave out") from error

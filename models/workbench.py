@@ -1,0 +1,227 @@
+"""What handlers, dispatchers and supervisors do to an appeal. Every action goes through the
+state machine's table (lifecycle.check) and is applied guarded by status and version."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
+from models.appeal import Appeal, AppealAssist, ExtensionRequest
+from models.deadlines import Calendar, Duration, deadlines_for, policy_for
+from models.department import Department
+from models.enums import AppealStatus
+from models.lifecycle import DEPARTMENT, Action, Transition, apply_transitions, check
+from models.outbox import Notification, notification_rows
+from models.people import Staff
+from models.reference import read_reference
+from notifications.messages import render
+
+MAX_RETURNS_BEFORE_ARBITRATION = 2
+
+
+class ActionRefused(Exception):
+    """The request names something that does not hold (a department, a parent, a reason)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class NotYourDepartment(Exception):
+    """Readable (an assisting department) but not this department's to act on."""
+
+
+class StaleVersion(Exception):
+    """Someone changed the appeal since the version the action names."""
+
+    def __init__(self, appeal: Appeal):
+        super().__init__(f"the appeal is now {appeal.status} at version {appeal.version}")
+        self.status = appeal.status
+        self.version = appeal.version
+
+
+@dataclass
+class ActionInput:
+    version: int
+    reason: str | None = None
+    text: str | None = None
+    department: str | None = None
+    assisting: list[str] = field(default_factory=list)
+    parent: str | None = None
+    extra: str | None = None
+    extension_id: int | None = None
+    approve: bool | None = None
+    attachments: list[dict] = field(default_factory=list)
+
+
+def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput, *,
+        now: datetime, calendar: Calendar) -> Appeal:
+    """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
+    NotYourDepartment or ActionRefused."""
+    action = _third_return(appeal, action)
+    check(staff.role, appeal.status, action)
+    if staff.role in DEPARTMENT and action != Action.note and appeal.department_code != staff.department_code:
+        raise NotYourDepartment(f"only {appeal.department_code} acts on this appeal; assisting departments add notes")
+    if given.version != appeal.version:
+        raise StaleVersion(appeal)
+    changes, detail, messages = _effects(session, staff, appeal, action, given, now, calendar)
+    applied = apply_transitions(session, [Transition(appeal.id, appeal.version, appeal.status, action, staff.actor,
+                                                     changes, detail)], now=now)
+    if not applied:  # changed between our read and our write; the caller rolls back
+        session.refresh(appeal)
+        raise StaleVersion(appeal)
+    for message in messages:
+        session.execute(insert(Notification), message)
+    session.refresh(appeal)
+    return appeal
+
+
+def _third_return(appeal: Appeal, action: Action) -> Action:
+    if action == Action.return_ and appeal.return_count >= MAX_RETURNS_BEFORE_ARBITRATION:
+        return Action.return_to_supervisor
+    return action
+
+
+def _require(value, field: str, message: str):
+    if not value:
+        raise ActionRefused(field, message)
+    return value
+
+
+def _department(session: Session, code: str | None, field: str = "department") -> Department:
+    department = session.get(Department, _require(code, field, "name a department"))
+    if department is None:
+        raise ActionRefused(field, f"unknown department {code!r}")
+    return department
+
+
+def _requester_targets(appeal: Appeal) -> list[str]:
+    if appeal.requester_email:
+        return [f"mailto:{appeal.requester_email}"]
+    return [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else []
+
+
+def _fields(appeal: Appeal, **more) -> dict:
+    return dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
+                category=appeal.category_code or "-",
+                location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-", **more)
+
+
+def _to_requester(appeal: Appeal, event: str, now: datetime, key: str, **more) -> list[dict]:
+    subject, body = render(event, "requester", **_fields(appeal, **more))
+    return notification_rows(appeal_id=appeal.id, event=f"{event}:{key}", recipient="requester",
+                             targets=_requester_targets(appeal), subject=subject, body=body, now=now)
+
+
+def _to_department(appeal: Appeal, department: Department, event: str, now: datetime, key: str,
+                   **more) -> list[dict]:
+    subject, body = render(event, "department", **_fields(appeal, department_name=department.name_zh, **more))
+    return notification_rows(appeal_id=appeal.id, event=f"{event}:{key}", recipient=f"department:{department.code}",
+                             targets=list(department.notify), subject=subject, body=body, now=now)
+
+
+def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput,
+             now: datetime, calendar: Calendar) -> tuple[dict, dict, list[list[dict]]]:
+    """The columns an action changes, what its event records, and the messages it sends."""
+    key = f"v{appeal.version}"  # one message per action taken, however often a request is retried
+    detail: dict = {"reason": given.reason} if given.reason else {}
+    if action in (Action.accept, Action.contact):
+        return {}, detail, []
+    if action == Action.note:
+        return {}, {"text": _require(given.text, "text", "a note needs text")}, []
+    if action == Action.request_info:
+        question = _require(given.text or given.reason, "text", "say what information is needed")
+        return ({"paused_at": now}, {"question": question},
+                [_to_requester(appeal, "information_requested", now, key, question=question)])
+    if action == Action.info_received:
+        paused = now - (appeal.paused_at or now)
+        changes = {"paused_at": None}
+        for column in ("accept_due_at", "contact_due_at", "resolve_due_at"):
+            if getattr(appeal, column):
+                changes[column] = getattr(appeal, column) + paused
+        return changes, {"information": given.text, "paused_seconds": int(paused.total_seconds())}, []
+    if action == Action.reply:
+        result = _require(given.text, "text", "a reply states the result")
+        return ({}, {"result": result, "attachments": given.attachments},
+                [_to_requester(appeal, "replied", now, key, result=result)])
+    if action in (Action.return_, Action.return_to_supervisor):
+        _require(given.reason, "reason", "say why this appeal is not your department's")
+        centre = session.get(Department, "hotline_centre")
+        messages = [_to_department(appeal, centre, "returned", now, key, reason=given.reason,
+                                   returned_by=staff.department_code)] if centre else []
+        return ({"department_code": None, "return_count": appeal.return_count + 1},
+                {"reason": given.reason, "department": appeal.department_code}, messages)
+    if action == Action.request_extension:
+        extra = _require(given.extra, "extra", "say how much more time, like '3d'")
+        try:
+            Duration.parse(extra)
+        except ValueError as error:
+            raise ActionRefused("extra", str(error)) from None
+        reason = _require(given.reason, "reason", "an extension needs a reason")
+        request = ExtensionRequest(appeal_id=appeal.id, requested_by=staff.actor, reason=reason, extra=extra,
+                                   created_at=now)
+        session.add(request)
+        session.flush()
+        return {}, {"reason": reason, "extra": extra, "extension_id": request.id}, []
+    if action == Action.decide_extension:
+        request = session.get(ExtensionRequest, _require(given.extension_id, "extension_id", "name the request"))
+        if request is None or request.appeal_id != appeal.id or request.status != "pending":
+            raise ActionRefused("extension_id", "no pending extension request with this id on this appeal")
+        if given.approve is None:
+            raise ActionRefused("approve", "say whether the extension is approved")
+        request.status, request.decided_by, request.decided_at = (
+            "approved" if given.approve else "denied"), staff.actor, now
+        changes = {}
+        if given.approve and appeal.resolve_due_at:
+            changes["resolve_due_at"] = calendar.add(appeal.resolve_due_at, Duration.parse(request.extra),
+                                                     working=True)
+        department = session.get(Department, appeal.department_code)
+        messages = [_to_department(appeal, department, "extension_decided", now, key,
+                                   decision=request.status, extra=request.extra)] if department else []
+        return changes, {"extension_id": request.id, "decision": request.status, "reason": given.reason}, messages
+    if action == Action.add_assist:
+        helper = _department(session, given.department)
+        if helper.code == appeal.department_code or session.get(AppealAssist, (appeal.id, helper.code)):
+            raise ActionRefused("department", f"{helper.code} already works on this appeal")
+        session.add(AppealAssist(appeal_id=appeal.id, department_code=helper.code))
+        return {}, {"department": helper.code, "reason": given.reason}, [
+            _to_department(appeal, helper, "assist_requested", now, key, reason=given.reason or "-")]
+    if action == Action.dispatch:
+        return _dispatch_by_hand(session, appeal, given, now, calendar, key)
+    if action == Action.merge:
+        parent = session.execute(select(Appeal).where(Appeal.code == _require(
+            given.parent, "parent", "name the parent appeal"))).scalar_one_or_none()
+        if parent is None or parent.id == appeal.id or parent.status == AppealStatus.merged:
+            raise ActionRefused("parent", "the parent must be another appeal that is not itself merged")
+        return ({"parent_id": parent.id}, {"parent": parent.code},
+                [_to_requester(appeal, "merged", now, key, parent=parent.code)])
+    if action == Action.invalidate:
+        reason = _require(given.reason, "reason", "say why the appeal is invalid")
+        return {}, {"reason": reason}, [_to_requester(appeal, "invalidated", now, key, reason=reason)]
+    raise ActionRefused("action", f"{action.value} is not taken through the workbench")
+
+
+def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now: datetime, calendar: Calendar,
+                      key: str) -> tuple[dict, dict, list[list[dict]]]:
+    primary = _department(session, given.department)
+    helpers = [_department(session, code, "assisting") for code in given.assisting if code != primary.code]
+    ref = read_reference(session)
+    lineage = ref.catalogue.lineage(appeal.category_code) if appeal.category_code else []
+    deadlines = deadlines_for(policy_for(ref.policies, appeal.appeal_type, appeal.priority, lineage), now, calendar)
+    existing = set(session.execute(select(AppealAssist.department_code).where(
+        AppealAssist.appeal_id == appeal.id)).scalars())
+    for helper in helpers:
+        if helper.code not in existing:
+            session.add(AppealAssist(appeal_id=appeal.id, department_code=helper.code))
+    due = dict(accept_due=f"{deadlines.accept_due_at:%Y-%m-%d %H:%M} UTC",
+               resolve_due=f"{deadlines.resolve_due_at:%Y-%m-%d %H:%M} UTC")
+    messages = [_to_department(appeal, primary, "dispatched", now, key, **due),
+                _to_requester(appeal, "dispatched", now, key,
+                              department_name=f"{primary.name_zh} ({primary.name_en})", **due)]
+    changes = dict(department_code=primary.code, dispatched_at=now, accept_due_at=deadlines.accept_due_at,
+                   contact_due_at=deadlines.contact_due_at, resolve_due_at=deadlines.resolve_due_at, paused_at=None)
+    detail = {"department": primary.code, "assisting": [h.code for h in helpers], "reason": given.reason}
+    return changes, detail, messages
+
+

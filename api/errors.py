@@ -36,7 +36,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(IllegalTransition)
     async def _illegal(_: Request, error: IllegalTransition):
-        return JSONResponse(status_code=409, content={"detail": str(error), "status": error.status})
+        return JSONResponse(status_code=409, content={"detail": str(error), "status": error.status,
+                                                      "version": error.version})
 
     @app.exception_handler(StaleVersion)
     async def _stale(_: Request, error: StaleVersion):

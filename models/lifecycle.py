@@ -81,10 +81,11 @@ TRANSITIONS = _rows()
 
 
 class IllegalTransition(Exception):
-    def __init__(self, status: str, action: Action):
+    def __init__(self, status: str, action: Action, version: int | None = None):
         super().__init__(f"cannot {action.value} an appeal that is {status}")
         self.status = status
         self.action = action
+        self.version = version
 
 
 class NotPermitted(Exception):

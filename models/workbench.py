@@ -11,7 +11,7 @@ from models.appeal import Appeal, AppealAssist, ExtensionRequest
 from models.deadlines import Calendar, Duration, deadlines_for, policy_for
 from models.department import Department
 from models.enums import AppealStatus
-from models.lifecycle import DEPARTMENT, Action, Transition, apply_transitions, check
+from models.lifecycle import DEPARTMENT, Action, IllegalTransition, Transition, apply_transitions, check
 from models.outbox import Notification, notification_rows
 from models.people import Staff
 from models.reference import read_reference
@@ -60,7 +60,11 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
     action = _third_return(appeal, action)
-    check(staff.role, appeal.status, action)
+    try:
+        check(staff.role, appeal.status, action)
+    except IllegalTransition as error:
+        error.version = appeal.version  # so the client can reload and see what happened
+        raise
     if staff.role in DEPARTMENT and action != Action.note and appeal.department_code != staff.department_code:
         raise NotYourDepartment(f"only {appeal.department_code} acts on this appeal; assisting departments add notes")
     if given.version != appeal.version:

@@ -14,13 +14,17 @@ def assisted_by(department_code: str):
     return select(AppealAssist.appeal_id).where(AppealAssist.department_code == department_code)
 
 
+def department_scopes(department_code: str) -> tuple:
+    """A department's appeals: those it handles, and those it assists on."""
+    return (Appeal.department_code == department_code, Appeal.id.in_(assisted_by(department_code)))
+
+
 def readable_condition(staff: Staff):
     """The WHERE clause of every appeal this member of staff may see."""
     if staff.role in (Role.supervisor, Role.admin):
         return true()
     if staff.role in (Role.handler, Role.department_head):
-        return or_(Appeal.department_code == staff.department_code,
-                   Appeal.id.in_(assisted_by(staff.department_code)))
+        return or_(*department_scopes(staff.department_code))
     if staff.role == Role.dispatcher:
         return Appeal.status.in_(DISPATCHER_STATUSES)
     if staff.role == Role.operator:

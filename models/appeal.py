@@ -2,10 +2,12 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from models.columns import UTCDateTime, utcnow
+
+OPEN_CONDITION = "status IN ('dispatched', 'accepted', 'in_progress', 'waiting_requester')"
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column:
@@ -16,8 +18,10 @@ class Appeal(SQLModel, table=True):
     __table_args__ = (
         Index("ix_appeal_status_id", "status", "id"),
         Index("ix_appeal_department_status", "department_code", "status"),
-        # The handler's queue: their department's open appeals, nearest deadline first.
-        Index("ix_appeal_queue", "department_code", "resolve_due_at", "id"),
+        # The handler's queue: their department's open appeals, nearest deadline first. Partial, so
+        # the years of closed appeals a city keeps cost it nothing.
+        Index("ix_appeal_queue", "department_code", "resolve_due_at", "id",
+              postgresql_where=text(OPEN_CONDITION), sqlite_where=text(OPEN_CONDITION)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -60,6 +64,7 @@ class AppealAssist(SQLModel, table=True):
     """An assisting department (协办) on an appeal."""
 
     __tablename__ = "appeal_assist"
+    __table_args__ = (Index("ix_appeal_assist_department", "department_code", "appeal_id"),)
 
     appeal_id: int = Field(foreign_key="appeal.id", primary_key=True)
     department_code: str = Field(foreign_key="department.code", primary_key=True, max_length=40)

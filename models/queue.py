@@ -5,10 +5,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
 from sqlmodel import Session
 
-from models.access import DISPATCHER_STATUSES, readable_condition
+from models.access import DISPATCHER_STATUSES, department_scopes, readable_condition
 from models.appeal import Appeal
 from models.columns import UTCDateTime
 from models.enums import AppealStatus, Role
@@ -49,20 +49,31 @@ def _sort_column(staff: Staff):
 def queue_statement(staff: Staff, wanted: QueueFilter, *, now: datetime, after: tuple | None, limit: int) -> Select:
     statuses = tuple(s for s in (wanted.statuses or _default_statuses(staff)) if s in _default_statuses(staff))
     sort = _sort_column(staff)
-    query = select(Appeal).where(readable_condition(staff), Appeal.status.in_(statuses))
+    conditions = [Appeal.status.in_(statuses)]
     if wanted.category:
-        query = query.where(Appeal.category_code == wanted.category)
+        conditions.append(Appeal.category_code == wanted.category)
     if wanted.overdue is True:
-        query = query.where(Appeal.resolve_due_at < now)
+        conditions.append(Appeal.resolve_due_at < now)
     elif wanted.overdue is False:
-        query = query.where(or_(Appeal.resolve_due_at.is_(None), Appeal.resolve_due_at >= now))
+        conditions.append(or_(Appeal.resolve_due_at.is_(None), Appeal.resolve_due_at >= now))
     if wanted.text:
         pattern = f"%{wanted.text.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(Appeal.code == wanted.text, Appeal.title.ilike(pattern), Appeal.text.ilike(pattern)))
+        conditions.append(or_(Appeal.code == wanted.text, Appeal.title.ilike(pattern), Appeal.text.ilike(pattern)))
     if after is not None:
         key = tuple_(literal(after[0], UTCDateTime()), literal(after[1]))
-        query = query.where(and_(sort.is_not(None), tuple_(sort, Appeal.id) > key))
-    return query.order_by(sort, Appeal.id).limit(limit)
+        conditions.append(and_(sort.is_not(None), tuple_(sort, Appeal.id) > key))
+    if staff.role not in (Role.handler, Role.department_head):
+        return select(Appeal).where(readable_condition(staff), *conditions).order_by(sort, Appeal.id).limit(limit)
+    # The department's readable scopes one by one, each read in deadline order from its index,
+    # then merged: one OR over both would make the database scan every appeal.
+    handled, assisted = department_scopes(staff.department_code)
+    pages = []
+    for scope in (handled, and_(assisted, or_(Appeal.department_code.is_(None), ~handled))):
+        page = (select(Appeal.id, sort.label("due")).where(scope, *conditions)
+                .order_by(sort, Appeal.id).limit(limit).subquery())
+        pages.append(select(page.c.id, page.c.due))
+    merged = union_all(*pages).subquery()
+    return select(Appeal).join(merged, merged.c.id == Appeal.id).order_by(merged.c.due, Appeal.id).limit(limit)
 
 
 def page(session: Session, staff: Staff, wanted: QueueFilter, *, now: datetime, cursor: str | None,

@@ -24,10 +24,10 @@ def reconcile_once(redis) -> list[str]:
     with session_scope(get_settings().sqlalchemy_url) as session:
         now = utcnow()
         release_abandoned(session, now=now)
-        if has_waiting(session, now=now) and wake(redis, DISPATCH):
+        if has_waiting(session, now=now) and wake(redis, DISPATCH, unless_queued=True):
             woke.append(DISPATCH)
         due = next_due_at(session)
-        if due is not None and due <= now and wake(redis, DELIVERY):
+        if due is not None and due <= now and wake(redis, DELIVERY, unless_queued=True):
             woke.append(DELIVERY)
     return woke
 

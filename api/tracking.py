@@ -1,6 +1,6 @@
 """Tracking: the requester follows their appeal with its code and secret token."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +11,6 @@ from api.deps import SessionDep, SettingsDep
 from appealflow.settings import Settings
 from models.appeal import Appeal, AppealAssist
 from models.columns import utcnow
-from models.deadlines import WallClockCalendar
 from models.department import Department
 from models.enums import Role
 from models.intake import history
@@ -49,14 +48,34 @@ def give_information(code: str, body: Information, session: SessionDep, settings
                      token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
     """The requester answers a department's request for information; the clock resumes."""
     appeal = _own_appeal(session, settings, code, x_access_token or token)
+    _as_requester(session, settings, appeal, Action.info_received, ActionInput(version=appeal.version, text=body.text))
+    return track_appeal(code, session, settings, token, x_access_token)
+
+
+class Rating(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    solved: bool
+    satisfaction: Literal["satisfied", "basically_satisfied", "unsatisfied"]
+
+
+@router.post("/appeals/{code}/rating", response_model=schemas.AppealOut)
+def rate_reply(code: str, body: Rating, session: SessionDep, settings: SettingsDep,
+               token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
+    """The requester rates the reply (回访): satisfied closes the appeal, unsatisfied reopens it."""
+    appeal = _own_appeal(session, settings, code, x_access_token or token)
+    action = Action.reopen if body.satisfaction == "unsatisfied" else Action.close
+    _as_requester(session, settings, appeal, action, ActionInput(version=appeal.version, solved=body.solved,
+                                                                 satisfaction=body.satisfaction))
+    return track_appeal(code, session, settings, token, x_access_token)
+
+
+def _as_requester(session: Session, settings: Settings, appeal: Appeal, action: Action, given: ActionInput) -> None:
     try:
-        act(session, REQUESTER, appeal, Action.info_received, ActionInput(version=appeal.version, text=body.text),
-            now=utcnow(), calendar=WallClockCalendar())
+        act(session, REQUESTER, appeal, action, given, now=utcnow(), calendar=settings.calendar(session))
         session.commit()
     except Exception:
         session.rollback()
         raise
-    return track_appeal(code, session, settings, token, x_access_token)
 
 
 @router.get("/appeals/{code}", response_model=schemas.AppealOut, name="track_appeal")

@@ -9,12 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from api.auth import CurrentStaff
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from api.schemas import Event
 from models.access import readable_appeals, requester_view
 from models.appeal import Appeal, AppealAssist, ExtensionRequest
 from models.columns import utcnow
-from models.deadlines import WallClockCalendar
 from models.enums import AppealStatus
 from models.intake import history
 from models.lifecycle import Action
@@ -23,7 +22,6 @@ from models.queue import QueueFilter, page
 from models.workbench import ActionInput, act
 
 router = APIRouter(tags=["workbench"])
-calendar = WallClockCalendar()
 
 
 class QueueItem(BaseModel):
@@ -130,12 +128,14 @@ def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
 
 
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)
-def take_action(code: str, action: Action, body: ActionIn, staff: CurrentStaff, session: SessionDep) -> AppealDetail:
+def take_action(code: str, action: Action, body: ActionIn, staff: CurrentStaff, session: SessionDep,
+                settings: SettingsDep) -> AppealDetail:
     """Take one action on an appeal at the version you saw; 409 if it moved on or the action does
     not apply in its status, 403 if your role may not take it."""
     appeal = readable(session, staff, code)
     try:
-        act(session, staff, appeal, action, ActionInput(**body.model_dump()), now=utcnow(), calendar=calendar)
+        act(session, staff, appeal, action, ActionInput(**body.model_dump()), now=utcnow(),
+            calendar=settings.calendar(session))
         session.commit()
     except Exception:
         session.rollback()

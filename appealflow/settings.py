@@ -41,6 +41,17 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 64 * 1024
 
+    # Working-day calendar: hours are local to the zone; holidays come from the `holidays` package
+    # plus the calendar_override table.
+    working_hours: str = "09:00-17:00"
+    timezone: str = "Asia/Shanghai"
+    sweep_interval_seconds: int = Field(default=60, ge=5)
+
+    def calendar(self, session):
+        from models.calendar import load_calendar
+
+        return load_calendar(session, hours=self.working_hours, zone=self.timezone)
+
     @property
     def sqlalchemy_url(self) -> str:
         url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'appealflow.db'}"

@@ -7,7 +7,6 @@ from prefect import flow, task
 from appealflow.settings import get_settings
 from models.columns import utcnow
 from models.db import session_scope
-from models.deadlines import WallClockCalendar
 from models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
 from models.reference import Reference, read_reference
 
@@ -18,9 +17,9 @@ log = logging.getLogger(__name__)
 def decide_routes(appeal_ids: list[int]) -> tuple[list[Decision], dict, Reference, list[str]]:
     settings = get_settings()
     with session_scope(settings.sqlalchemy_url) as session:
-        ref = read_reference(session)
+        ref = read_reference(session, hours=settings.working_hours, zone=settings.timezone)
         appeals = load_claimed(session, appeal_ids)
-    decisions, failed = decide_all(appeals, ref, calendar=WallClockCalendar(),
+    decisions, failed = decide_all(appeals, ref, calendar=ref.calendar,
                                    min_confidence=settings.routing_min_confidence)
     return decisions, {a.id: a for a in appeals}, ref, failed
 

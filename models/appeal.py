@@ -56,6 +56,10 @@ class Appeal(SQLModel, table=True):
     # While waiting on the requester the clocks stop; resuming moves every deadline by the pause.
     paused_at: datetime | None = Field(default=None, sa_column=_ts())
     return_count: int = Field(default=0)
+    # The requester's rating of the reply (回访): solved or not, and how satisfied.
+    rated_solved: bool | None = None
+    rated_satisfaction: str | None = Field(default=None, max_length=20)
+    rated_at: datetime | None = Field(default=None, sa_column=_ts())
     parent_id: int | None = Field(default=None, foreign_key="appeal.id")
     version: int = Field(default=1)
 

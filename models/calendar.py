@@ -10,6 +10,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
+from sqlmodel import Field, Session, SQLModel, select
 
 from models.deadlines import Duration
 
@@ -35,6 +36,16 @@ class WorkingHours:
         if end <= start:
             raise ValueError(f"working hours {text!r} end before they start")
         return cls(start, end)
+
+
+class CalendarOverride(SQLModel, table=True):
+    """An admin's word on one day: announced make-up working days, or extra days off."""
+
+    __tablename__ = "calendar_override"
+
+    day: date = Field(primary_key=True)
+    working: bool
+    note: str | None = Field(default=None, max_length=200)
 
 
 @lru_cache(maxsize=64)
@@ -118,3 +129,9 @@ class WorkingCalendar:
             return False
         opens, closes = self._window(local.date())
         return opens <= local <= closes
+
+
+def load_calendar(session: Session, *, hours: str, zone: str) -> WorkingCalendar:
+    """The configured calendar with the admin's overrides from the database."""
+    overrides = tuple((o.day, o.working) for o in session.exec(select(CalendarOverride)))
+    return WorkingCalendar(zone=ZoneInfo(zone), hours=WorkingHours.parse(hours), overrides=overrides)

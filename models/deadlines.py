@@ -37,6 +37,7 @@ class Deadlines:
     accept_due_at: datetime
     contact_due_at: datetime | None
     resolve_due_at: datetime
+    working: bool = False  # on the working clock, or the wall clock
 
 
 class Calendar(Protocol):
@@ -74,4 +75,5 @@ def deadlines_for(policy: Policy, start: datetime, calendar: Calendar) -> Deadli
         accept_due_at=calendar.add(start, policy.accept, working=working),
         contact_due_at=calendar.add(start, policy.contact, working=working) if policy.contact else None,
         resolve_due_at=calendar.add(start, policy.resolve, working=working),
+        working=working,
     )

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from models.appeal import Appeal, AppealAssist
 from models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from models.enums import AppealStatus
+from models.escalation import clock_rows, start_clocks
 from models.lifecycle import Action, Transition, apply_transitions
 from models.outbox import Notification, notification_rows
 from models.reference import Reference
@@ -129,6 +130,9 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         outbox += _messages(d, appeals[d.appeal_id], ref, now)
     if assists:
         session.execute(insert(AppealAssist), assists)
+    start_clocks(session, [row for d in decisions if d.appeal_id in applied and d.deadlines
+                           for row in clock_rows(d.appeal_id, d.deadlines, appeals[d.appeal_id].received_at,
+                                                 ref.calendar)])
     if outbox:
         session.execute(insert(Notification), outbox)
     summary.notifications = len(outbox)

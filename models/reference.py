@@ -7,6 +7,7 @@ import yaml
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from models.calendar import WorkingCalendar, load_calendar
 from models.deadlines import Duration, Policy
 from models.department import Category, DeadlinePolicy, Department, RoutingRule
 from models.routing import Catalogue, CategoryNode, Rule
@@ -92,9 +93,10 @@ class Reference:
     catalogue: Catalogue
     policies: list[Policy]
     departments: dict[str, Department]
+    calendar: WorkingCalendar
 
 
-def read_reference(session: Session) -> Reference:
+def read_reference(session: Session, *, hours: str = "09:00-17:00", zone: str = "Asia/Shanghai") -> Reference:
     categories = [CategoryNode(c.code, c.parent_code, tuple(c.keywords)) for c in session.exec(select(Category))]
     rules = [Rule(r.category_code, r.district, r.street, r.department_code, tuple(r.assisting))
              for r in session.exec(select(RoutingRule))]
@@ -102,4 +104,5 @@ def read_reference(session: Session) -> Reference:
                        Duration.parse(p.contact) if p.contact else None, Duration.parse(p.resolve))
                 for p in session.exec(select(DeadlinePolicy))]
     departments = {d.code: d for d in session.exec(select(Department))}
-    return Reference(Catalogue(categories, rules), policies, departments)
+    return Reference(Catalogue(categories, rules), policies, departments,
+                     load_calendar(session, hours=hours, zone=zone))

@@ -8,9 +8,19 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from models.appeal import Appeal, AppealAssist, ExtensionRequest
-from models.deadlines import Calendar, Duration, deadlines_for, policy_for
+from models.calendar import WorkingCalendar
+from models.deadlines import Duration, deadlines_for, policy_for
 from models.department import Department
 from models.enums import AppealStatus
+from models.escalation import (
+    DeadlineClock,
+    clock_rows,
+    pause_clocks,
+    resume_clocks,
+    start_clocks,
+    stop_clocks,
+    tier_times,
+)
 from models.lifecycle import DEPARTMENT, Action, IllegalTransition, Transition, apply_transitions, check
 from models.outbox import Notification, notification_rows
 from models.people import Staff
@@ -53,10 +63,25 @@ class ActionInput:
     extension_id: int | None = None
     approve: bool | None = None
     attachments: list[dict] = field(default_factory=list)
+    solved: bool | None = None
+    satisfaction: str | None = None
+
+
+SATISFACTION = ("satisfied", "basically_satisfied", "unsatisfied")
+
+
+@dataclass
+class Effects:
+    """What an action does beyond its status: columns, the event's detail, messages, clocks."""
+
+    changes: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+    messages: list[list[dict]] = field(default_factory=list)
+    clocks: list[dict] | None = None  # new clocks to start in place of the running ones
 
 
 def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput, *,
-        now: datetime, calendar: Calendar) -> Appeal:
+        now: datetime, calendar: WorkingCalendar) -> Appeal:
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
     action = _third_return(appeal, action)
@@ -69,16 +94,36 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
         raise NotYourDepartment(f"only {appeal.department_code} acts on this appeal; assisting departments add notes")
     if given.version != appeal.version:
         raise StaleVersion(appeal)
-    changes, detail, messages = _effects(session, staff, appeal, action, given, now, calendar)
+    paused_at = appeal.paused_at
+    effects = _effects(session, staff, appeal, action, given, now, calendar)
     applied = apply_transitions(session, [Transition(appeal.id, appeal.version, appeal.status, action, staff.actor,
-                                                     changes, detail)], now=now)
+                                                     effects.changes, effects.detail)], now=now)
     if not applied:  # changed between our read and our write; the caller rolls back
         session.refresh(appeal)
         raise StaleVersion(appeal)
-    for message in messages:
+    for message in effects.messages:
         session.execute(insert(Notification), message)
+    _move_clocks(session, appeal.id, action, effects, paused_at, now, calendar)
     session.refresh(appeal)
     return appeal
+
+
+SATISFIES = {Action.accept: ("accept",), Action.contact: ("contact",)}
+ENDS_CLOCKS = {Action.reply, Action.return_, Action.return_to_supervisor, Action.merge, Action.invalidate}
+
+
+def _move_clocks(session: Session, appeal_id: int, action: Action, effects: Effects, paused_at: datetime | None,
+                 now: datetime, calendar: WorkingCalendar) -> None:
+    if effects.clocks is not None:
+        start_clocks(session, effects.clocks)
+    elif action in SATISFIES:
+        stop_clocks(session, appeal_id, SATISFIES[action])
+    elif action in ENDS_CLOCKS:
+        stop_clocks(session, appeal_id)
+    elif action == Action.request_info:
+        pause_clocks(session, appeal_id)
+    elif action == Action.info_received and paused_at:
+        resume_clocks(session, appeal_id, paused_at, now, calendar)
 
 
 def _third_return(appeal: Appeal, action: Action) -> Action:
@@ -126,36 +171,39 @@ def _to_department(appeal: Appeal, department: Department, event: str, now: date
 
 
 def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput,
-             now: datetime, calendar: Calendar) -> tuple[dict, dict, list[list[dict]]]:
+             now: datetime, calendar: WorkingCalendar) -> Effects:
     """The columns an action changes, what its event records, and the messages it sends."""
     key = f"v{appeal.version}"  # one message per action taken, however often a request is retried
     detail: dict = {"reason": given.reason} if given.reason else {}
     if action in (Action.accept, Action.contact):
-        return {}, detail, []
+        return Effects(detail=detail)
     if action == Action.note:
-        return {}, {"text": _require(given.text, "text", "a note needs text")}, []
+        return Effects(detail={"text": _require(given.text, "text", "a note needs text")})
     if action == Action.request_info:
         question = _require(given.text or given.reason, "text", "say what information is needed")
-        return ({"paused_at": now}, {"question": question},
-                [_to_requester(appeal, "information_requested", now, key, question=question)])
+        return Effects({"paused_at": now}, {"question": question},
+                       [_to_requester(appeal, "information_requested", now, key, question=question)])
     if action == Action.info_received:
-        paused = now - (appeal.paused_at or now)
-        changes = {"paused_at": None}
+        paused_at = appeal.paused_at or now
+        working = session.execute(select(DeadlineClock.working).where(
+            DeadlineClock.appeal_id == appeal.id, DeadlineClock.state == "paused").limit(1)).scalar()
+        waited = calendar.working_minutes_between(paused_at, now)
+        changes: dict = {"paused_at": None}
         for column in ("accept_due_at", "contact_due_at", "resolve_due_at"):
-            if getattr(appeal, column):
-                changes[column] = getattr(appeal, column) + paused
-        return changes, {"information": given.text, "paused_seconds": int(paused.total_seconds())}, []
+            if due := getattr(appeal, column):
+                changes[column] = calendar.add_working_minutes(due, waited) if working else due + (now - paused_at)
+        return Effects(changes, {"information": given.text, "paused_seconds": int((now - paused_at).total_seconds())})
     if action == Action.reply:
         result = _require(given.text, "text", "a reply states the result")
-        return ({}, {"result": result, "attachments": given.attachments},
-                [_to_requester(appeal, "replied", now, key, result=result)])
+        return Effects({}, {"result": result, "attachments": given.attachments},
+                       [_to_requester(appeal, "replied", now, key, result=result)])
     if action in (Action.return_, Action.return_to_supervisor):
         _require(given.reason, "reason", "say why this appeal is not your department's")
         centre = session.get(Department, "hotline_centre")
         messages = [_to_department(appeal, centre, "returned", now, key, reason=given.reason,
                                    returned_by=staff.department_code)] if centre else []
-        return ({"department_code": None, "return_count": appeal.return_count + 1},
-                {"reason": given.reason, "department": appeal.department_code}, messages)
+        return Effects({"department_code": None, "return_count": appeal.return_count + 1},
+                       {"reason": given.reason, "department": appeal.department_code}, messages)
     if action == Action.request_extension:
         extra = _require(given.extra, "extra", "say how much more time, like '3d'")
         try:
@@ -167,7 +215,7 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
                                    created_at=now)
         session.add(request)
         session.flush()
-        return {}, {"reason": reason, "extra": extra, "extension_id": request.id}, []
+        return Effects(detail={"reason": reason, "extra": extra, "extension_id": request.id})
     if action == Action.decide_extension:
         request = session.get(ExtensionRequest, _require(given.extension_id, "extension_id", "name the request"))
         if request is None or request.appeal_id != appeal.id or request.status != "pending":
@@ -176,21 +224,23 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
             raise ActionRefused("approve", "say whether the extension is approved")
         request.status, request.decided_by, request.decided_at = (
             "approved" if given.approve else "denied"), staff.actor, now
-        changes = {}
+        effects = Effects(detail={"extension_id": request.id, "decision": request.status, "reason": given.reason})
         if given.approve and appeal.resolve_due_at:
-            changes["resolve_due_at"] = calendar.add(appeal.resolve_due_at, Duration.parse(request.extra),
-                                                     working=True)
+            due = calendar.add(appeal.resolve_due_at, Duration.parse(request.extra), working=True)
+            effects.changes["resolve_due_at"] = due
+            effects.clocks = _extended_clocks(session, appeal.id, due, calendar)
         department = session.get(Department, appeal.department_code)
-        messages = [_to_department(appeal, department, "extension_decided", now, key,
-                                   decision=request.status, extra=request.extra)] if department else []
-        return changes, {"extension_id": request.id, "decision": request.status, "reason": given.reason}, messages
+        if department:
+            effects.messages.append(_to_department(appeal, department, "extension_decided", now, key,
+                                                   decision=request.status, extra=request.extra))
+        return effects
     if action == Action.add_assist:
         helper = _department(session, given.department)
         if helper.code == appeal.department_code or session.get(AppealAssist, (appeal.id, helper.code)):
             raise ActionRefused("department", f"{helper.code} already works on this appeal")
         session.add(AppealAssist(appeal_id=appeal.id, department_code=helper.code))
-        return {}, {"department": helper.code, "reason": given.reason}, [
-            _to_department(appeal, helper, "assist_requested", now, key, reason=given.reason or "-")]
+        return Effects({}, {"department": helper.code, "reason": given.reason}, [
+            _to_department(appeal, helper, "assist_requested", now, key, reason=given.reason or "-")])
     if action == Action.dispatch:
         return _dispatch_by_hand(session, appeal, given, now, calendar, key)
     if action == Action.merge:
@@ -198,16 +248,39 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
             given.parent, "parent", "name the parent appeal"))).scalar_one_or_none()
         if parent is None or parent.id == appeal.id or parent.status == AppealStatus.merged:
             raise ActionRefused("parent", "the parent must be another appeal that is not itself merged")
-        return ({"parent_id": parent.id}, {"parent": parent.code},
-                [_to_requester(appeal, "merged", now, key, parent=parent.code)])
+        return Effects({"parent_id": parent.id}, {"parent": parent.code},
+                       [_to_requester(appeal, "merged", now, key, parent=parent.code)])
     if action == Action.invalidate:
         reason = _require(given.reason, "reason", "say why the appeal is invalid")
-        return {}, {"reason": reason}, [_to_requester(appeal, "invalidated", now, key, reason=reason)]
+        return Effects({}, {"reason": reason}, [_to_requester(appeal, "invalidated", now, key, reason=reason)])
+    if action in (Action.close, Action.reopen):
+        if given.satisfaction not in SATISFACTION:
+            raise ActionRefused("satisfaction", f"one of {', '.join(SATISFACTION)}")
+        if given.solved is None:
+            raise ActionRefused("solved", "say whether the matter was solved")
+        return Effects({"rated_solved": given.solved, "rated_satisfaction": given.satisfaction, "rated_at": now},
+                       {"solved": given.solved, "satisfaction": given.satisfaction})
     raise ActionRefused("action", f"{action.value} is not taken through the workbench")
 
 
-def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now: datetime, calendar: Calendar,
-                      key: str) -> tuple[dict, dict, list[list[dict]]]:
+def _extended_clocks(session: Session, appeal_id: int, due: datetime, calendar: WorkingCalendar) -> list[dict]:
+    """The appeal's clocks after an approved extension: the resolve clock starts over toward its new
+    deadline (a tier it fired before may fire again: missing an extended deadline is news)."""
+    rows = []
+    for clock in session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
+                                                             DeadlineClock.state != "stopped")).scalars():
+        new_due = due if clock.clock == "resolve" else clock.due_at
+        times = tier_times(clock.started_at, new_due, working=clock.working, calendar=calendar)
+        first = "warning" if clock.clock == "resolve" else clock.next_tier
+        column = {"warning": "warn_at", "breach": "due_at", "severe": "severe_at"}
+        rows.append(dict(appeal_id=appeal_id, clock=clock.clock, working=clock.working, started_at=clock.started_at,
+                         state=clock.state, next_tier=first,
+                         next_tier_at=times[column[first]] if first and clock.state == "running" else None, **times))
+    return rows
+
+
+def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now: datetime,
+                      calendar: WorkingCalendar, key: str) -> Effects:
     primary = _department(session, given.department)
     helpers = [_department(session, code, "assisting") for code in given.assisting if code != primary.code]
     ref = read_reference(session)
@@ -226,6 +299,6 @@ def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now:
     changes = dict(department_code=primary.code, dispatched_at=now, accept_due_at=deadlines.accept_due_at,
                    contact_due_at=deadlines.contact_due_at, resolve_due_at=deadlines.resolve_due_at, paused_at=None)
     detail = {"department": primary.code, "assisting": [h.code for h in helpers], "reason": given.reason}
-    return changes, detail, messages
+    return Effects(changes, detail, messages, clocks=clock_rows(appeal.id, deadlines, now, calendar))
 
 

@@ -29,12 +29,17 @@ def _flag(kind: str) -> str:
     return f"appealflow:wake:{kind}"
 
 
-def wake(connection: Redis, kind: str) -> bool:
-    """Make sure a `kind` job is waiting; return whether this call enqueued it."""
-    if not connection.set(_flag(kind), 1, nx=True, ex=WAKE_TTL_SECONDS):
+def wake(connection: Redis, kind: str, *, unless_queued: bool = False) -> bool:
+    """Make sure a `kind` job is waiting; return whether this call enqueued it.
+
+    `unless_queued` is the reconciler's check: the flag says a job is coming, but the process that
+    set it may have died before enqueuing it, so an empty queue gets a job regardless.
+    """
+    flagged_now = connection.set(_flag(kind), 1, nx=True, ex=WAKE_TTL_SECONDS)
+    if not flagged_now and not (unless_queued and queue(connection, kind).count == 0):
         return False
     queue(connection, kind).enqueue(JOBS[kind], job_timeout=600, result_ttl=60, failure_ttl=24 * 3600,
-                              description=f"{kind}: drain what is waiting")
+                                    description=f"{kind}: drain what is waiting")
     return True
 
 

@@ -1,0 +1,223 @@
+"""Deadline clocks and escalation tiers: warning when most of the time is used, breach at the
+deadline, severe when long past or breached twice (督办). Each tier fires once per clock.
+
+Every clock row carries the moment its next tier is due, indexed, so a sweep reads what is due and
+nothing else, however many appeals are open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, UniqueConstraint, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Field, Session, SQLModel
+
+from models.appeal import Appeal, AppealEvent
+from models.calendar import WorkingCalendar
+from models.columns import UTCDateTime
+from models.deadlines import Deadlines
+from models.department import Department
+from models.outbox import Notification, notification_rows
+from notifications.messages import render
+
+WARN_AT = 0.8        # of the clock's time used
+SEVERE_AFTER = 0.5   # of the clock's length again, past the deadline
+SUPERVISION = "hotline_centre"
+
+
+class Tier(StrEnum):
+    warning = "warning"
+    breach = "breach"
+    severe = "severe"
+
+
+TIERS = (Tier.warning, Tier.breach, Tier.severe)
+
+
+class DeadlineClock(SQLModel, table=True):
+    """One running clock of one appeal (accept, contact, resolve) with its tier times."""
+
+    __tablename__ = "deadline_clock"
+    __table_args__ = (
+        Index("ix_deadline_clock_next", "next_tier_at", postgresql_where=text("next_tier_at IS NOT NULL"),
+              sqlite_where=text("next_tier_at IS NOT NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    clock: str = Field(max_length=10)
+    state: str = Field(default="running", max_length=10)  # running, paused, stopped
+    working: bool = True
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    warn_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    severe_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    next_tier: str | None = Field(default=None, max_length=10)  # None: every tier fired
+    next_tier_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))  # None: not running
+
+
+class Escalation(SQLModel, table=True):
+    """A tier that fired. The unique key is what makes 'once per clock' hold under racing sweeps."""
+
+    __table_args__ = (UniqueConstraint("clock_id", "tier"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    clock_id: int = Field(foreign_key="deadline_clock.id")
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    clock: str = Field(max_length=10)
+    tier: str = Field(max_length=10)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    fired_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def tier_times(started: datetime, due: datetime, *, working: bool, calendar: WorkingCalendar) -> dict:
+    if working:
+        length = calendar.working_minutes_between(started, due)
+        warn = calendar.add_working_minutes(started, int(length * WARN_AT))
+        severe = calendar.add_working_minutes(due, max(60, int(length * SEVERE_AFTER)))
+    else:
+        length = (due - started).total_seconds() / 60
+        warn = started + timedelta(minutes=length * WARN_AT)
+        severe = due + timedelta(minutes=max(60, length * SEVERE_AFTER))
+    return {"warn_at": warn, "due_at": due, "severe_at": severe}
+
+
+def clock_rows(appeal_id: int, deadlines: Deadlines, started: datetime, calendar: WorkingCalendar) -> list[dict]:
+    rows = []
+    for clock, due in (("accept", deadlines.accept_due_at), ("contact", deadlines.contact_due_at),
+                       ("resolve", deadlines.resolve_due_at)):
+        if due is None:
+            continue
+        times = tier_times(started, due, working=deadlines.working, calendar=calendar)
+        rows.append(dict(appeal_id=appeal_id, clock=clock, working=deadlines.working, started_at=started,
+                         next_tier=Tier.warning, next_tier_at=times["warn_at"], **times))
+    return rows
+
+
+def start_clocks(session: Session, rows: list[dict]) -> None:
+    """Start clocks for dispatched appeals; a re-dispatch stops the old ones, which keep their history."""
+    if not rows:
+        return
+    appeal_ids = {r["appeal_id"] for r in rows}
+    session.execute(update(DeadlineClock)
+                    .where(DeadlineClock.appeal_id.in_(appeal_ids), DeadlineClock.state != "stopped")
+                    .values(state="stopped", next_tier_at=None))
+    session.execute(insert(DeadlineClock), rows)
+
+
+def stop_clocks(session: Session, appeal_id: int, clocks: tuple[str, ...] | None = None) -> None:
+    """The clocks are satisfied, or the appeal left the department: no tier fires any more."""
+    query = update(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id, DeadlineClock.state != "stopped")
+    if clocks:
+        query = query.where(DeadlineClock.clock.in_(clocks))
+    session.execute(query.values(state="stopped", next_tier_at=None))
+
+
+def pause_clocks(session: Session, appeal_id: int) -> None:
+    session.execute(update(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
+                                                DeadlineClock.state == "running")
+                    .values(state="paused", next_tier_at=None))
+
+
+def resume_clocks(session: Session, appeal_id: int, paused_at: datetime, now: datetime,
+                  calendar: WorkingCalendar) -> None:
+    """Move every tier of the paused clocks by the time spent waiting on the requester."""
+    waited_working = calendar.working_minutes_between(paused_at, now)
+    paused = session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
+                                                         DeadlineClock.state == "paused")).scalars().all()
+    for row in paused:
+        moved = {name: (calendar.add_working_minutes(getattr(row, name), waited_working) if row.working
+                        else getattr(row, name) + (now - paused_at)) for name in ("warn_at", "due_at", "severe_at")}
+        next_at = moved[_column(Tier(row.next_tier))] if row.next_tier else None
+        session.execute(update(DeadlineClock).where(DeadlineClock.id == row.id).values(
+            **moved, state="running", next_tier_at=next_at))
+
+
+def _column(tier: Tier) -> str:
+    return {Tier.warning: "warn_at", Tier.breach: "due_at", Tier.severe: "severe_at"}[tier]
+
+
+@dataclass
+class SweepResult:
+    clocks: int = 0
+    fired: dict = field(default_factory=lambda: {t.value: 0 for t in TIERS})
+
+
+def _insert_once(session: Session, values: dict) -> bool:
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Escalation).values(**values)
+    return session.execute(statement.on_conflict_do_nothing()).rowcount == 1
+
+
+def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepResult:
+    """Fire the tiers due by `now` for up to `limit` clocks; the caller commits. Safe to repeat and
+    to run beside another sweep: rows are locked and skipped, and each tier is inserted once."""
+    result = SweepResult()
+    clocks = session.execute(
+        select(DeadlineClock).where(DeadlineClock.next_tier_at <= now)
+        .order_by(DeadlineClock.next_tier_at).limit(limit).with_for_update(skip_locked=True)
+    ).scalars().all()
+    if not clocks:
+        return result
+    appeals = {a.id: a for a in session.execute(
+        select(Appeal).where(Appeal.id.in_({c.appeal_id for c in clocks}))).scalars()}
+    departments = {d.code: d for d in session.execute(select(Department)).scalars()}
+    breached_before = set(session.execute(select(Escalation.appeal_id).where(
+        Escalation.appeal_id.in_(appeals), Escalation.tier == Tier.breach)).scalars())
+    events, messages = [], []
+    for clock in clocks:
+        result.clocks += 1
+        appeal = appeals[clock.appeal_id]
+        upcoming = list(TIERS[TIERS.index(Tier(clock.next_tier)):])
+        next_tier = None
+        for tier in upcoming:
+            times = {Tier.warning: clock.warn_at, Tier.breach: clock.due_at, Tier.severe: clock.severe_at}
+            twice = tier == Tier.severe and appeal.id in breached_before and clock.due_at <= now
+            if times[tier] > now and not twice:
+                next_tier = tier
+                break
+            if _insert_once(session, dict(clock_id=clock.id, appeal_id=appeal.id, clock=clock.clock, tier=tier,
+                                          due_at=clock.due_at, fired_at=now)):
+                result.fired[tier.value] += 1
+                events.append(dict(appeal_id=appeal.id, kind=f"escalation_{tier.value}", actor="system:escalation",
+                                   at=now, from_status=appeal.status, to_status=appeal.status,
+                                   detail={"clock": clock.clock, "due_at": clock.due_at.isoformat(),
+                                           "breached_twice": twice}))
+                messages += _notices(appeal, clock, tier, departments, now)
+            if tier == Tier.breach:
+                breached_before.add(appeal.id)
+        session.execute(update(DeadlineClock).where(DeadlineClock.id == clock.id).values(
+            next_tier=next_tier, next_tier_at=getattr(clock, _column(next_tier)) if next_tier else None))
+    if events:
+        session.execute(insert(AppealEvent), events)
+    if messages:
+        session.execute(insert(Notification), messages)
+    return result
+
+
+def recipients(tier: Tier, appeal: Appeal, departments: dict[str, Department]) -> list[Department]:
+    """Warning: the handling department. Breach: also the supervision centre (and the department's
+    head, who reads the department's inbox). Severe: also the level above the department."""
+    handling = departments.get(appeal.department_code or "")
+    chosen = [handling] if handling else []
+    if tier in (Tier.breach, Tier.severe) and SUPERVISION in departments:
+        chosen.append(departments[SUPERVISION])
+    if tier == Tier.severe and handling and handling.parent_code in departments:
+        chosen.append(departments[handling.parent_code])
+    return chosen
+
+
+def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict, now: datetime) -> list[dict]:
+    rows = []
+    for department in recipients(tier, appeal, departments):
+        subject, body = render(f"escalation_{tier.value}", "department", code=appeal.code, title=appeal.title,
+                               clock=clock.clock, due=f"{clock.due_at:%Y-%m-%d %H:%M} UTC",
+                               department=appeal.department_code or "-", department_name=department.name_zh)
+        rows += notification_rows(appeal_id=appeal.id, event=f"escalation:{clock.id}:{tier.value}",
+                                  recipient=f"department:{department.code}", targets=list(department.notify),
+                                  subject=subject, body=body, now=now)
+    return rows

@@ -79,6 +79,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
     run_worker(burst=args.burst, name=args.name)
 
 
+def cmd_scheduler(_: argparse.Namespace) -> None:
+    from flows.escalation import serve
+
+    serve()
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher."""
     from appealflow.demo import post_demo_appeals
@@ -116,6 +122,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         api_url = f"http://127.0.0.1:{args.api_port}"
         api = spawn([exe, "api", "--port", str(args.api_port)], env=env, log_file=logs / "api.log")
         children.append(api)
+        children.append(spawn([exe, "scheduler"], env=env, log_file=logs / "scheduler.log"))
         for i in range(args.workers):
             children.append(spawn([exe, "worker", "--name", f"appealflow-worker-{i + 1}"], env=env,
                                   log_file=logs / f"worker-{i + 1}.log"))
@@ -187,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_api)
+
+    commands.add_parser("scheduler", help="serve the scheduled deadline sweep (a Prefect deployment)").set_defaults(
+        func=cmd_scheduler)
 
     p = commands.add_parser("worker", help="run an RQ worker for dispatch and delivery")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")

@@ -150,7 +150,8 @@ class SweepResult:
 def _insert_once(session: Session, values: dict) -> bool:
     dialect = session.get_bind().dialect.name
     statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Escalation).values(**values)
-    return session.execute(statement.on_conflict_do_nothing()).rowcount == 1
+    inserted = session.execute(statement.on_conflict_do_nothing().returning(Escalation.id)).scalar()
+    return inserted is not None
 
 
 def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepResult:

@@ -1,0 +1,49 @@
+"""The escalation sweep: a Prefect deployment on a schedule fires the tiers that are due."""
+
+import logging
+from datetime import datetime, timedelta
+
+from prefect import flow
+
+from appealflow.settings import get_settings
+from models.columns import utcnow
+from models.db import session_scope
+from models.escalation import SweepResult, sweep_batch
+
+log = logging.getLogger(__name__)
+MAX_BATCHES = 2000
+
+
+@flow(name="sweep-deadlines", log_prints=False)
+def sweep_deadlines(now: datetime | None = None, batch_size: int = 500) -> dict:
+    """Fire every tier due by `now` (default: the present), a committed batch at a time, so a sweep
+    that dies half way leaves nothing half done and the next one carries on."""
+    moment = now or utcnow()
+    url = get_settings().sqlalchemy_url
+    total = SweepResult()
+    for _ in range(MAX_BATCHES):
+        with session_scope(url) as session:
+            result = sweep_batch(session, now=moment, limit=batch_size)
+        total.clocks += result.clocks
+        for tier, fired in result.fired.items():
+            total.fired[tier] += fired
+        if result.clocks < batch_size:
+            break
+    if any(total.fired.values()):
+        _wake_delivery()
+    return {"clocks": total.clocks, **total.fired}
+
+
+def _wake_delivery() -> None:
+    try:
+        from workers.queues import DELIVERY, connect, wake
+
+        wake(connect(), DELIVERY)
+    except Exception:  # the reconciler will find the messages in the outbox
+        log.warning("could not wake delivery after the sweep", exc_info=True)
+
+
+def serve() -> None:
+    """Run the sweep as a deployment on its schedule (every minute by default), until stopped."""
+    interval = timedelta(seconds=get_settings().sweep_interval_seconds)
+    sweep_deadlines.serve(name="sla-sweep", interval=interval, pause_on_shutdown=False)

@@ -1,0 +1,96 @@
+"""Deadline clocks across time: warning, breach and severe each fire once, to the right people,
+also when two sweeps race; the clock moves without sleeping (the sweep takes the moment)."""
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from appealflow.settings import get_settings
+from flows.dispatch import dispatch_appeals
+from flows.escalation import sweep_deadlines
+from models.appeal import Appeal, AppealEvent
+from models.columns import utcnow
+from models.db import session_scope
+from models.dispatch import claim_waiting
+from models.escalation import DeadlineClock, Escalation
+from models.intake import NewAppeal, receive
+from models.outbox import Notification
+
+
+def dispatched_appeal(url: str, **fields) -> Appeal:
+    with session_scope(url) as session:
+        appeal = receive(session, NewAppeal(**{
+            "channel": "web", "appeal_type": "complaint", "priority": "normal", "title": "楼上漏水",
+            "text": "楼上邻居家漏水到我家，协商无果。", "category_code": "neighbourhood_disputes", "district": "shinan",
+            "street": "badaguan", "requester_email": "r@example.test", **fields}), now=utcnow(), actor="requester")
+    with session_scope(url) as session:
+        ids = claim_waiting(session, limit=10, lease=timedelta(seconds=60), now=utcnow())
+    dispatch_appeals(ids)
+    with session_scope(url) as session:
+        return session.get(Appeal, appeal.id)
+
+
+def racing_sweeps(now) -> list[dict]:
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(sweep_deadlines(now))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def fired(url: str) -> Counter:
+    with session_scope(url) as session:
+        return Counter((e.clock, e.tier) for e in session.execute(select(Escalation)).scalars())
+
+
+def test_tiers_fire_once_each_with_the_right_recipients_under_racing_sweeps(env):
+    url = get_settings().sqlalchemy_url
+    appeal = dispatched_appeal(url)
+    assert appeal.department_code == "shinan_badaguan"  # a street office, under the district government
+    with session_scope(url) as session:
+        resolve = session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal.id,
+                                                              DeadlineClock.clock == "resolve")).scalar_one()
+    assert resolve.warn_at < resolve.due_at < resolve.severe_at
+
+    racing_sweeps(resolve.warn_at - timedelta(minutes=1))
+    assert ("resolve", "warning") not in fired(url)
+    for tier, moment in (("warning", resolve.warn_at), ("breach", resolve.due_at), ("severe", resolve.severe_at)):
+        racing_sweeps(moment + timedelta(minutes=1))
+        racing_sweeps(moment + timedelta(minutes=2))  # and again: nothing more fires
+        assert fired(url)[("resolve", tier)] == 1, tier
+    assert set(fired(url).values()) == {1}
+    assert {tier for clock, tier in fired(url)} == {"warning", "breach", "severe"}
+
+    with session_scope(url) as session:
+        notices = session.execute(select(Notification.recipient, Notification.subject, Notification.target)
+                                  .where(Notification.dedupe_key.like(f"{appeal.id}:escalation:%"))).all()
+        events = session.execute(select(AppealEvent.kind).where(AppealEvent.appeal_id == appeal.id,
+                                                                AppealEvent.kind.like("escalation_%"))).scalars()
+        assert Counter(events) == Counter({"escalation_warning": 3, "escalation_breach": 3, "escalation_severe": 3})
+
+    def told(word: str) -> set[str]:
+        return {r for r, subject, _ in notices if word in subject and "resolve" in subject}
+
+    assert told("Deadline near") == {"department:shinan_badaguan"}
+    assert told("Deadline missed") == {"department:shinan_badaguan", "department:hotline_centre"}
+    assert told("Supervision order") == {"department:shinan_badaguan", "department:hotline_centre",
+                                         "department:shinan_gov"}
+    assert len(notices) == len(set(notices))  # each target once per tier and clock
+
+
+def test_a_satisfied_clock_stops_and_a_paused_one_waits(env):
+    url = get_settings().sqlalchemy_url
+    appeal = dispatched_appeal(url)
+    with session_scope(url) as session:
+        clocks = {c.clock: c for c in session.execute(
+            select(DeadlineClock).where(DeadlineClock.appeal_id == appeal.id)).scalars()}
+        from models.escalation import pause_clocks, stop_clocks
+
+        stop_clocks(session, appeal.id, ("accept",))
+        pause_clocks(session, appeal.id)
+    sweep_deadlines(clocks["resolve"].severe_at + timedelta(days=1))
+    assert fired(url) == Counter()

@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import auth, errors, intake, tracking, workbench
+from api import auth, errors, intake, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 
@@ -28,6 +28,7 @@ def create_app() -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(auth.router)
     app.include_router(workbench.router)
+    app.include_router(supervision.router)
     return app
 
 

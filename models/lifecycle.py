@@ -89,8 +89,8 @@ class IllegalTransition(Exception):
 
 
 class NotPermitted(Exception):
-    def __init__(self, role: Role, action: Action):
-        super().__init__(f"a {role.value} may not {action.value} an appeal")
+    def __init__(self, role: Role, action: Action | str):
+        super().__init__(f"a {role.value} may not {getattr(action, 'value', action)}")
 
 
 def step(status: str, action: Action) -> Step:

@@ -42,7 +42,7 @@ def sign_in(api: httpx.Client, username: str) -> dict[str, str]:
 
 
 def appeal_in(status: str, *, department: str | None = HOME, returns: int = 0, extension: bool = False,
-              phone: str = "13912345678") -> tuple[str, int]:
+              phone: str = "13912345678", due_in: timedelta = timedelta(days=5)) -> tuple[str, int]:
     """An appeal put straight into `status`, as if it had got there; its code and version."""
     now = utcnow()
     with session_scope(get_settings().sqlalchemy_url) as session:
@@ -55,8 +55,9 @@ def appeal_in(status: str, *, department: str | None = HOME, returns: int = 0, e
             status=status, version=3, return_count=returns,
             department_code=department if dispatched and status not in ("returned", "reopened", "arbitration")
             else None,
-            accept_due_at=now + timedelta(hours=2) if dispatched else None,
-            resolve_due_at=now + timedelta(days=5) if dispatched else None,
+            dispatched_at=now if dispatched else None,
+            accept_due_at=now + min(timedelta(hours=2), due_in) if dispatched else None,
+            resolve_due_at=now + due_in if dispatched else None,
             paused_at=now if status == "waiting_requester" else None))
         if extension:
             session.add(ExtensionRequest(appeal_id=appeal.id, requested_by="handler:x", reason="需要现场勘查",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, UniqueConstraint, insert, select, text, update
+from sqlalchemy import Column, Index, UniqueConstraint, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel
@@ -147,11 +147,16 @@ class SweepResult:
     fired: dict = field(default_factory=lambda: {t.value: 0 for t in TIERS})
 
 
-def _insert_once(session: Session, values: dict) -> bool:
+def _insert_new(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
+    """Insert the escalations not there yet, in one statement; return the (clock, tier) pairs it
+    inserted. A racing sweep's rows are skipped by the unique key, so each tier fires once."""
+    if not rows:
+        return set()
     dialect = session.get_bind().dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Escalation).values(**values)
-    inserted = session.execute(statement.on_conflict_do_nothing().returning(Escalation.id)).scalar()
-    return inserted is not None
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Escalation).values(rows)
+    inserted = session.execute(statement.on_conflict_do_nothing()
+                               .returning(Escalation.clock_id, Escalation.tier)).all()
+    return {(clock_id, tier) for clock_id, tier in inserted}
 
 
 def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepResult:
@@ -164,35 +169,41 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
     ).scalars().all()
     if not clocks:
         return result
+    result.clocks = len(clocks)
     appeals = {a.id: a for a in session.execute(
         select(Appeal).where(Appeal.id.in_({c.appeal_id for c in clocks}))).scalars()}
-    departments = {d.code: d for d in session.execute(select(Department)).scalars()}
     breached_before = set(session.execute(select(Escalation.appeal_id).where(
         Escalation.appeal_id.in_(appeals), Escalation.tier == Tier.breach)).scalars())
-    events, messages = [], []
+    candidates, moves = [], []
     for clock in clocks:
-        result.clocks += 1
-        appeal = appeals[clock.appeal_id]
-        upcoming = list(TIERS[TIERS.index(Tier(clock.next_tier)):])
         next_tier = None
-        for tier in upcoming:
-            times = {Tier.warning: clock.warn_at, Tier.breach: clock.due_at, Tier.severe: clock.severe_at}
-            twice = tier == Tier.severe and appeal.id in breached_before and clock.due_at <= now
-            if times[tier] > now and not twice:
+        for tier in TIERS[TIERS.index(Tier(clock.next_tier)):]:
+            twice = tier == Tier.severe and clock.appeal_id in breached_before and clock.due_at <= now
+            if getattr(clock, _column(tier)) > now and not twice:
                 next_tier = tier
                 break
-            if _insert_once(session, dict(clock_id=clock.id, appeal_id=appeal.id, clock=clock.clock, tier=tier,
-                                          due_at=clock.due_at, fired_at=now)):
-                result.fired[tier.value] += 1
-                events.append(dict(appeal_id=appeal.id, kind=f"escalation_{tier.value}", actor="system:escalation",
-                                   at=now, from_status=appeal.status, to_status=appeal.status,
-                                   detail={"clock": clock.clock, "due_at": clock.due_at.isoformat(),
-                                           "breached_twice": twice}))
-                messages += _notices(appeal, clock, tier, departments, now)
+            candidates.append(dict(clock_id=clock.id, appeal_id=clock.appeal_id, clock=clock.clock, tier=tier.value,
+                                   due_at=clock.due_at, fired_at=now))
             if tier == Tier.breach:
-                breached_before.add(appeal.id)
-        session.execute(update(DeadlineClock).where(DeadlineClock.id == clock.id).values(
-            next_tier=next_tier, next_tier_at=getattr(clock, _column(next_tier)) if next_tier else None))
+                breached_before.add(clock.appeal_id)
+        moves.append({"b_id": clock.id, "b_tier": next_tier,
+                      "b_at": getattr(clock, _column(next_tier)) if next_tier else None})
+    fired = _insert_new(session, candidates)
+    departments = {d.code: d for d in session.execute(select(Department)).scalars()} if fired else {}
+    by_id = {clock.id: clock for clock in clocks}
+    events, messages = [], []
+    for row in candidates:
+        if (row["clock_id"], row["tier"]) not in fired:
+            continue
+        tier, clock, appeal = Tier(row["tier"]), by_id[row["clock_id"]], appeals[row["appeal_id"]]
+        result.fired[tier.value] += 1
+        events.append(dict(appeal_id=appeal.id, kind=f"escalation_{tier.value}", actor="system:escalation", at=now,
+                           from_status=appeal.status, to_status=appeal.status,
+                           detail={"clock": clock.clock, "due_at": clock.due_at.isoformat()}))
+        messages += _notices(appeal, clock, tier, departments, now)
+    table = DeadlineClock.__table__
+    session.execute(update(table).where(table.c.id == bindparam("b_id"))
+                    .values(next_tier=bindparam("b_tier"), next_tier_at=bindparam("b_at")), moves)
     if events:
         session.execute(insert(AppealEvent), events)
     if messages:

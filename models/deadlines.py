@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
@@ -42,14 +42,6 @@ class Deadlines:
 
 class Calendar(Protocol):
     def add(self, start: datetime, duration: Duration, *, working: bool) -> datetime: ...
-
-
-class WallClockCalendar:
-    """Every hour counts: a working day is 24 hours. Stands in until the working-day calendar."""
-
-    def add(self, start: datetime, duration: Duration, *, working: bool) -> datetime:
-        minutes = {"m": 1, "h": 60, "d": 24 * 60}[duration.unit] * duration.amount
-        return start + timedelta(minutes=minutes)
 
 
 def policy_for(policies: list[Policy], appeal_type: str, priority: str, lineage: list[str]) -> Policy:

@@ -157,10 +157,17 @@ def _fields(appeal: Appeal, **more) -> dict:
                 location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-", **more)
 
 
-def _to_requester(appeal: Appeal, event: str, now: datetime, key: str, **more) -> list[dict]:
-    subject, body = render(event, "requester", **_fields(appeal, **more))
-    return notification_rows(appeal_id=appeal.id, event=f"{event}:{key}", recipient="requester",
-                             targets=_requester_targets(appeal), subject=subject, body=body, now=now)
+def _to_requester(session: Session, appeal: Appeal, event: str, now: datetime, key: str, **more) -> list[dict]:
+    """A message to the requester, and to the requester of every appeal merged into this one: a
+    merged appeal follows its parent, so all who raised the matter hear the same."""
+    followers = session.execute(select(Appeal).where(Appeal.parent_id == appeal.id,
+                                                     Appeal.status == AppealStatus.merged)).scalars()
+    rows = []
+    for each in (appeal, *followers):
+        subject, body = render(event, "requester", **_fields(each, **more))
+        rows += notification_rows(appeal_id=each.id, event=f"{event}:{appeal.id}:{key}", recipient="requester",
+                                  targets=_requester_targets(each), subject=subject, body=body, now=now)
+    return rows
 
 
 def _to_department(appeal: Appeal, department: Department, event: str, now: datetime, key: str,
@@ -182,7 +189,7 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
     if action == Action.request_info:
         question = _require(given.text or given.reason, "text", "say what information is needed")
         return Effects({"paused_at": now}, {"question": question},
-                       [_to_requester(appeal, "information_requested", now, key, question=question)])
+                       [_to_requester(session, appeal, "information_requested", now, key, question=question)])
     if action == Action.info_received:
         paused_at = appeal.paused_at or now
         working = session.execute(select(DeadlineClock.working).where(
@@ -196,7 +203,7 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
     if action == Action.reply:
         result = _require(given.text, "text", "a reply states the result")
         return Effects({}, {"result": result, "attachments": given.attachments},
-                       [_to_requester(appeal, "replied", now, key, result=result)])
+                       [_to_requester(session, appeal, "replied", now, key, result=result)])
     if action in (Action.return_, Action.return_to_supervisor):
         _require(given.reason, "reason", "say why this appeal is not your department's")
         centre = session.get(Department, "hotline_centre")
@@ -249,10 +256,10 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
         if parent is None or parent.id == appeal.id or parent.status == AppealStatus.merged:
             raise ActionRefused("parent", "the parent must be another appeal that is not itself merged")
         return Effects({"parent_id": parent.id}, {"parent": parent.code},
-                       [_to_requester(appeal, "merged", now, key, parent=parent.code)])
+                       [_to_requester(session, appeal, "merged", now, key, parent=parent.code)])
     if action == Action.invalidate:
         reason = _require(given.reason, "reason", "say why the appeal is invalid")
-        return Effects({}, {"reason": reason}, [_to_requester(appeal, "invalidated", now, key, reason=reason)])
+        return Effects({}, {"reason": reason}, [_to_requester(session, appeal, "invalidated", now, key, reason=reason)])
     if action in (Action.close, Action.reopen):
         if given.satisfaction not in SATISFACTION:
             raise ActionRefused("satisfaction", f"one of {', '.join(SATISFACTION)}")
@@ -294,7 +301,7 @@ def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now:
     due = dict(accept_due=f"{deadlines.accept_due_at:%Y-%m-%d %H:%M} UTC",
                resolve_due=f"{deadlines.resolve_due_at:%Y-%m-%d %H:%M} UTC")
     messages = [_to_department(appeal, primary, "dispatched", now, key, **due),
-                _to_requester(appeal, "dispatched", now, key,
+                _to_requester(session, appeal, "dispatched", now, key,
                               department_name=f"{primary.name_zh} ({primary.name_en})", **due)]
     changes = dict(department_code=primary.code, dispatched_at=now, accept_due_at=deadlines.accept_due_at,
                    contact_due_at=deadlines.contact_due_at, resolve_due_at=deadlines.resolve_due_at, paused_at=None)

@@ -1,10 +1,11 @@
 """Routing rules, on the pure domain: no database, no framework."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.deadlines import Duration, Policy, WallClockCalendar, deadlines_for, policy_for
+from models.calendar import WorkingCalendar
+from models.deadlines import Duration, Policy, deadlines_for, policy_for
 from models.routing import Catalogue, CategoryNode, Rule
 
 CATALOGUE = Catalogue(
@@ -77,12 +78,15 @@ def test_urgent_appeals_use_the_urgent_policy_whatever_their_type():
     assert policy_for(POLICIES, "complaint", "urgent", ["transport"]).clock == "wall"
 
 
-def test_deadlines_follow_the_policy_on_the_clock():
-    start = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-    due = deadlines_for(POLICIES[2], start, WallClockCalendar())
-    assert due.accept_due_at == datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
-    assert due.contact_due_at is None
-    assert due.resolve_due_at == datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+def test_deadlines_follow_the_policy_on_its_clock():
+    start = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)  # Friday 09:00 in Beijing
+    consultation = deadlines_for(POLICIES[2], start, WorkingCalendar())
+    assert consultation.accept_due_at == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    assert consultation.contact_due_at is None
+    assert consultation.resolve_due_at == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # one working day: 17:00
+    assert consultation.working
+    urgent = deadlines_for(POLICIES[0], start, WorkingCalendar())
+    assert urgent.resolve_due_at == start + timedelta(hours=24) and not urgent.working
 
 
 def test_a_missing_policy_is_an_error_not_a_guess():

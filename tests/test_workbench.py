@@ -228,3 +228,24 @@ def _requester_token(stack, code: str) -> str:
     from models.tracking import access_token
 
     return access_token(get_settings().signing_key(), code)
+
+
+def test_a_merged_appeal_hears_what_its_parent_hears(api):
+    from sqlalchemy import select
+
+    from appealflow.settings import get_settings
+    from models.db import session_scope
+    from models.outbox import Notification
+
+    parent, parent_version = appeal_in("in_progress")
+    child, child_version = appeal_in("triage")
+    merged = api.post(f"/staff/appeals/{child}/merge", json={"version": child_version, "parent": parent},
+                      headers=api.staff["dispatcher"])
+    assert merged.status_code == 200 and merged.json()["status"] == "merged"
+    replied = api.post(f"/staff/appeals/{parent}/reply", json={"version": parent_version, "text": "已修复"},
+                       headers=api.staff["handler"])
+    assert replied.status_code == 200
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        subjects = set(session.execute(select(Notification.subject).where(
+            Notification.recipient == "requester")).scalars())
+    assert {f"Your appeal {parent} has a reply", f"Your appeal {child} has a reply"} <= subjects

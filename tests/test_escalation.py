@@ -94,3 +94,39 @@ def test_a_satisfied_clock_stops_and_a_paused_one_waits(env):
         pause_clocks(session, appeal.id)
     sweep_deadlines(clocks["resolve"].severe_at + timedelta(days=1))
     assert fired(url) == Counter()
+
+
+def test_days_pass_in_seconds_for_every_process(stack, env, tmp_path, monkeypatch):
+    """The shared clock file moves time for the API, the workers and the sweep at once."""
+    import httpx
+
+    from tests.staff import create_staff, sign_in
+
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    monkeypatch.setenv("APPEALFLOW_CLOCK_FILE", str(clock))
+    stack.env["APPEALFLOW_CLOCK_FILE"] = str(clock)
+    create_staff()
+    api = httpx.Client(base_url=stack.start_api(), timeout=30)
+    stack.start_worker()
+    created = api.post("/appeals", json={
+        "type": "complaint", "title": "楼上漏水", "text": "楼上邻居家漏水到我家，协商无果。",
+        "category": "neighbourhood_disputes", "location": {"district": "shinan", "street": "badaguan"},
+        "requester": {"email": "r@example.test"}}).json()
+    url = get_settings().sqlalchemy_url
+    from tests.test_dispatch_end_to_end import wait_for
+
+    def dispatched():
+        with session_scope(url) as session:
+            return session.execute(select(Appeal).where(Appeal.code == created["code"])).scalar_one().resolve_due_at
+
+    wait_for(dispatched, timeout=60, what="dispatch")
+    supervisor = sign_in(api, "supervisor")
+    assert api.get("/supervision/overdue", headers=supervisor).json()["rows"] == []
+
+    clock.write_text(str(timedelta(days=10).total_seconds()))  # ten days later, everywhere
+    assert sweep_deadlines()["severe"] >= 1
+    overdue = api.get("/supervision/overdue", headers=supervisor).json()["rows"]
+    assert [row["code"] for row in overdue] == [created["code"]] and overdue[0]["hours_late"] > 24
+    assert ("resolve", "severe") in fired(url)
+    api.close()

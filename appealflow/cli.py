@@ -100,6 +100,15 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
     serve()
 
 
+DEMO_STAFF = """
+  Demo staff        operator, dispatcher, supervisor, admin, handler.urban_management,
+                    head.urban_management, ... (password {!r}); sign in at /docs"""
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher."""
     from appealflow.demo import post_demo_appeals
@@ -117,6 +126,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     children: list[subprocess.Popen] = []
     env = dict(os.environ, APPEALFLOW_DATA_DIR=str(data))
     mail = None
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` as on Ctrl-C
     try:
         if not settings.redis_url:
             process, env["REDIS_URL"] = start_redis(data / "redis")
@@ -154,11 +164,8 @@ AppealFlow is running.
   Database          {settings.sqlalchemy_url}
   Mail sent         {data / "mail" if mail else settings.smtp_url}
   Logs              {logs}
-  Demo appeals      {", ".join(codes) or "-"}
-  Demo staff        operator, dispatcher, supervisor, admin, handler.urban_management,
-                    head.urban_management, ... (password {DEMO_PASSWORD!r}); sign in at /docs
+  Demo appeals      {", ".join(codes) or "-"}{DEMO_STAFF.format(DEMO_PASSWORD) if args.demo else ""}
 Press Ctrl-C to stop.""", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for p in children):
             time.sleep(0.5)
         print("a component exited; stopping (see the logs)", file=sys.stderr)

@@ -105,7 +105,8 @@ def test_a_requester_with_no_reachable_channel_is_recorded_not_dropped(stack):
     def to_requester():
         with session_scope(url) as session:
             row = session.execute(select(Notification).where(Notification.recipient == "requester")).scalar()
-        return row if row is not None and row.status != NotificationStatus.pending else None
+        settled = row is not None and row.status not in (NotificationStatus.pending, NotificationStatus.sending)
+        return row if settled else None
 
     row = wait_for(to_requester, timeout=60, what="the requester's notification to settle")
     assert row.target == "sms:13900000000"

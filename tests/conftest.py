@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,25 @@ def stack(env, tmp_path) -> Iterator[Stack]:
                 print(f"--- {log.name} ---\n{tail}")
     if not os.environ.get("KEEP_LOGS"):
         shutil.rmtree(tmp_path / "logs", ignore_errors=True)
+
+
+@pytest.fixture
+def staff_api(stack) -> Iterator[httpx.Client]:
+    """An HTTP client on a running API, with a signed-in header set per account of tests.staff."""
+    from tests.staff import ACCOUNTS, create_staff, sign_in
+
+    create_staff()
+    with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
+        client.staff = {name: sign_in(client, name) for name in ACCOUNTS}
+        yield client
+
+
+def at_once(call, times: int = 2, timeout: float = 120) -> list:
+    """Run `call` in `times` threads at the same moment; their results."""
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(call())) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results

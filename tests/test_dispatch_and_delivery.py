@@ -1,6 +1,5 @@
 """Dispatch runs as Prefect flow runs and is idempotent; delivery retries and never sends twice."""
 
-import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -14,6 +13,7 @@ from models.department import Department
 from models.dispatch import claim_waiting
 from models.enums import AppealStatus, NotificationStatus
 from models.outbox import Notification
+from tests.conftest import at_once
 from tests.factories import received_appeals
 from tests.test_dispatch_end_to_end import wait_for
 
@@ -48,12 +48,7 @@ def test_two_flow_runs_racing_on_one_batch_dispatch_it_once(env):
     url = get_settings().sqlalchemy_url
     received_appeals(40)
     ids = _claim_all(url)
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(dispatch_appeals(ids))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    results = at_once(lambda: dispatch_appeals(ids))
     assert sum(r.dispatched + r.triaged for r in results) == 40
     events, _ = _counts(url)
     assert events == 40

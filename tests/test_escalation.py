@@ -1,7 +1,6 @@
 """Deadline clocks across time: warning, breach and severe each fire once, to the right people,
 also when two sweeps race; the clock moves without sleeping (the sweep takes the moment)."""
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from models.dispatch import claim_waiting
 from models.escalation import DeadlineClock, Escalation
 from models.intake import NewAppeal, receive
 from models.outbox import Notification
+from tests.conftest import at_once
 
 
 def dispatched_appeal(url: str, **fields) -> Appeal:
@@ -33,13 +33,7 @@ def dispatched_appeal(url: str, **fields) -> Appeal:
 
 
 def racing_sweeps(now) -> list[dict]:
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(sweep_deadlines(now))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
+    return at_once(lambda: sweep_deadlines(now))
 
 
 def fired(url: str) -> Counter:

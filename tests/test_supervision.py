@@ -3,14 +3,13 @@ same history; lists, hot topics, CSV; and who may read them."""
 
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import text
 
 from appealflow.settings import get_settings
 from models.columns import utcnow
 from models.db import session_scope
-from tests.staff import ACCOUNTS, ELSEWHERE, HOME, appeal_in, create_staff, sign_in
+from tests.staff import ELSEWHERE, HOME, appeal_in
 
 DIRECT_SQL = """
 SELECT a.department_code AS department,
@@ -35,11 +34,8 @@ GROUP BY department_code
 
 
 @pytest.fixture
-def api(stack):
-    create_staff()
-    with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
-        client.staff = {name: sign_in(client, name) for name in ACCOUNTS}
-        yield client
+def api(staff_api):
+    return staff_api
 
 
 def _act(api, role, code, action, version, **body):
@@ -60,7 +56,6 @@ def _rate(api, code, solved, satisfaction):
 
 def seed_history(api) -> None:
     """Two departments' month: on-time and late acceptances, replies, ratings of every kind."""
-    from tests.staff import create_staff as _  # noqa: F401 - staff exist already
 
     ratings = [(True, "satisfied"), (True, "basically_satisfied"), (False, "unsatisfied"), (True, "satisfied"),
                (False, "basically_satisfied")]

@@ -3,10 +3,9 @@ masking, queues, and a full handler day."""
 
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
-from tests.staff import ACCOUNTS, ELSEWHERE, HOME, appeal_in, create_staff, sign_in
+from tests.staff import ACCOUNTS, ELSEWHERE, HOME, appeal_in, sign_in
 from tests.test_dispatch_end_to_end import wait_for
 
 STATUSES = ["received", "triage", "dispatched", "accepted", "in_progress", "waiting_requester", "replied",
@@ -46,11 +45,8 @@ PAYLOADS = {
 
 
 @pytest.fixture
-def api(stack):
-    create_staff()
-    with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
-        client.staff = {name: sign_in(client, name) for name in ACCOUNTS}
-        yield client
+def api(staff_api):
+    return staff_api
 
 
 def test_every_role_action_and_status_is_allowed_or_refused_as_the_table_says(api):

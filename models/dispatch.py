@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlmodel import Session
 
 from models.appeal import Appeal, AppealAssist
@@ -16,7 +16,7 @@ from models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from models.enums import AppealStatus
 from models.escalation import clock_rows, start_clocks
 from models.lifecycle import Action, Transition, apply_transitions
-from models.outbox import Notification, notification_rows
+from models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
 from models.reference import Reference
 from notifications.messages import render
 
@@ -47,12 +47,17 @@ class DispatchSummary:
     notifications: int = 0
 
 
+def _claimable(now: datetime):
+    """Received, and held by no live worker: a claim past its lease belongs to a dead one."""
+    return and_(Appeal.status == AppealStatus.received,
+                or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+
+
 def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received appeals no live worker holds; a dead worker's claim lapses."""
     waiting = (
         select(Appeal.id)
-        .where(Appeal.status == AppealStatus.received,
-               or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+        .where(_claimable(now))
         .order_by(Appeal.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -69,8 +74,7 @@ def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: dateti
 def has_waiting(session: Session, *, now: datetime) -> bool:
     return session.execute(
         select(Appeal.id)
-        .where(Appeal.status == AppealStatus.received,
-               or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+        .where(_claimable(now))
         .limit(1)
     ).first() is not None
 
@@ -153,21 +157,17 @@ def _transition(d: Decision, now: datetime) -> Transition:
 
 
 def _messages(d: Decision, appeal: Appeal, ref: Reference, now: datetime) -> list[dict]:
-    requester_targets = [f"mailto:{appeal.requester_email}"] if appeal.requester_email else (
-        [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else [])
-    fields = dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type,
-                  priority=appeal.priority, category=d.category_code or "-",
-                  location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
+    to_requester = requester_targets(appeal)
+    fields = message_fields(appeal, category=d.category_code or "-")
     if d.action == Action.triage:
         subject, body = render("triaged", "requester", **fields)
         return notification_rows(appeal_id=d.appeal_id, event="triaged", recipient="requester",
-                                 targets=requester_targets, subject=subject, body=body, now=now)
+                                 targets=to_requester, subject=subject, body=body, now=now)
     assert d.deadlines and d.department_code
     primary = ref.departments[d.department_code]
     fields.update(department_name=f"{primary.name_zh} ({primary.name_en})",
                   primary_name=primary.name_zh,
-                  accept_due=f"{d.deadlines.accept_due_at:%Y-%m-%d %H:%M} UTC",
-                  resolve_due=f"{d.deadlines.resolve_due_at:%Y-%m-%d %H:%M} UTC")
+                  accept_due=due_text(d.deadlines.accept_due_at), resolve_due=due_text(d.deadlines.resolve_due_at))
     rows = []
     subject, body = render("dispatched", "department", **fields)
     rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient=f"department:{primary.code}",
@@ -179,5 +179,5 @@ def _messages(d: Decision, appeal: Appeal, ref: Reference, now: datetime) -> lis
                                   targets=list(helper.notify), subject=subject, body=body, now=now)
     subject, body = render("dispatched", "requester", **fields)
     rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient="requester",
-                              targets=requester_targets, subject=subject, body=body, now=now)
+                              targets=to_requester, subject=subject, body=body, now=now)
     return rows

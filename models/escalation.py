@@ -21,7 +21,7 @@ from models.calendar import WorkingCalendar
 from models.columns import UTCDateTime
 from models.deadlines import Deadlines
 from models.department import Department
-from models.outbox import Notification, notification_rows
+from models.outbox import Notification, due_text, notification_rows
 from notifications.messages import render
 
 WARN_AT = 0.8        # of the clock's time used
@@ -227,7 +227,7 @@ def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict
     rows = []
     for department in recipients(tier, appeal, departments):
         subject, body = render(f"escalation_{tier.value}", "department", code=appeal.code, title=appeal.title,
-                               clock=clock.clock, due=f"{clock.due_at:%Y-%m-%d %H:%M} UTC",
+                               clock=clock.clock, due=due_text(clock.due_at),
                                department=appeal.department_code or "-", department_name=department.name_zh)
         rows += notification_rows(appeal_id=appeal.id, event=f"escalation:{clock.id}:{tier.value}",
                                   recipient=f"department:{department.code}", targets=list(department.notify),

@@ -31,6 +31,25 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
+def requester_targets(appeal) -> list[str]:
+    """Where the requester hears from us: e-mail if given, else SMS to their phone."""
+    if appeal.requester_email:
+        return [f"mailto:{appeal.requester_email}"]
+    return [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else []
+
+
+def message_fields(appeal, **more) -> dict:
+    """The appeal's fields every message template may use; `more` adds or overrides."""
+    fields = dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
+                  category=appeal.category_code or "-",
+                  location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
+    return fields | more
+
+
+def due_text(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def notification_rows(
     *, appeal_id: int, event: str, recipient: str, targets: list[str], subject: str, body: str, now: datetime
 ) -> list[dict]:

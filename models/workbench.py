@@ -22,7 +22,7 @@ from models.escalation import (
     tier_times,
 )
 from models.lifecycle import DEPARTMENT, Action, IllegalTransition, Transition, apply_transitions, check
-from models.outbox import Notification, notification_rows
+from models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
 from models.people import Staff
 from models.reference import read_reference
 from notifications.messages import render
@@ -145,18 +145,6 @@ def _department(session: Session, code: str | None, field: str = "department") -
     return department
 
 
-def _requester_targets(appeal: Appeal) -> list[str]:
-    if appeal.requester_email:
-        return [f"mailto:{appeal.requester_email}"]
-    return [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else []
-
-
-def _fields(appeal: Appeal, **more) -> dict:
-    return dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
-                category=appeal.category_code or "-",
-                location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-", **more)
-
-
 def _to_requester(session: Session, appeal: Appeal, event: str, now: datetime, key: str, **more) -> list[dict]:
     """A message to the requester, and to the requester of every appeal merged into this one: a
     merged appeal follows its parent, so all who raised the matter hear the same."""
@@ -164,15 +152,15 @@ def _to_requester(session: Session, appeal: Appeal, event: str, now: datetime, k
                                                      Appeal.status == AppealStatus.merged)).scalars()
     rows = []
     for each in (appeal, *followers):
-        subject, body = render(event, "requester", **_fields(each, **more))
+        subject, body = render(event, "requester", **message_fields(each, **more))
         rows += notification_rows(appeal_id=each.id, event=f"{event}:{appeal.id}:{key}", recipient="requester",
-                                  targets=_requester_targets(each), subject=subject, body=body, now=now)
+                                  targets=requester_targets(each), subject=subject, body=body, now=now)
     return rows
 
 
 def _to_department(appeal: Appeal, department: Department, event: str, now: datetime, key: str,
                    **more) -> list[dict]:
-    subject, body = render(event, "department", **_fields(appeal, department_name=department.name_zh, **more))
+    subject, body = render(event, "department", **message_fields(appeal, department_name=department.name_zh, **more))
     return notification_rows(appeal_id=appeal.id, event=f"{event}:{key}", recipient=f"department:{department.code}",
                              targets=list(department.notify), subject=subject, body=body, now=now)
 
@@ -298,8 +286,7 @@ def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now:
     for helper in helpers:
         if helper.code not in existing:
             session.add(AppealAssist(appeal_id=appeal.id, department_code=helper.code))
-    due = dict(accept_due=f"{deadlines.accept_due_at:%Y-%m-%d %H:%M} UTC",
-               resolve_due=f"{deadlines.resolve_due_at:%Y-%m-%d %H:%M} UTC")
+    due = dict(accept_due=due_text(deadlines.accept_due_at), resolve_due=due_text(deadlines.resolve_due_at))
     messages = [_to_department(appeal, primary, "dispatched", now, key, **due),
                 _to_requester(session, appeal, "dispatched", now, key,
                               department_name=f"{primary.name_zh} ({primary.name_en})", **due)]

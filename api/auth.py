@@ -4,13 +4,13 @@ from datetime import timedelta
 from typing import Annotated
 
 import jwt
+from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.models.columns import utcnow
+from appealflow.models.people import Staff, authenticate, staff_by_id, staff_for_api_key
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 
-from api.deps import SessionDep, SettingsDep
 from appealflow.settings import Settings
-from models.columns import utcnow
-from models.people import Staff, authenticate, staff_by_id, staff_for_api_key
 
 TOKEN_LIFETIME = timedelta(minutes=15)
 router = APIRouter(tags=["auth"])

@@ -1,12 +1,11 @@
 """Domain refusals mapped once to HTTP, in FastAPI's own error shape so clients parse one format."""
 
+from appealflow.models.intake import IdempotencyConflict, IntakeError
+from appealflow.models.lifecycle import IllegalTransition, NotPermitted
+from appealflow.models.queue import BadCursor
+from appealflow.models.workbench import ActionRefused, NotYourDepartment, StaleVersion
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-
-from models.intake import IdempotencyConflict, IntakeError
-from models.lifecycle import IllegalTransition, NotPermitted
-from models.queue import BadCursor
-from models.workbench import ActionRefused, NotYourDepartment, StaleVersion
 
 
 def _unprocessable(loc: list[str], message: str, kind: str) -> JSONResponse:

@@ -3,15 +3,14 @@
 import logging
 from typing import Annotated
 
+from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
+from appealflow.api.schemas import AppealCreated, AppealIn
+from appealflow.models.columns import utcnow
+from appealflow.models.enums import Channel
+from appealflow.models.intake import NewAppeal, receive_once
+from appealflow.models.tracking import access_token
+from appealflow.workers.queues import DISPATCH, wake
 from fastapi import APIRouter, Header, Request, Response
-
-from api.deps import RedisDep, SessionDep, SettingsDep
-from api.schemas import AppealCreated, AppealIn
-from models.columns import utcnow
-from models.enums import Channel
-from models.intake import NewAppeal, receive_once
-from models.tracking import access_token
-from workers.queues import DISPATCH, wake
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["intake"])

@@ -6,17 +6,16 @@ import io
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+from appealflow.api.auth import current_staff
+from appealflow.api.deps import SessionDep
+from appealflow.models.appeal import Appeal
+from appealflow.models.columns import utcnow
+from appealflow.models.enums import Role
+from appealflow.models.lifecycle import NotPermitted
+from appealflow.models.people import Staff
+from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-
-from api.auth import current_staff
-from api.deps import SessionDep
-from models.appeal import Appeal
-from models.columns import utcnow
-from models.enums import Role
-from models.lifecycle import NotPermitted
-from models.people import Staff
-from models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
 
 Format = Annotated[Literal["json", "csv"], Query()]
 

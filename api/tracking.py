@@ -2,22 +2,22 @@
 
 from typing import Annotated, Literal
 
+from appealflow.api import schemas
+from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.models.appeal import Appeal, AppealAssist
+from appealflow.models.columns import utcnow
+from appealflow.models.department import Department
+from appealflow.models.enums import Role
+from appealflow.models.intake import history
+from appealflow.models.lifecycle import Action
+from appealflow.models.people import Staff
+from appealflow.models.tracking import token_matches
+from appealflow.models.workbench import ActionInput, act
 from fastapi import APIRouter, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
-from api import schemas
-from api.deps import SessionDep, SettingsDep
 from appealflow.settings import Settings
-from models.appeal import Appeal, AppealAssist
-from models.columns import utcnow
-from models.department import Department
-from models.enums import Role
-from models.intake import history
-from models.lifecycle import Action
-from models.people import Staff
-from models.tracking import token_matches
-from models.workbench import ActionInput, act
 
 router = APIRouter(tags=["tracking"])
 

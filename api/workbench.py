@@ -4,22 +4,21 @@ readable-appeals query, so what a member of staff may not see is not found."""
 from datetime import datetime
 from typing import Annotated
 
+from appealflow.api.auth import CurrentStaff
+from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.api.schemas import Event
+from appealflow.models.access import readable_appeals, requester_view
+from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
+from appealflow.models.columns import utcnow
+from appealflow.models.enums import AppealStatus
+from appealflow.models.intake import history
+from appealflow.models.lifecycle import Action
+from appealflow.models.people import Staff
+from appealflow.models.queue import QueueFilter, page
+from appealflow.models.workbench import ActionInput, act
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
-
-from api.auth import CurrentStaff
-from api.deps import SessionDep, SettingsDep
-from api.schemas import Event
-from models.access import readable_appeals, requester_view
-from models.appeal import Appeal, AppealAssist, ExtensionRequest
-from models.columns import utcnow
-from models.enums import AppealStatus
-from models.intake import history
-from models.lifecycle import Action
-from models.people import Staff
-from models.queue import QueueFilter, page
-from models.workbench import ActionInput, act
 
 router = APIRouter(tags=["workbench"])
 

@@ -20,16 +20,16 @@ DEMO_PASSWORD = os.environ.get("APPEALFLOW_DEMO_PASSWORD", "demo-pass-12345")
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
-    from models.schema import migrate
+    from appealflow.models.schema import migrate
 
     migrate(get_settings().sqlalchemy_url)
     print("database schema is up to date")
 
 
 def cmd_seed(args: argparse.Namespace) -> None:
-    from models.db import session_scope
-    from models.people import ensure_demo_staff
-    from models.reference import REFERENCE_DIR, load_reference_files
+    from appealflow.models.db import session_scope
+    from appealflow.models.people import ensure_demo_staff
+    from appealflow.models.reference import REFERENCE_DIR, load_reference_files
 
     with session_scope(get_settings().sqlalchemy_url) as session:
         counts = load_reference_files(session, Path(args.folder) if args.folder else REFERENCE_DIR)
@@ -40,9 +40,9 @@ def cmd_seed(args: argparse.Namespace) -> None:
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
-    from models.db import session_scope
-    from models.enums import Role
-    from models.people import StaffError, add_user
+    from appealflow.models.db import session_scope
+    from appealflow.models.enums import Role
+    from appealflow.models.people import StaffError, add_user
 
     password = args.password or os.environ.get("APPEALFLOW_NEW_PASSWORD") or getpass.getpass("password: ")
     try:
@@ -57,8 +57,8 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 def cmd_user_key(args: argparse.Namespace) -> None:
     from sqlmodel import select
 
-    from models.db import session_scope
-    from models.people import StaffUser, issue_api_key
+    from appealflow.models.db import session_scope
+    from appealflow.models.people import StaffUser, issue_api_key
 
     with session_scope(get_settings().sqlalchemy_url) as session:
         user = session.exec(select(StaffUser).where(StaffUser.username == args.username)).first()
@@ -70,11 +70,11 @@ def cmd_user_key(args: argparse.Namespace) -> None:
 def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run("api.app:app", host=args.host, port=args.port, log_level="warning")
+    uvicorn.run("appealflow.api.app:app", host=args.host, port=args.port, log_level="warning")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from workers.worker import run_worker
+    from appealflow.workers.worker import run_worker
 
     run_worker(burst=args.burst, name=args.name)
 
@@ -82,8 +82,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_calendar_set(args: argparse.Namespace) -> None:
     from datetime import date
 
-    from models.calendar import CalendarOverride
-    from models.db import session_scope
+    from appealflow.models.calendar import CalendarOverride
+    from appealflow.models.db import session_scope
 
     try:
         day = date.fromisoformat(args.day)
@@ -95,7 +95,7 @@ def cmd_calendar_set(args: argparse.Namespace) -> None:
 
 
 def cmd_scheduler(_: argparse.Namespace) -> None:
-    from flows.escalation import serve
+    from appealflow.flows.escalation import serve
 
     serve()
 
@@ -112,11 +112,11 @@ def _interrupt(*_) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher."""
     from appealflow.demo import post_demo_appeals
+    from appealflow.models.db import session_scope
+    from appealflow.models.people import ensure_demo_staff
+    from appealflow.models.reference import load_reference_files
+    from appealflow.models.schema import migrate
     from appealflow.services import MailCatcher, spawn, start_prefect_server, start_redis, stop, wait_until
-    from models.db import session_scope
-    from models.people import ensure_demo_staff
-    from models.reference import load_reference_files
-    from models.schema import migrate
 
     settings = get_settings()
     data = settings.data_dir.resolve()

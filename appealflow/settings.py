@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = Field(default=60, ge=5)
 
     def calendar(self, session):
-        from models.calendar import load_calendar
+        from appealflow.models.calendar import load_calendar
 
         return load_calendar(session, hours=self.working_hours, zone=self.timezone)
 

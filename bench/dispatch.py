@@ -34,6 +34,16 @@ from sqlalchemy import func, insert, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appealflow.models.appeal import Appeal, AppealEvent  # noqa: E402
+from appealflow.models.columns import utcnow  # noqa: E402
+from appealflow.models.db import session_scope  # noqa: E402
+from appealflow.models.enums import AppealStatus, NotificationStatus  # noqa: E402
+from appealflow.models.outbox import Notification  # noqa: E402
+from appealflow.models.reference import load_reference_files  # noqa: E402
+from appealflow.models.schema import migrate  # noqa: E402
+from appealflow.models.tracking import new_tracking_code  # noqa: E402
+from appealflow.workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
+
 from appealflow.services import (  # noqa: E402
     spawn,
     start_prefect_server,
@@ -42,17 +52,8 @@ from appealflow.services import (  # noqa: E402
     wait_until,
 )
 from appealflow.settings import get_settings  # noqa: E402
-from models.appeal import Appeal, AppealEvent  # noqa: E402
-from models.columns import utcnow  # noqa: E402
-from models.db import session_scope  # noqa: E402
-from models.enums import AppealStatus, NotificationStatus  # noqa: E402
-from models.outbox import Notification  # noqa: E402
-from models.reference import load_reference_files  # noqa: E402
-from models.schema import migrate  # noqa: E402
-from models.tracking import new_tracking_code  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 from tests.receivers import SmtpReceiver  # noqa: E402
-from workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
 
 TEXTS = [
     ("工地夜间施工噪音", "每天晚上施工噪音很大，影响休息", "shinan", "badaguan"),

@@ -30,16 +30,17 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appealflow.models.appeal import Appeal, AppealAssist  # noqa: E402
+from appealflow.models.columns import utcnow  # noqa: E402
+from appealflow.models.db import engine_for, session_scope  # noqa: E402
+from appealflow.models.department import Department  # noqa: E402
+from appealflow.models.enums import Role  # noqa: E402
+from appealflow.models.people import add_user  # noqa: E402
+from appealflow.models.reference import load_reference_files  # noqa: E402
+from appealflow.models.schema import migrate  # noqa: E402
+
 from appealflow.services import free_port, spawn, start_redis, stop, wait_until  # noqa: E402
 from appealflow.settings import get_settings  # noqa: E402
-from models.appeal import Appeal, AppealAssist  # noqa: E402
-from models.columns import utcnow  # noqa: E402
-from models.db import engine_for, session_scope  # noqa: E402
-from models.department import Department  # noqa: E402
-from models.enums import Role  # noqa: E402
-from models.people import add_user  # noqa: E402
-from models.reference import load_reference_files  # noqa: E402
-from models.schema import migrate  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 
 STATUS_MIX = [("closed", 55), ("replied", 10), ("dispatched", 8), ("accepted", 8), ("in_progress", 12),

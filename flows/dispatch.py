@@ -2,13 +2,13 @@
 
 import logging
 
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
+from appealflow.models.reference import Reference, read_reference
 from prefect import flow, task
 
 from appealflow.settings import get_settings
-from models.columns import utcnow
-from models.db import session_scope
-from models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
-from models.reference import Reference, read_reference
 
 log = logging.getLogger(__name__)
 

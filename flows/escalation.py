@@ -3,12 +3,12 @@
 import logging
 from datetime import datetime, timedelta
 
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.escalation import SweepResult, sweep_batch
 from prefect import flow
 
 from appealflow.settings import get_settings
-from models.columns import utcnow
-from models.db import session_scope
-from models.escalation import SweepResult, sweep_batch
 
 log = logging.getLogger(__name__)
 MAX_BATCHES = 2000
@@ -36,7 +36,7 @@ def sweep_deadlines(now: datetime | None = None, batch_size: int = 500) -> dict:
 
 def _wake_delivery() -> None:
     try:
-        from workers.queues import DELIVERY, connect, wake
+        from appealflow.workers.queues import DELIVERY, connect, wake
 
         wake(connect(), DELIVERY)
     except Exception:  # the reconciler will find the messages in the outbox

@@ -2,10 +2,9 @@
 
 from datetime import datetime
 
+from appealflow.models.columns import UTCDateTime, utcnow
 from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
-
-from models.columns import UTCDateTime, utcnow
 
 OPEN_CONDITION = "status IN ('dispatched', 'accepted', 'in_progress', 'waiting_requester')"
 

@@ -53,4 +53,4 @@ def session_scope(url: str) -> Iterator[Session]:
 
 
 # Every table registered before any session flushes, so foreign keys always resolve.
-from models import tables  # noqa: E402,F401
+from appealflow.models import tables  # noqa: E402,F401

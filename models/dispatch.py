@@ -8,17 +8,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from appealflow.models.appeal import Appeal, AppealAssist
+from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
+from appealflow.models.enums import AppealStatus
+from appealflow.models.escalation import clock_rows, start_clocks
+from appealflow.models.lifecycle import Action, Transition, apply_transitions
+from appealflow.models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
+from appealflow.models.reference import Reference
+from appealflow.notifications.messages import render
 from sqlalchemy import and_, insert, or_, select, update
 from sqlmodel import Session
-
-from models.appeal import Appeal, AppealAssist
-from models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
-from models.enums import AppealStatus
-from models.escalation import clock_rows, start_clocks
-from models.lifecycle import Action, Transition, apply_transitions
-from models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
-from models.reference import Reference
-from notifications.messages import render
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dispatch"

@@ -5,13 +5,12 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
+from appealflow.models.department import Category
+from appealflow.models.enums import AppealStatus, Channel
+from appealflow.models.tracking import new_tracking_code
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
-
-from models.appeal import Appeal, AppealEvent, IdempotencyKey
-from models.department import Category
-from models.enums import AppealStatus, Channel
-from models.tracking import new_tracking_code
 
 
 @dataclass(frozen=True)

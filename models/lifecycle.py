@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.enums import AppealStatus as S
+from appealflow.models.enums import Role
 from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
-
-from models.appeal import Appeal, AppealEvent
-from models.enums import AppealStatus as S
-from models.enums import Role
 
 
 class Action(StrEnum):

@@ -2,11 +2,10 @@
 
 from datetime import datetime, timedelta
 
+from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.enums import NotificationStatus
 from sqlalchemy import Column, Index, Text, select, update
 from sqlmodel import Field, Session, SQLModel
-
-from models.columns import UTCDateTime, utcnow
-from models.enums import NotificationStatus
 
 
 class Notification(SQLModel, table=True):

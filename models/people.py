@@ -5,13 +5,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.enums import Role
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Column
 from sqlmodel import Field, Session, SQLModel, select
-
-from models.columns import UTCDateTime, utcnow
-from models.enums import Role
 
 DEPARTMENT_ROLES = {Role.handler, Role.department_head}
 

@@ -4,13 +4,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from appealflow.models.calendar import WorkingCalendar, load_calendar
+from appealflow.models.deadlines import Duration, Policy
+from appealflow.models.department import Category, DeadlinePolicy, Department, RoutingRule
+from appealflow.models.routing import Catalogue, CategoryNode, Rule
 from sqlalchemy import delete
 from sqlmodel import Session, select
-
-from models.calendar import WorkingCalendar, load_calendar
-from models.deadlines import Duration, Policy
-from models.department import Category, DeadlinePolicy, Department, RoutingRule
-from models.routing import Catalogue, CategoryNode, Rule
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from appealflow.models.appeal import Appeal, AppealEvent, ExtensionRequest
+from appealflow.models.enums import AppealStatus
+from appealflow.models.escalation import DeadlineClock, Tier
+from appealflow.models.lifecycle import OPEN
 from sqlalchemy import and_, case, func, select
 from sqlmodel import Session
-
-from models.appeal import Appeal, AppealEvent, ExtensionRequest
-from models.enums import AppealStatus
-from models.escalation import DeadlineClock, Tier
-from models.lifecycle import OPEN
 
 FORMULAS = {
     "response_rate": "appeals accepted by the accept deadline and first contacted by the contact deadline "

@@ -4,15 +4,12 @@ state machine's table (lifecycle.check) and is applied guarded by status and ver
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlmodel import Session
-
-from models.appeal import Appeal, AppealAssist, ExtensionRequest
-from models.calendar import WorkingCalendar
-from models.deadlines import Duration, deadlines_for, policy_for
-from models.department import Department
-from models.enums import AppealStatus
-from models.escalation import (
+from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
+from appealflow.models.calendar import WorkingCalendar
+from appealflow.models.deadlines import Duration, deadlines_for, policy_for
+from appealflow.models.department import Department
+from appealflow.models.enums import AppealStatus
+from appealflow.models.escalation import (
     DeadlineClock,
     clock_rows,
     pause_clocks,
@@ -21,11 +18,13 @@ from models.escalation import (
     stop_clocks,
     tier_times,
 )
-from models.lifecycle import DEPARTMENT, Action, IllegalTransition, Transition, apply_transitions, check
-from models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
-from models.people import Staff
-from models.reference import read_reference
-from notifications.messages import render
+from appealflow.models.lifecycle import DEPARTMENT, Action, IllegalTransition, Transition, apply_transitions, check
+from appealflow.models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
+from appealflow.models.people import Staff
+from appealflow.models.reference import read_reference
+from appealflow.notifications.messages import render
+from sqlalchemy import insert, select
+from sqlmodel import Session
 
 MAX_RETURNS_BEFORE_ARBITRATION = 2
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 
 import yaml
-
-from models.reference import REFERENCE_DIR
+from appealflow.models.reference import REFERENCE_DIR
 
 
 def _load(name: str):

@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from appealflow.models.db import engine_for, session_scope
+from appealflow.models.reference import load_reference_files
+from appealflow.models.schema import migrate
 
 from appealflow.services import free_port, spawn, start_prefect_server, start_redis, stop, wait_until
 from appealflow.settings import get_settings
-from models.db import engine_for, session_scope
-from models.reference import load_reference_files
-from models.schema import migrate
 from tests.postgres import new_database
 from tests.postgres import postgres_server as postgres_server_for
 from tests.receivers import HttpReceiver, SmtpReceiver

@@ -1,9 +1,10 @@
 """Appeals written straight into the database, as the API would leave them."""
 
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.intake import NewAppeal, receive
+
 from appealflow.settings import get_settings
-from models.columns import utcnow
-from models.db import session_scope
-from models.intake import NewAppeal, receive
 
 KINDS = [
     ("工地夜间施工噪音", "每天晚上施工噪音很大", "shinan", "badaguan"),

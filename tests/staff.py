@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from appealflow.models.appeal import Appeal, ExtensionRequest
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.enums import Role
+from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.people import add_user
 from sqlalchemy import update
 
 from appealflow.settings import get_settings
-from models.appeal import Appeal, ExtensionRequest
-from models.columns import utcnow
-from models.db import session_scope
-from models.enums import Role
-from models.intake import NewAppeal, receive
-from models.people import add_user
 
 PASSWORD = "correct-horse-battery"
 HOME = "urban_management"

@@ -6,13 +6,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.db import session_scope
+from appealflow.models.enums import AppealStatus, NotificationStatus
+from appealflow.models.outbox import Notification
 from sqlalchemy import func, select
 
 from appealflow.settings import get_settings
-from models.appeal import Appeal, AppealEvent
-from models.db import session_scope
-from models.enums import AppealStatus, NotificationStatus
-from models.outbox import Notification
 from tests.appeals import CatalogueOracle, appeal_body
 
 

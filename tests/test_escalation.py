@@ -4,18 +4,18 @@ also when two sweeps race; the clock moves without sleeping (the sweep takes the
 from collections import Counter
 from datetime import timedelta
 
+from appealflow.flows.dispatch import dispatch_appeals
+from appealflow.flows.escalation import sweep_deadlines
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.dispatch import claim_waiting
+from appealflow.models.escalation import DeadlineClock, Escalation
+from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.outbox import Notification
 from sqlalchemy import select
 
 from appealflow.settings import get_settings
-from flows.dispatch import dispatch_appeals
-from flows.escalation import sweep_deadlines
-from models.appeal import Appeal, AppealEvent
-from models.columns import utcnow
-from models.db import session_scope
-from models.dispatch import claim_waiting
-from models.escalation import DeadlineClock, Escalation
-from models.intake import NewAppeal, receive
-from models.outbox import Notification
 from tests.conftest import at_once
 
 
@@ -82,7 +82,7 @@ def test_a_satisfied_clock_stops_and_a_paused_one_waits(env):
     with session_scope(url) as session:
         clocks = {c.clock: c for c in session.execute(
             select(DeadlineClock).where(DeadlineClock.appeal_id == appeal.id)).scalars()}
-        from models.escalation import pause_clocks, stop_clocks
+        from appealflow.models.escalation import pause_clocks, stop_clocks
 
         stop_clocks(session, appeal.id, ("accept",))
         pause_clocks(session, appeal.id)

@@ -4,11 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.db import session_scope
 from sqlalchemy import func, select
 
 from appealflow.settings import get_settings
-from models.appeal import Appeal, AppealEvent
-from models.db import session_scope
 
 GOOD = {
     "type": "complaint", "title": "夜间施工噪音", "text": "工地每天夜间施工，噪音扰民。",

@@ -3,10 +3,9 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from models.calendar import WorkingCalendar
-from models.deadlines import Duration, Policy, deadlines_for, policy_for
-from models.routing import Catalogue, CategoryNode, Rule
+from appealflow.models.calendar import WorkingCalendar
+from appealflow.models.deadlines import Duration, Policy, deadlines_for, policy_for
+from appealflow.models.routing import Catalogue, CategoryNode, Rule
 
 CATALOGUE = Catalogue(
     categories=[

@@ -5,13 +5,13 @@ import subprocess
 from datetime import date, timedelta
 
 import httpx
+from appealflow.models.appeal import Appeal
+from appealflow.models.calendar import CalendarOverride
+from appealflow.models.db import session_scope
+from appealflow.models.department import DeadlinePolicy
 from sqlalchemy import select, update
 
 from appealflow.settings import get_settings
-from models.appeal import Appeal
-from models.calendar import CalendarOverride
-from models.db import session_scope
-from models.department import DeadlinePolicy
 from tests.conftest import BIN
 from tests.test_dispatch_end_to_end import wait_for
 from tests.test_escalation import dispatched_appeal

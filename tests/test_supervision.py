@@ -4,11 +4,11 @@ same history; lists, hot topics, CSV; and who may read them."""
 from datetime import timedelta
 
 import pytest
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
 from sqlalchemy import text
 
 from appealflow.settings import get_settings
-from models.columns import utcnow
-from models.db import session_scope
 from tests.staff import ELSEWHERE, HOME, appeal_in
 
 DIRECT_SQL = """
@@ -46,7 +46,7 @@ def _act(api, role, code, action, version, **body):
 
 
 def _rate(api, code, solved, satisfaction):
-    from models.tracking import access_token
+    from appealflow.models.tracking import access_token
 
     token = access_token(get_settings().signing_key(), code)
     response = api.post(f"/appeals/{code}/rating", params={"token": token},

@@ -13,7 +13,7 @@ DISPATCH = "dispatch"
 DELIVERY = "delivery"
 # Listed in the order a worker serves them: a backlog of messages must not hold up routing.
 QUEUES = {DISPATCH: "appealflow-dispatch", DELIVERY: "appealflow-delivery"}
-JOBS = {DISPATCH: "workers.jobs.dispatch_waiting", DELIVERY: "workers.jobs.deliver_due"}
+JOBS = {DISPATCH: "appealflow.workers.jobs.dispatch_waiting", DELIVERY: "appealflow.workers.jobs.deliver_due"}
 WAKE_TTL_SECONDS = 30
 
 

@@ -1,9 +1,8 @@
 """Alembic environment: the URL comes from the caller's config, the tables from models.tables."""
 
 from alembic import context
-
-from models.db import engine_for
-from models.tables import metadata
+from appealflow.models.db import engine_for
+from appealflow.models.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import models.columns
+import appealflow.models.columns
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -5,11 +5,10 @@ Revises: (none)
 Create Date: 2026-11-27 11:02:18.625210
 """
 
+import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
-import models.columns
 
 revision = '0001'
 down_revision = None
@@ -60,13 +59,13 @@ def upgrade() -> None:
     sa.Column('department_code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('routing_confidence', sa.Float(), nullable=True),
     sa.Column('routing_reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-    sa.Column('received_at', models.columns.UTCDateTime(), nullable=False),
-    sa.Column('dispatched_at', models.columns.UTCDateTime(), nullable=True),
-    sa.Column('accept_due_at', models.columns.UTCDateTime(), nullable=True),
-    sa.Column('contact_due_at', models.columns.UTCDateTime(), nullable=True),
-    sa.Column('resolve_due_at', models.columns.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', models.columns.UTCDateTime(), nullable=False),
-    sa.Column('claimed_until', models.columns.UTCDateTime(), nullable=True),
+    sa.Column('received_at', appealflow.models.columns.UTCDateTime(), nullable=False),
+    sa.Column('dispatched_at', appealflow.models.columns.UTCDateTime(), nullable=True),
+    sa.Column('accept_due_at', appealflow.models.columns.UTCDateTime(), nullable=True),
+    sa.Column('contact_due_at', appealflow.models.columns.UTCDateTime(), nullable=True),
+    sa.Column('resolve_due_at', appealflow.models.columns.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', appealflow.models.columns.UTCDateTime(), nullable=False),
+    sa.Column('claimed_until', appealflow.models.columns.UTCDateTime(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['category_code'], ['category.code'], ),
     sa.ForeignKeyConstraint(['department_code'], ['department.code'], ),
@@ -116,7 +115,7 @@ def upgrade() -> None:
     sa.Column('appeal_id', sa.Integer(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.Column('from_status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('detail', sa.JSON(), nullable=False),
@@ -130,7 +129,7 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('request_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('appeal_id', sa.Integer(), nullable=False),
-    sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('created_at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['appeal_id'], ['appeal.id'], ),
     sa.PrimaryKeyConstraint('key')
     )
@@ -144,12 +143,12 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', models.columns.UTCDateTime(), nullable=False),
-    sa.Column('claimed_until', models.columns.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', appealflow.models.columns.UTCDateTime(), nullable=False),
+    sa.Column('claimed_until', appealflow.models.columns.UTCDateTime(), nullable=True),
     sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('sent_at', models.columns.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', appealflow.models.columns.UTCDateTime(), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
-    sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('created_at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['appeal_id'], ['appeal.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('dedupe_key')

@@ -5,11 +5,10 @@ Revises: 0001
 Create Date: 2026-11-27 11:27:45.031367
 """
 
+import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
-import models.columns
 
 revision = '0002'
 down_revision = '0001'
@@ -30,7 +29,7 @@ def upgrade() -> None:
     sa.Column('department_code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('created_at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['department_code'], ['department.code'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('username')
@@ -41,7 +40,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('label', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('revoked', sa.Boolean(), nullable=False),
-    sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('created_at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['staff_user.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('key_hash')
@@ -54,8 +53,8 @@ def upgrade() -> None:
     sa.Column('extra', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('decided_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('decided_at', models.columns.UTCDateTime(), nullable=True),
-    sa.Column('created_at', models.columns.UTCDateTime(), nullable=False),
+    sa.Column('decided_at', appealflow.models.columns.UTCDateTime(), nullable=True),
+    sa.Column('created_at', appealflow.models.columns.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['appeal_id'], ['appeal.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -64,7 +63,7 @@ def upgrade() -> None:
 
     op.create_index('ix_appeal_assist_department', 'appeal_assist', ['department_code', 'appeal_id'])
     with op.batch_alter_table('appeal', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('paused_at', models.columns.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('paused_at', appealflow.models.columns.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('return_count', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('parent_id', sa.Integer(), nullable=True))
         batch_op.create_index('ix_appeal_queue', ['department_code', 'resolve_due_at', 'id'], unique=False,

@@ -5,11 +5,10 @@ Revises: 0002
 Create Date: 2026-11-27 11:43:21.725494
 """
 
+import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
-import models.columns
 
 revision = "0003"
 down_revision = "0002"
@@ -33,12 +32,12 @@ def upgrade() -> None:
         sa.Column("clock", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("working", sa.Boolean(), nullable=False),
-        sa.Column("started_at", models.columns.UTCDateTime(), nullable=False),
-        sa.Column("warn_at", models.columns.UTCDateTime(), nullable=False),
-        sa.Column("due_at", models.columns.UTCDateTime(), nullable=False),
-        sa.Column("severe_at", models.columns.UTCDateTime(), nullable=False),
+        sa.Column("started_at", appealflow.models.columns.UTCDateTime(), nullable=False),
+        sa.Column("warn_at", appealflow.models.columns.UTCDateTime(), nullable=False),
+        sa.Column("due_at", appealflow.models.columns.UTCDateTime(), nullable=False),
+        sa.Column("severe_at", appealflow.models.columns.UTCDateTime(), nullable=False),
         sa.Column("next_tier", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
-        sa.Column("next_tier_at", models.columns.UTCDateTime(), nullable=True),
+        sa.Column("next_tier_at", appealflow.models.columns.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["appeal_id"],
             ["appeal.id"],
@@ -62,8 +61,8 @@ def upgrade() -> None:
         sa.Column("appeal_id", sa.Integer(), nullable=False),
         sa.Column("clock", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("tier", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-        sa.Column("due_at", models.columns.UTCDateTime(), nullable=False),
-        sa.Column("fired_at", models.columns.UTCDateTime(), nullable=False),
+        sa.Column("due_at", appealflow.models.columns.UTCDateTime(), nullable=False),
+        sa.Column("fired_at", appealflow.models.columns.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["appeal_id"],
             ["appeal.id"],
@@ -81,7 +80,7 @@ def upgrade() -> None:
     with op.batch_alter_table("appeal", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rated_solved", sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column("rated_satisfaction", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True))
-        batch_op.add_column(sa.Column("rated_at", models.columns.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("rated_at", appealflow.models.columns.UTCDateTime(), nullable=True))
 
     # ### end Alembic commands ###
 

@@ -1,9 +1,9 @@
 """The FastAPI application."""
 
-from appealflow.api import auth, errors, intake, supervision, tracking, workbench
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from appealflow.api import auth, errors, intake, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 

@@ -4,12 +4,12 @@ from datetime import timedelta
 from typing import Annotated
 
 import jwt
-from appealflow.api.deps import SessionDep, SettingsDep
-from appealflow.models.columns import utcnow
-from appealflow.models.people import Staff, authenticate, staff_by_id, staff_for_api_key
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 
+from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.models.columns import utcnow
+from appealflow.models.people import Staff, authenticate, staff_by_id, staff_for_api_key
 from appealflow.settings import Settings
 
 TOKEN_LIFETIME = timedelta(minutes=15)

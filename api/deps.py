@@ -3,13 +3,13 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from appealflow.models.db import engine_for
-from appealflow.workers.queues import connect
 from fastapi import Depends, Request
 from redis import Redis
 from sqlmodel import Session
 
+from appealflow.models.db import engine_for
 from appealflow.settings import Settings, get_settings
+from appealflow.workers.queues import connect
 
 
 def _session() -> Iterator[Session]:

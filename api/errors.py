@@ -1,11 +1,12 @@
 """Domain refusals mapped once to HTTP, in FastAPI's own error shape so clients parse one format."""
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 from appealflow.models.intake import IdempotencyConflict, IntakeError
 from appealflow.models.lifecycle import IllegalTransition, NotPermitted
 from appealflow.models.queue import BadCursor
 from appealflow.models.workbench import ActionRefused, NotYourDepartment, StaleVersion
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 
 def _unprocessable(loc: list[str], message: str, kind: str) -> JSONResponse:

@@ -3,6 +3,8 @@
 import logging
 from typing import Annotated
 
+from fastapi import APIRouter, Header, Request, Response
+
 from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
 from appealflow.api.schemas import AppealCreated, AppealIn
 from appealflow.models.columns import utcnow
@@ -10,7 +12,6 @@ from appealflow.models.enums import Channel
 from appealflow.models.intake import NewAppeal, receive_once
 from appealflow.models.tracking import access_token
 from appealflow.workers.queues import DISPATCH, wake
-from fastapi import APIRouter, Header, Request, Response
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["intake"])

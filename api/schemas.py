@@ -3,8 +3,9 @@
 from datetime import datetime
 from typing import Annotated
 
-from appealflow.models.enums import AppealType, Channel, Priority
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from appealflow.models.enums import AppealType, Channel, Priority
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9_]{1,60}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]

@@ -6,6 +6,9 @@ import io
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
 from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep
 from appealflow.models.appeal import Appeal
@@ -14,8 +17,6 @@ from appealflow.models.enums import Role
 from appealflow.models.lifecycle import NotPermitted
 from appealflow.models.people import Staff
 from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
 
 Format = Annotated[Literal["json", "csv"], Query()]
 

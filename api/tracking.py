@@ -2,6 +2,10 @@
 
 from typing import Annotated, Literal
 
+from fastapi import APIRouter, Header, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, select
+
 from appealflow.api import schemas
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.models.appeal import Appeal, AppealAssist
@@ -13,10 +17,6 @@ from appealflow.models.lifecycle import Action
 from appealflow.models.people import Staff
 from appealflow.models.tracking import token_matches
 from appealflow.models.workbench import ActionInput, act
-from fastapi import APIRouter, Header, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, select
-
 from appealflow.settings import Settings
 
 router = APIRouter(tags=["tracking"])

@@ -4,6 +4,10 @@ readable-appeals query, so what a member of staff may not see is not found."""
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, select
+
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.api.schemas import Event
@@ -16,9 +20,6 @@ from appealflow.models.lifecycle import Action
 from appealflow.models.people import Staff
 from appealflow.models.queue import QueueFilter, page
 from appealflow.models.workbench import ActionInput, act
-from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, select
 
 router = APIRouter(tags=["workbench"])
 

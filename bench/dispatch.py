@@ -42,8 +42,6 @@ from appealflow.models.outbox import Notification  # noqa: E402
 from appealflow.models.reference import load_reference_files  # noqa: E402
 from appealflow.models.schema import migrate  # noqa: E402
 from appealflow.models.tracking import new_tracking_code  # noqa: E402
-from appealflow.workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
-
 from appealflow.services import (  # noqa: E402
     spawn,
     start_prefect_server,
@@ -52,6 +50,7 @@ from appealflow.services import (  # noqa: E402
     wait_until,
 )
 from appealflow.settings import get_settings  # noqa: E402
+from appealflow.workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 from tests.receivers import SmtpReceiver  # noqa: E402
 

@@ -38,7 +38,6 @@ from appealflow.models.enums import Role  # noqa: E402
 from appealflow.models.people import add_user  # noqa: E402
 from appealflow.models.reference import load_reference_files  # noqa: E402
 from appealflow.models.schema import migrate  # noqa: E402
-
 from appealflow.services import free_port, spawn, start_redis, stop, wait_until  # noqa: E402
 from appealflow.settings import get_settings  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402

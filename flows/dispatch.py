@@ -2,12 +2,12 @@
 
 import logging
 
+from prefect import flow, task
+
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
 from appealflow.models.reference import Reference, read_reference
-from prefect import flow, task
-
 from appealflow.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,11 @@
 import logging
 from datetime import datetime, timedelta
 
+from prefect import flow
+
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.escalation import SweepResult, sweep_batch
-from prefect import flow
-
 from appealflow.settings import get_settings
 
 log = logging.getLogger(__name__)

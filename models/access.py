@@ -1,10 +1,11 @@
 """Who may see what. Authorization is a query: what lies outside it is simply not found (404)."""
 
+from sqlalchemy import Select, false, or_, select, true
+
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.enums import AppealStatus, Role
 from appealflow.models.people import Staff
 from appealflow.models.tracking import mask_email, mask_name, mask_phone
-from sqlalchemy import Select, false, or_, select, true
 
 DISPATCHER_STATUSES = (AppealStatus.triage, AppealStatus.returned, AppealStatus.reopened)
 

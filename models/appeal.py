@@ -2,9 +2,10 @@
 
 from datetime import datetime
 
-from appealflow.models.columns import UTCDateTime, utcnow
 from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
+
+from appealflow.models.columns import UTCDateTime, utcnow
 
 OPEN_CONDITION = "status IN ('dispatched', 'accepted', 'in_progress', 'waiting_requester')"
 

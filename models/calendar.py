@@ -10,8 +10,9 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
-from appealflow.models.deadlines import Duration
 from sqlmodel import Field, Session, SQLModel, select
+
+from appealflow.models.deadlines import Duration
 
 MAX_DAYS_SEARCHED = 3660  # ten years: a deadline further than that is a configuration error
 

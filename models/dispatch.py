@@ -8,6 +8,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import and_, insert, or_, select, update
+from sqlmodel import Session
+
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.enums import AppealStatus
@@ -16,8 +19,6 @@ from appealflow.models.lifecycle import Action, Transition, apply_transitions
 from appealflow.models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
 from appealflow.models.reference import Reference
 from appealflow.notifications.messages import render
-from sqlalchemy import and_, insert, or_, select, update
-from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dispatch"

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sqlalchemy import Column, Index, UniqueConstraint, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Field, Session, SQLModel
+
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.columns import UTCDateTime
@@ -18,10 +23,6 @@ from appealflow.models.deadlines import Deadlines
 from appealflow.models.department import Department
 from appealflow.models.outbox import Notification, due_text, notification_rows
 from appealflow.notifications.messages import render
-from sqlalchemy import Column, Index, UniqueConstraint, bindparam, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Field, Session, SQLModel
 
 WARN_AT = 0.8        # of the clock's time used
 SEVERE_AFTER = 0.5   # of the clock's length again, past the deadline

@@ -5,12 +5,13 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
 from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
 from appealflow.models.department import Category
 from appealflow.models.enums import AppealStatus, Channel
 from appealflow.models.tracking import new_tracking_code
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 
 @dataclass(frozen=True)

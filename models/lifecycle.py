@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import bindparam, insert, select, update
+from sqlmodel import Session
+
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.enums import AppealStatus as S
 from appealflow.models.enums import Role
-from sqlalchemy import bindparam, insert, select, update
-from sqlmodel import Session
 
 
 class Action(StrEnum):

@@ -2,10 +2,11 @@
 
 from datetime import datetime, timedelta
 
-from appealflow.models.columns import UTCDateTime, utcnow
-from appealflow.models.enums import NotificationStatus
 from sqlalchemy import Column, Index, Text, select, update
 from sqlmodel import Field, Session, SQLModel
+
+from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.enums import NotificationStatus
 
 
 class Notification(SQLModel, table=True):

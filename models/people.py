@@ -5,12 +5,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from appealflow.models.columns import UTCDateTime, utcnow
-from appealflow.models.enums import Role
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Column
 from sqlmodel import Field, Session, SQLModel, select
+
+from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.enums import Role
 
 DEPARTMENT_ROLES = {Role.handler, Role.department_head}
 

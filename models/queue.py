@@ -5,14 +5,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
+from sqlmodel import Session
+
 from appealflow.models.access import DISPATCHER_STATUSES, department_scopes, readable_condition
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import UTCDateTime
 from appealflow.models.enums import AppealStatus, Role
 from appealflow.models.lifecycle import OPEN
 from appealflow.models.people import Staff
-from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
-from sqlmodel import Session
 
 SUPERVISED = (*OPEN, AppealStatus.arbitration, *DISPATCHER_STATUSES)
 

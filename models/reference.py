@@ -4,12 +4,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from sqlalchemy import delete
+from sqlmodel import Session, select
+
 from appealflow.models.calendar import WorkingCalendar, load_calendar
 from appealflow.models.deadlines import Duration, Policy
 from appealflow.models.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.routing import Catalogue, CategoryNode, Rule
-from sqlalchemy import delete
-from sqlmodel import Session, select
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import and_, case, func, select
+from sqlmodel import Session
+
 from appealflow.models.appeal import Appeal, AppealEvent, ExtensionRequest
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import DeadlineClock, Tier
 from appealflow.models.lifecycle import OPEN
-from sqlalchemy import and_, case, func, select
-from sqlmodel import Session
 
 FORMULAS = {
     "response_rate": "appeals accepted by the accept deadline and first contacted by the contact deadline "

@@ -1,12 +1,13 @@
 """Every table, imported in one place so the metadata is complete for migrations."""
 
+from sqlmodel import SQLModel
+
 from appealflow.models.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
 from appealflow.models.calendar import CalendarOverride
 from appealflow.models.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.escalation import DeadlineClock, Escalation
 from appealflow.models.outbox import Notification
 from appealflow.models.people import ApiKey, StaffUser
-from sqlmodel import SQLModel
 
 metadata = SQLModel.metadata
 

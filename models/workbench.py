@@ -4,6 +4,9 @@ state machine's table (lifecycle.check) and is applied guarded by status and ver
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
 from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.deadlines import Duration, deadlines_for, policy_for
@@ -23,8 +26,6 @@ from appealflow.models.outbox import Notification, due_text, message_fields, not
 from appealflow.models.people import Staff
 from appealflow.models.reference import read_reference
 from appealflow.notifications.messages import render
-from sqlalchemy import insert, select
-from sqlmodel import Session
 
 MAX_RETURNS_BEFORE_ARBITRATION = 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import yaml
+
 from appealflow.models.reference import REFERENCE_DIR
 
 

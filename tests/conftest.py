@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
 from appealflow.models.db import engine_for, session_scope
 from appealflow.models.reference import load_reference_files
 from appealflow.models.schema import migrate
-
 from appealflow.services import free_port, spawn, start_prefect_server, start_redis, stop, wait_until
 from appealflow.settings import get_settings
 from tests.postgres import new_database

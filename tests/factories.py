@@ -3,7 +3,6 @@
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.intake import NewAppeal, receive
-
 from appealflow.settings import get_settings
 
 KINDS = [

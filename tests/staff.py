@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import update
+
 from appealflow.models.appeal import Appeal, ExtensionRequest
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.enums import Role
 from appealflow.models.intake import NewAppeal, receive
 from appealflow.models.people import add_user
-from sqlalchemy import update
-
 from appealflow.settings import get_settings
 
 PASSWORD = "correct-horse-battery"

@@ -4,10 +4,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from appealflow.models.calendar import WorkingCalendar, WorkingHours
-from appealflow.models.deadlines import Duration
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from appealflow.models.calendar import WorkingCalendar, WorkingHours
+from appealflow.models.deadlines import Duration
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 CALENDAR = WorkingCalendar()

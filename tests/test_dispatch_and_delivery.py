@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from sqlalchemy import func, select, update
+
 from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.columns import utcnow
@@ -10,8 +12,6 @@ from appealflow.models.department import Department
 from appealflow.models.dispatch import claim_waiting
 from appealflow.models.enums import AppealStatus, NotificationStatus
 from appealflow.models.outbox import Notification
-from sqlalchemy import func, select, update
-
 from appealflow.settings import get_settings
 from tests.conftest import at_once
 from tests.factories import received_appeals
@@ -112,8 +112,9 @@ def test_a_requester_with_no_reachable_channel_is_recorded_not_dropped(stack):
 def test_the_lazy_ssl_context_apprise_gets_still_configures_tls():
     import ssl
 
-    import appealflow.notifications.delivery  # noqa: F401 - installs the lazy context
     from apprise.plugins.email import smtp
+
+    import appealflow.notifications.delivery  # noqa: F401 - installs the lazy context
 
     context = smtp.ssl.create_default_context()
     context.check_hostname = False

@@ -6,12 +6,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from sqlalchemy import func, select
+
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.db import session_scope
 from appealflow.models.enums import AppealStatus, NotificationStatus
 from appealflow.models.outbox import Notification
-from sqlalchemy import func, select
-
 from appealflow.settings import get_settings
 from tests.appeals import CatalogueOracle, appeal_body
 

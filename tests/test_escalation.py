@@ -4,6 +4,8 @@ also when two sweeps race; the clock moves without sleeping (the sweep takes the
 from collections import Counter
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.flows.escalation import sweep_deadlines
 from appealflow.models.appeal import Appeal, AppealEvent
@@ -13,8 +15,6 @@ from appealflow.models.dispatch import claim_waiting
 from appealflow.models.escalation import DeadlineClock, Escalation
 from appealflow.models.intake import NewAppeal, receive
 from appealflow.models.outbox import Notification
-from sqlalchemy import select
-
 from appealflow.settings import get_settings
 from tests.conftest import at_once
 

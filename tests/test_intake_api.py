@@ -4,10 +4,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.db import session_scope
 from sqlalchemy import func, select
 
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.db import session_scope
 from appealflow.settings import get_settings
 
 GOOD = {

@@ -6,13 +6,13 @@ import time
 from collections import Counter
 
 import redis
+from sqlalchemy import func, select
+
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.enums import AppealStatus, NotificationStatus
 from appealflow.models.outbox import Notification
-from sqlalchemy import func, select
-
 from appealflow.settings import get_settings
 from tests.factories import received_appeals
 from tests.test_dispatch_end_to_end import count_by_status, wait_for

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.deadlines import Duration, Policy, deadlines_for, policy_for
 from appealflow.models.routing import Catalogue, CategoryNode, Rule

@@ -5,12 +5,12 @@ import subprocess
 from datetime import date, timedelta
 
 import httpx
+from sqlalchemy import select, update
+
 from appealflow.models.appeal import Appeal
 from appealflow.models.calendar import CalendarOverride
 from appealflow.models.db import session_scope
 from appealflow.models.department import DeadlinePolicy
-from sqlalchemy import select, update
-
 from appealflow.settings import get_settings
 from tests.conftest import BIN
 from tests.test_dispatch_end_to_end import wait_for

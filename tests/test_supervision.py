@@ -4,10 +4,10 @@ same history; lists, hot topics, CSV; and who may read them."""
 from datetime import timedelta
 
 import pytest
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
 from sqlalchemy import text
 
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
 from appealflow.settings import get_settings
 from tests.staff import ELSEWHERE, HOME, appeal_in
 

@@ -221,17 +221,16 @@ def test_a_full_handler_day(api, stack, smtp):
 
 def _requester_token(stack, code: str) -> str:
     from appealflow.models.tracking import access_token
-
     from appealflow.settings import get_settings
 
     return access_token(get_settings().signing_key(), code)
 
 
 def test_a_merged_appeal_hears_what_its_parent_hears(api):
-    from appealflow.models.db import session_scope
-    from appealflow.models.outbox import Notification
     from sqlalchemy import select
 
+    from appealflow.models.db import session_scope
+    from appealflow.models.outbox import Notification
     from appealflow.settings import get_settings
 
     parent, parent_version = appeal_in("in_progress")

@@ -8,16 +8,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from rq import get_current_job
+
 from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
 from appealflow.models.outbox import Notification, claim_due, mark_failed, mark_sent, release_abandoned, renew_claim
 from appealflow.notifications.delivery import NoRoute, send
-from appealflow.workers.queues import DELIVERY, DISPATCH, wake, woken
-from rq import get_current_job
-
 from appealflow.settings import Settings, get_settings
+from appealflow.workers.queues import DELIVERY, DISPATCH, wake, woken
 
 log = logging.getLogger(__name__)
 

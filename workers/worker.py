@@ -5,15 +5,15 @@ import logging
 import os
 import threading
 
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from rq import SimpleWorker
+
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import has_waiting
 from appealflow.models.outbox import next_due_at, release_abandoned
-from appealflow.workers.queues import DELIVERY, DISPATCH, QUEUES, connect, wake
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from rq import SimpleWorker
-
 from appealflow.settings import get_settings
+from appealflow.workers.queues import DELIVERY, DISPATCH, QUEUES, connect, wake
 
 log = logging.getLogger(__name__)
 

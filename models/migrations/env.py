@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from the caller's config, the tables from models.tables."""
 
 from alembic import context
+
 from appealflow.models.db import engine_for
 from appealflow.models.tables import metadata
 

@@ -5,10 +5,11 @@ Revises: (none)
 Create Date: 2026-11-27 11:02:18.625210
 """
 
-import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import appealflow.models.columns
 
 revision = '0001'
 down_revision = None

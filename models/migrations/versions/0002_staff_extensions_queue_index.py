@@ -5,10 +5,11 @@ Revises: 0001
 Create Date: 2026-11-27 11:27:45.031367
 """
 
-import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import appealflow.models.columns
 
 revision = '0002'
 down_revision = '0001'

@@ -5,10 +5,11 @@ Revises: 0002
 Create Date: 2026-11-27 11:43:21.725494
 """
 
-import appealflow.models.columns
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import appealflow.models.columns
 
 revision = "0003"
 down_revision = "0002"

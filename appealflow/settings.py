@@ -7,6 +7,7 @@ import secrets
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,9 +38,18 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=8, ge=1, le=64)
     delivery_max_attempts: int = Field(default=8, ge=1)
     delivery_backoff_seconds: float = Field(default=2.0, gt=0)
+    # Every send gives up after this long (connect and each read), so a hung server costs a
+    # delivery thread this much per message and no more.
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     worker_ttl_seconds: int = Field(default=15, ge=5)
 
     max_body_bytes: int = 64 * 1024
+
+    log_level: str = "WARNING"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    demo_password: str = "demo-pass-12345"
+    # Tests and demos only: a file holding seconds that every process adds to "now".
+    clock_file: Path | None = None
 
     # Working-day calendar: hours are local to the zone; holidays come from the `holidays` package
     # plus the calendar_override table.

@@ -1,12 +1,11 @@
 """Column types shared by the tables, and the one clock every part of the system reads."""
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
-CLOCK_FILE = "APPEALFLOW_CLOCK_FILE"
+from appealflow.settings import get_settings
 
 
 def utcnow() -> datetime:
@@ -17,8 +16,8 @@ def utcnow() -> datetime:
 
 
 def _clock_offset() -> float:
-    path = os.environ.get(CLOCK_FILE)
-    if not path:
+    path = get_settings().clock_file
+    if path is None:
         return 0.0
     try:
         with open(path) as f:

@@ -100,6 +100,7 @@ def test_days_pass_in_seconds_for_every_process(stack, env, tmp_path, monkeypatc
     clock.write_text("0")
     monkeypatch.setenv("APPEALFLOW_CLOCK_FILE", str(clock))
     stack.env["APPEALFLOW_CLOCK_FILE"] = str(clock)
+    get_settings.cache_clear()
     create_staff()
     api = httpx.Client(base_url=stack.start_api(), timeout=30)
     stack.start_worker()

@@ -12,13 +12,13 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealAssist
+from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import clock_rows, start_clocks
 from appealflow.models.lifecycle import Action, Transition, apply_transitions
-from appealflow.models.outbox import Notification, due_text, message_fields, notification_rows, requester_targets
+from appealflow.models.outbox import write
 from appealflow.models.reference import Reference
-from appealflow.notifications.messages import render
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dispatch"
@@ -122,7 +122,8 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
     transitions = [_transition(d, now) for d in decisions]
     applied = {t.appeal_id for t in apply_transitions(session, transitions, now=now)}
     summary = DispatchSummary(unchanged=len(decisions) - len(applied))
-    assists, outbox = [], []
+    assists: list[dict] = []
+    outbox: list[Message] = []
     for d in decisions:
         if d.appeal_id not in applied:
             continue
@@ -131,15 +132,13 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         else:
             summary.triaged += 1
         assists += [dict(appeal_id=d.appeal_id, department_code=c) for c in d.assisting]
-        outbox += _messages(d, appeals[d.appeal_id], ref, now)
+        outbox += _messages(d, appeals[d.appeal_id], ref)
     if assists:
         session.execute(insert(AppealAssist), assists)
     start_clocks(session, [row for d in decisions if d.appeal_id in applied and d.deadlines
                            for row in clock_rows(d.appeal_id, d.deadlines, appeals[d.appeal_id].received_at,
                                                  ref.calendar)])
-    if outbox:
-        session.execute(insert(Notification), outbox)
-    summary.notifications = len(outbox)
+    summary.notifications = write(session, outbox, now=now)
     return summary
 
 
@@ -156,28 +155,15 @@ def _transition(d: Decision, now: datetime) -> Transition:
     return Transition(d.appeal_id, d.version, AppealStatus.received, d.action, ACTOR, changes, detail)
 
 
-def _messages(d: Decision, appeal: Appeal, ref: Reference, now: datetime) -> list[dict]:
-    to_requester = requester_targets(appeal)
-    fields = message_fields(appeal, category=d.category_code or "-")
+def _messages(d: Decision, appeal: Appeal, ref: Reference) -> list[Message]:
+    key = f"v{d.version}"
     if d.action == Action.triage:
-        subject, body = render("triaged", "requester", **fields)
-        return notification_rows(appeal_id=d.appeal_id, event="triaged", recipient="requester",
-                                 targets=to_requester, subject=subject, body=body, now=now)
+        return messages_for(Event.triaged, appeal, key=key, departments=ref.departments)
     assert d.deadlines and d.department_code
-    primary = ref.departments[d.department_code]
-    fields.update(department_name=f"{primary.name_zh} ({primary.name_en})",
-                  primary_name=primary.name_zh,
-                  accept_due=due_text(d.deadlines.accept_due_at), resolve_due=due_text(d.deadlines.resolve_due_at))
-    rows = []
-    subject, body = render("dispatched", "department", **fields)
-    rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient=f"department:{primary.code}",
-                              targets=list(primary.notify), subject=subject, body=body, now=now)
-    for code in d.assisting:
-        helper = ref.departments[code]
-        subject, body = render("dispatched", "assisting", **dict(fields, department_name=helper.name_zh))
-        rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient=f"department:{code}",
-                                  targets=list(helper.notify), subject=subject, body=body, now=now)
-    subject, body = render("dispatched", "requester", **fields)
-    rows += notification_rows(appeal_id=d.appeal_id, event="dispatched", recipient="requester",
-                              targets=to_requester, subject=subject, body=body, now=now)
-    return rows
+    return messages_for(Event.dispatched, appeal, key=key, departments=ref.departments, handling=d.department_code,
+                        assisting=d.assisting, facts=dispatch_facts(d.category_code, d.deadlines))
+
+
+def dispatch_facts(category_code: str | None, deadlines: Deadlines) -> dict:
+    return dict(category=category_code or "-", accept_due=when(deadlines.accept_due_at),
+                resolve_due=when(deadlines.resolve_due_at))

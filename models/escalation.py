@@ -17,16 +17,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel
 
 from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.columns import UTCDateTime
 from appealflow.models.deadlines import Deadlines
 from appealflow.models.department import Department
-from appealflow.models.outbox import Notification, due_text, notification_rows
-from appealflow.notifications.messages import render
+from appealflow.models.outbox import write
 
 WARN_AT = 0.8        # of the clock's time used
 SEVERE_AFTER = 0.5   # of the clock's length again, past the deadline
-SUPERVISION = "hotline_centre"
 
 
 class Tier(StrEnum):
@@ -191,7 +190,8 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
     fired = _insert_new(session, candidates)
     departments = {d.code: d for d in session.execute(select(Department)).scalars()} if fired else {}
     by_id = {clock.id: clock for clock in clocks}
-    events, messages = [], []
+    events: list[dict] = []
+    messages: list[Message] = []
     for row in candidates:
         if (row["clock_id"], row["tier"]) not in fired:
             continue
@@ -200,36 +200,18 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
         events.append(dict(appeal_id=appeal.id, kind=f"escalation_{tier.value}", actor="system:escalation", at=now,
                            from_status=appeal.status, to_status=appeal.status,
                            detail={"clock": clock.clock, "due_at": clock.due_at.isoformat()}))
-        messages += _notices(appeal, clock, tier, departments, now)
+        messages += _notices(appeal, clock, tier, departments)
     table = DeadlineClock.__table__
     session.execute(update(table).where(table.c.id == bindparam("b_id"))
                     .values(next_tier=bindparam("b_tier"), next_tier_at=bindparam("b_at")), moves)
     if events:
         session.execute(insert(AppealEvent), events)
-    if messages:
-        session.execute(insert(Notification), messages)
+    write(session, messages, now=now)
     return result
 
 
-def recipients(tier: Tier, appeal: Appeal, departments: dict[str, Department]) -> list[Department]:
+def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict) -> list[Message]:
     """Warning: the handling department. Breach: also the supervision centre (and the department's
     head, who reads the department's inbox). Severe: also the level above the department."""
-    handling = departments.get(appeal.department_code or "")
-    chosen = [handling] if handling else []
-    if tier in (Tier.breach, Tier.severe) and SUPERVISION in departments:
-        chosen.append(departments[SUPERVISION])
-    if tier == Tier.severe and handling and handling.parent_code in departments:
-        chosen.append(departments[handling.parent_code])
-    return chosen
-
-
-def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict, now: datetime) -> list[dict]:
-    rows = []
-    for department in recipients(tier, appeal, departments):
-        subject, body = render(f"escalation_{tier.value}", "department", code=appeal.code, title=appeal.title,
-                               clock=clock.clock, due=due_text(clock.due_at),
-                               department=appeal.department_code or "-", department_name=department.name_zh)
-        rows += notification_rows(appeal_id=appeal.id, event=f"escalation:{clock.id}:{tier.value}",
-                                  recipient=f"department:{department.code}", targets=list(department.notify),
-                                  subject=subject, body=body, now=now)
-    return rows
+    return messages_for(Event(f"escalation_{tier.value}"), appeal, key=f"{clock.id}:{tier.value}",
+                        departments=departments, facts=dict(clock=clock.clock, due=when(clock.due_at)))

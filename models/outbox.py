@@ -2,9 +2,10 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Index, Text, select, update
+from sqlalchemy import JSON, Column, Index, Text, insert, select, update
 from sqlmodel import Field, Session, SQLModel
 
+from appealflow.models.audience import Message
 from appealflow.models.columns import UTCDateTime, utcnow
 from appealflow.models.enums import NotificationStatus
 
@@ -19,8 +20,13 @@ class Notification(SQLModel, table=True):
     dedupe_key: str = Field(max_length=300, unique=True)
     recipient: str = Field(max_length=80)
     target: str | None = Field(default=None, max_length=500)
-    subject: str = Field(max_length=300)
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    # What to say; the words are rendered at delivery, in `language`, and kept once sent.
+    event: str = Field(max_length=40)
+    audience: str = Field(max_length=20)
+    facts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    language: str = Field(default="zh", max_length=10)
+    subject: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, sa_column=Column(Text))
     status: str = Field(max_length=20)
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
@@ -31,36 +37,26 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-def requester_targets(appeal) -> list[str]:
-    """Where the requester hears from us: e-mail if given, else SMS to their phone."""
-    if appeal.requester_email:
-        return [f"mailto:{appeal.requester_email}"]
-    return [f"sms:{appeal.requester_phone}"] if appeal.requester_phone else []
+def outbox_rows(messages: list[Message], *, now: datetime) -> list[dict]:
+    """Rows for the messages: one per target, or one undeliverable row for a recipient with none."""
+    rows = []
+    for m in messages:
+        base = dict(appeal_id=m.appeal_id, recipient=m.recipient, event=m.event.value, audience=m.audience.value,
+                    facts=m.facts, language=m.language, attempts=0, next_attempt_at=now, created_at=now)
+        if not m.targets:
+            rows.append(dict(base, dedupe_key=f"{m.appeal_id}:{m.key}:{m.recipient}", target=None,
+                             status=NotificationStatus.undeliverable, last_error="no target to deliver to"))
+        rows += [dict(base, dedupe_key=f"{m.appeal_id}:{m.key}:{m.recipient}:{target}", target=target,
+                      status=NotificationStatus.pending) for target in m.targets]
+    return rows
 
 
-def message_fields(appeal, **more) -> dict:
-    """The appeal's fields every message template may use; `more` adds or overrides."""
-    fields = dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
-                  category=appeal.category_code or "-",
-                  location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
-    return fields | more
-
-
-def due_text(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
-
-
-def notification_rows(
-    *, appeal_id: int, event: str, recipient: str, targets: list[str], subject: str, body: str, now: datetime
-) -> list[dict]:
-    """Rows for one message to one recipient: one per target, or one undeliverable row if none."""
-    base = dict(appeal_id=appeal_id, recipient=recipient, subject=subject, body=body,
-                attempts=0, next_attempt_at=now, created_at=now)
-    if not targets:
-        return [dict(base, dedupe_key=f"{appeal_id}:{event}:{recipient}", target=None,
-                     status=NotificationStatus.undeliverable, last_error="no target to deliver to")]
-    return [dict(base, dedupe_key=f"{appeal_id}:{event}:{recipient}:{target}", target=target,
-                 status=NotificationStatus.pending) for target in targets]
+def write(session: Session, messages: list[Message], *, now: datetime) -> int:
+    """Add the messages to the outbox in the caller's transaction; how many rows that made."""
+    rows = outbox_rows(messages, now=now)
+    if rows:
+        session.execute(insert(Notification), rows)
+    return len(rows)
 
 
 def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime, worker: str) -> list[Notification]:
@@ -96,12 +92,14 @@ def renew_claim(session: Session, notification_id: int, *, worker: str, until: d
     return result.rowcount == 1
 
 
-def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime) -> None:
+def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime,
+              subject: str | None = None, body: str | None = None) -> None:
+    """Record the message as sent, with the words it went out with."""
     session.execute(
         update(Notification)
         .where(*_ours(notification_id, worker))
         .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
-                attempts=Notification.attempts + 1)
+                attempts=Notification.attempts + 1, subject=subject, body=body)
     )
 
 

@@ -16,6 +16,7 @@ from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
 from appealflow.models.outbox import Notification, claim_due, mark_failed, mark_sent, release_abandoned, renew_claim
 from appealflow.notifications.delivery import NoRoute, send
+from appealflow.notifications.messages import words_of
 from appealflow.settings import Settings, get_settings
 from appealflow.workers.queues import DELIVERY, DISPATCH, wake, woken
 
@@ -72,7 +73,8 @@ def _deliver(notification: Notification, *, worker: str, lease: timedelta, setti
         if not renew_claim(session, notification.id, worker=worker, until=utcnow() + lease):
             return "taken_over"  # our claim lapsed and another worker sends it
     try:
-        send(notification.target or "", notification.subject, notification.body, settings)
+        subject, body = words_of(notification, zone=settings.timezone)
+        send(notification.target or "", subject, body, settings)
     except Exception as error:  # NoRoute, or whatever the channel raised
         log.warning("delivery failed", extra={"notification": notification.id, "error": str(error)})
         with session_scope(url) as session:
@@ -82,5 +84,5 @@ def _deliver(notification: Notification, *, worker: str, lease: timedelta, setti
                         retryable=not isinstance(error, NoRoute))
         return "failed"
     with session_scope(url) as session:
-        mark_sent(session, notification.id, worker=worker, now=utcnow())
+        mark_sent(session, notification.id, worker=worker, now=utcnow(), subject=subject, body=body)
     return "sent"

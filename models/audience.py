@@ -1,0 +1,132 @@
+"""Who hears what: one table of the events people are told about, and who is told.
+
+The domain decides the recipients and the facts; `notifications/` decides the words, in the
+recipient's language, when it delivers. So a rule like "a merged appeal's requester hears what its
+parent's hears" lives here once, for every event.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from appealflow.models.appeal import Appeal
+from appealflow.models.department import Department
+
+SUPERVISION_CENTRE = "hotline_centre"
+
+
+class Audience(StrEnum):
+    requester = "requester"    # the citizen, and the citizens of every appeal merged into this one
+    department = "department"  # the department handling the appeal
+    assisting = "assisting"    # each assisting department (协办)
+    helper = "helper"          # the one department just asked to assist
+    centre = "centre"          # the 12345 supervision centre
+    parent = "parent"          # the level above the handling department (督办)
+
+
+class Event(StrEnum):
+    triaged = "triaged"
+    dispatched = "dispatched"
+    information_requested = "information_requested"
+    replied = "replied"
+    merged = "merged"
+    invalidated = "invalidated"
+    returned = "returned"
+    extension_decided = "extension_decided"
+    assist_requested = "assist_requested"
+    escalation_warning = "escalation_warning"
+    escalation_breach = "escalation_breach"
+    escalation_severe = "escalation_severe"
+
+
+A = Audience
+WHO_HEARS: dict[Event, tuple[Audience, ...]] = {
+    Event.triaged: (A.requester,),
+    Event.dispatched: (A.department, A.assisting, A.requester),
+    Event.information_requested: (A.requester,),
+    Event.replied: (A.requester,),
+    Event.merged: (A.requester,),
+    Event.invalidated: (A.requester,),
+    Event.returned: (A.centre,),
+    Event.extension_decided: (A.department,),
+    Event.assist_requested: (A.helper,),
+    Event.escalation_warning: (A.department,),
+    Event.escalation_breach: (A.department, A.centre),
+    Event.escalation_severe: (A.department, A.centre, A.parent),
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One thing to tell one recipient of one appeal; `key` makes it once per occurrence."""
+
+    appeal_id: int
+    key: str
+    event: Event
+    audience: Audience
+    recipient: str
+    targets: tuple[str, ...]
+    facts: dict = field(default_factory=dict)
+    language: str = "zh"
+
+
+def requester_targets(appeal: Appeal) -> tuple[str, ...]:
+    """Where the requester hears from us: e-mail if given, else SMS to their phone."""
+    if appeal.requester_email:
+        return (f"mailto:{appeal.requester_email}",)
+    return (f"sms:{appeal.requester_phone}",) if appeal.requester_phone else ()
+
+
+def names(department: Department) -> dict:
+    return {"zh": department.name_zh, "en": department.name_en}
+
+
+def appeal_facts(appeal: Appeal) -> dict:
+    """What every message about an appeal may say; nothing personal (departments read these too)."""
+    return dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
+                category=appeal.category_code or "-",
+                location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
+
+
+def when(moment: datetime | None) -> str | None:
+    """A time in the facts: ISO in UTC; the renderer writes it in the city's zone."""
+    return moment.isoformat() if moment else None
+
+
+def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Mapping[str, Department],
+                 facts: dict | None = None, handling: str | None = None, assisting: Sequence[str] = (),
+                 helper: str | None = None, followers: Iterable[Appeal] = ()) -> list[Message]:
+    """The messages `event` on `appeal` sends, one per recipient that the table names.
+
+    `key` tells occurrences apart (a version, a clock and tier), so a retried step writes nothing new.
+    `handling` names the department when the appeal is on its way to one (dispatch).
+    """
+    handling_department = departments.get(handling or appeal.department_code or "")
+    event_facts = ({"handling": names(handling_department)} if handling_department else {}) | (facts or {})
+    base = appeal_facts(appeal) | event_facts
+    out: list[Message] = []
+
+    def to_department(audience: Audience, department: Department | None) -> None:
+        if department is not None:
+            out.append(Message(appeal.id, f"{event}:{key}", event, audience, f"department:{department.code}",
+                               tuple(department.notify), base | {"recipient_name": names(department)}))
+
+    for audience in WHO_HEARS[event]:
+        if audience == A.requester:
+            for each in (appeal, *followers):
+                out.append(Message(each.id, f"{event}:{appeal.id}:{key}", event, audience, "requester",
+                                   requester_targets(each), appeal_facts(each) | event_facts))
+        elif audience == A.department:
+            to_department(audience, handling_department)
+        elif audience == A.assisting:
+            for code in assisting:
+                to_department(audience, departments.get(code))
+        elif audience == A.helper:
+            to_department(audience, departments.get(helper or ""))
+        elif audience == A.centre:
+            to_department(audience, departments.get(SUPERVISION_CENTRE))
+        elif audience == A.parent and handling_department is not None:
+            to_department(audience, departments.get(handling_department.parent_code or ""))
+    return out
+

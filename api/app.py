@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from appealflow.api import auth, errors, intake, supervision, tracking, workbench
+from appealflow.api import auth, errors, intake, open311, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 
@@ -29,6 +29,8 @@ def create_app() -> FastAPI:
     app.include_router(auth.router)
     app.include_router(workbench.router)
     app.include_router(supervision.router)
+    app.include_router(open311.router)
+    app.include_router(open311.admin)
     return app
 
 

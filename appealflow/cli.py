@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name")
     p.set_defaults(func=cmd_worker)
 
+    from appealflow.models.open311 import register_cli
+
+    register_cli(commands)
+
     args = parser.parse_args(argv)
     args.func(args)
 

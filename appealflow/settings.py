@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Every send gives up after this long (connect and each read), so a hung server costs a
     # delivery thread this much per message and no more.
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Every send gives up after this long (connect and each read), so a hung server costs a
+    # delivery thread this much per message and no more.
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     worker_ttl_seconds: int = Field(default=15, ge=5)
 
     max_body_bytes: int = 64 * 1024

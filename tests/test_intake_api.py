@@ -41,7 +41,7 @@ def test_a_valid_appeal_is_stored_with_its_received_event(api):
     assert body["history"][0]["actor"] == "requester"
 
 
-@pytest.mark.parametrize("change, field", [
+BAD_INPUT = [
     ({"type": "rant"}, ["body", "type"]),
     ({"title": ""}, ["body", "title"]),
     ({"text": "长" * 5001}, ["body", "text"]),
@@ -51,11 +51,14 @@ def test_a_valid_appeal_is_stored_with_its_received_event(api):
     ({"category": "no_such_category"}, ["body", "category"]),
     ({"location": {"district": "Shinan District!"}}, ["body", "location", "district"]),
     ({"surprise": 1}, ["body", "surprise"]),
-])
-def test_bad_input_gets_422_naming_the_field(api, change, field):
-    response = api.post("/appeals", json={**GOOD, **change})
-    assert response.status_code == 422, response.text
-    assert field in [error["loc"] for error in response.json()["detail"]]
+]
+
+
+def test_bad_input_gets_422_naming_the_field(api):
+    for change, field in BAD_INPUT:
+        response = api.post("/appeals", json={**GOOD, **change})
+        assert response.status_code == 422, response.text
+        assert field in [error["loc"] for error in response.json()["detail"]], change
     assert appeal_count() == 0
 
 

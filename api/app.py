@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from appealflow.api import auth, errors, intake, supervision, tracking, workbench
+from appealflow.api import auth, errors, intake, open311, outage, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 
@@ -19,16 +19,15 @@ def create_app() -> FastAPI:
             return JSONResponse(status_code=413, content={"detail": f"request body over {limit} bytes"})
         return await call_next(request)
 
-    @app.get("/health", tags=["ops"])
-    def health() -> dict:
-        return {"status": "ok"}
-
     errors.install(app)
+    outage.install(app)  # /health, /health/ready, and 503 when the database or Redis is unreachable
     app.include_router(intake.router)
     app.include_router(tracking.router)
     app.include_router(auth.router)
     app.include_router(workbench.router)
     app.include_router(supervision.router)
+    app.include_router(open311.router)
+    app.include_router(open311.admin)
     return app
 
 

@@ -7,6 +7,7 @@ import jwt
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 
+from appealflow.api import ratelimit
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.models.columns import utcnow
 from appealflow.models.people import Staff, authenticate, staff_by_id, staff_for_api_key
@@ -29,9 +30,11 @@ def issue_token(staff: Staff, settings: Settings) -> str:
     return jwt.encode(claims, settings.signing_key(), algorithm="HS256")
 
 
-@router.post("/auth/token")
-def sign_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
+@router.post("/auth/token", dependencies=[Depends(ratelimit.limit("sign_in"))])
+def sign_in(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
             settings: SettingsDep) -> dict:
+    # Per username too: guessing one account's password from many addresses is still limited.
+    ratelimit.check(request, "sign_in_user", form.username[:64].casefold())
     staff = authenticate(session, form.username, form.password)
     if staff is None:
         raise _unauthorized("wrong username or password")
@@ -43,21 +46,37 @@ def current_staff(request: Request, session: SessionDep, settings: SettingsDep,
                   token: Annotated[str | None, Depends(_bearer)],
                   api_key: Annotated[str | None, Depends(_api_key)]) -> Staff:
     """The member of staff behind the request, from a bearer token or an API key; 401 otherwise."""
+    staff = optional_staff(request, session, settings, token, api_key)
+    if staff is None:
+        raise _unauthorized("sign in first")
+    return staff
+
+
+def optional_staff(request: Request, session: SessionDep, settings: SettingsDep,
+                   token: Annotated[str | None, Depends(_bearer)],
+                   api_key: Annotated[str | None, Depends(_api_key)]) -> Staff | None:
+    """The member of staff behind the request, None when it carries no credentials; 401 for
+    credentials that do not hold (a bad token is never taken for no token)."""
     if api_key:
         staff = staff_for_api_key(session, api_key)
         if staff is None:
             raise _unauthorized("unknown or revoked API key")
         return staff
     if not token:
-        raise _unauthorized("sign in first")
+        return None
     try:
-        claims = jwt.decode(token, settings.signing_key(), algorithms=["HS256"], audience="appealflow-staff")
-    except jwt.PyJWTError as error:
+        claims = jwt.decode(token, settings.signing_key(), algorithms=["HS256"], audience="appealflow-staff",
+                            options={"require": ["sub", "exp"]})
+        user_id = int(claims["sub"])
+    except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise _unauthorized(f"invalid token: {error}") from None
-    staff = staff_by_id(session, int(claims["sub"]))
+    if not 0 < user_id < 2**31:
+        raise _unauthorized("invalid token")
+    staff = staff_by_id(session, user_id)
     if staff is None:
         raise _unauthorized("account disabled")
     return staff
 
 
 CurrentStaff = Annotated[Staff, Depends(current_staff)]
+OptionalStaff = Annotated[Staff | None, Depends(optional_staff)]

@@ -1,6 +1,12 @@
-"""Domain refusals mapped once to HTTP, in FastAPI's own error shape so clients parse one format."""
+"""Domain refusals mapped once to HTTP, in FastAPI's own error shape so clients parse one format; and
+the guard that refuses oversized bodies and unstorable text before any endpoint sees them."""
+
+import json
+import re
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from appealflow.models.intake import IdempotencyConflict, IntakeError
@@ -8,12 +14,33 @@ from appealflow.models.lifecycle import IllegalTransition, NotPermitted
 from appealflow.models.queue import BadCursor
 from appealflow.models.workbench import ActionRefused, NotYourDepartment, StaleVersion
 
+# NUL cannot be stored in PostgreSQL text, and a lone surrogate cannot be encoded as UTF-8 at all.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "contains a NUL byte or an unpaired surrogate, which cannot be stored"
 
-def _unprocessable(loc: list[str], message: str, kind: str) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [{"loc": loc, "msg": message, "type": kind}]})
+
+def _printable(value):
+    """Text safe to encode: an error must never fail on what it reports."""
+    return value.encode("utf-8", "replace").decode() if isinstance(value, str) else value
+
+
+def _unprocessable(loc: list, message: str, kind: str) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [
+        {"loc": [_printable(part) for part in loc], "msg": _printable(message), "type": kind}]})
+
+
+def validation_errors(errors) -> list[dict]:
+    """FastAPI's errors with where and what, without the input: echoing a body back can return
+    18 KB for one long text, and reflects whatever the client sent."""
+    return [{"loc": [_printable(part) for part in error.get("loc", ())], "msg": _printable(str(error.get("msg", ""))),
+             "type": error.get("type", "value_error")} for error in errors]
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": validation_errors(error.errors())})
+
     @app.exception_handler(IntakeError)
     async def _intake(_: Request, error: IntakeError):
         return _unprocessable(["body", *error.field.split(".")], str(error), "value_error")
@@ -48,3 +75,102 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IdempotencyConflict)
     async def _idempotency(_: Request, error: IdempotencyConflict):
         return _unprocessable(["header", "Idempotency-Key"], str(error), "idempotency_conflict")
+
+
+def _unstorable_in(value, loc: list) -> list | None:
+    """Where in a parsed JSON document a string holds what cannot be stored; None if nowhere."""
+    if isinstance(value, str):
+        return loc if UNSTORABLE.search(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and UNSTORABLE.search(key):
+            return [*loc, key]
+        if (found := _unstorable_in(item, [*loc, key])) is not None:
+            return found
+    return None
+
+
+def _has_nul(raw: bytes) -> bool:
+    return b"\x00" in unquote_to_bytes(raw)
+
+
+class InputGuard:
+    """Pure ASGI, so it sees the body as it streams: a body past `limit` bytes is answered 413 as
+    soon as the count passes it, whether it declared a Content-Length or came chunked, and without
+    reading the rest. What stays is buffered (at most `limit` bytes), checked for text that cannot
+    be stored (NUL, lone surrogates in the path, query, JSON or form body: 422 naming where), and
+    replayed to the application."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
+        if _has_nul(scope.get("raw_path") or scope["path"].encode("utf-8", "replace")):
+            return await _send(send, 422, {"detail": [
+                {"loc": ["path"], "msg": f"the path {UNSTORABLE_MESSAGE}", "type": "value_error"}]})
+        query = scope.get("query_string") or b""
+        if b"%00" in query.lower() or b"\x00" in query:
+            names = [name for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                     if "\x00" in value or "\x00" in name] or ["?"]
+            return await _send(send, 422, {"detail": [
+                {"loc": ["query", _printable(names[0])], "msg": UNSTORABLE_MESSAGE, "type": "value_error"}]})
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
+        where = self._unstorable_body(headers.get(b"content-type", b""), bytes(body))
+        if where is not None:
+            return await _send(send, 422, {"detail": [
+                {"loc": [_printable(part) for part in where], "msg": UNSTORABLE_MESSAGE, "type": "value_error"}]})
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    @staticmethod
+    def _unstorable_body(content_type: bytes, body: bytes) -> list | None:
+        if not body:
+            return None
+        if b"json" in content_type:
+            try:
+                document = json.loads(body)
+            except (ValueError, RecursionError):
+                return None  # FastAPI answers malformed JSON itself
+            return _unstorable_in(document, ["body"])
+        if b"x-www-form-urlencoded" in content_type:
+            for name, value in parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True):
+                if "\x00" in value or "\x00" in name:
+                    return ["body", name]
+        return None
+
+
+async def _send(send, status: int, content: dict) -> None:
+    payload = json.dumps(content, ensure_ascii=False).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})

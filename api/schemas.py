@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from appealflow.models.enums import AppealType, Channel, Priority
 
+# Tracking codes as issued (261127-K7Q9XMA), loosely: a mistyped code is simply not found.
+CODE_PATTERN = r"^[0-9A-Za-z-]{1,20}$"
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9_]{1,60}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

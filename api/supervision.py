@@ -3,14 +3,16 @@ make. Every table also comes as CSV (`?format=csv`). No personal data appears he
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from appealflow.api.auth import current_staff
-from appealflow.api.deps import SessionDep
+from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import Role
@@ -62,19 +64,50 @@ def at_risk_list(session: SessionDep, format: Format = "json"):
     return _table(_listing(at_risk(session, now), now), format, "at-risk")
 
 
+Moment = Annotated[str | None, Query(max_length=40, description=(
+    "a date (the city's local day: 2026-11-01) or a time (2026-11-01T08:00:00+08:00); a time without "
+    "a zone is the city's local time"))]
+
+
+def _moment(text: str | None, field: str, zone: ZoneInfo, *, end: bool) -> datetime | None:
+    """A date is the city's local day (as an end, the whole day is included); a time without a zone is
+    local time."""
+    if text is None:
+        return None
+    try:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            moment = datetime.fromisoformat(text)
+        else:
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise RequestValidationError([{"loc": ("query", field), "type": "value_error", "msg": (
+            "expected a date like 2026-11-01 or a time like 2026-11-01T08:00:00+08:00")}]) from None
+
+
 @router.get("/rates")
-def rates(session: SessionDep, start: datetime | None = None, end: datetime | None = None, format: Format = "json"):
-    """Per department: the three rates, on-time, return and reopen rates, backlog; formulas alongside."""
+def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None,
+          format: Format = "json"):
+    """Per department: the three rates, on-time, return and reopen rates, backlog; formulas alongside.
+    Dates are the city's local days; `end` is included."""
     now = utcnow()
-    end = end or now
-    start = start or end - timedelta(days=30)
+    zone = ZoneInfo(settings.timezone)
+    end = _moment(end, "end", zone, end=True) or now
+    start = _moment(start, "start", zone, end=False) or end - timedelta(days=30)
+    if start >= end:
+        raise RequestValidationError([{"loc": ("query", "start"), "type": "value_error",
+                                       "msg": "start must be before end"}])
     return _table(department_figures(session, start, end, now), format, "rates",
                   start=start, end=end, formulas=FORMULAS)
 
 
 @router.get("/hot-topics")
 def hot_topic_list(session: SessionDep, hours: Annotated[int, Query(ge=1, le=24 * 90)] = 72,
-                   min_count: Annotated[int, Query(ge=2)] = 5, format: Format = "json"):
+                   min_count: Annotated[int, Query(ge=2, le=1_000_000)] = 5, format: Format = "json"):
     return _table(hot_topics(session, utcnow(), hours=hours, min_count=min_count), format, "hot-topics")
 
 

@@ -2,11 +2,11 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
-from appealflow.api import schemas
+from appealflow.api import ratelimit, schemas
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.columns import utcnow
@@ -15,16 +15,20 @@ from appealflow.models.enums import Role
 from appealflow.models.intake import history
 from appealflow.models.lifecycle import Action
 from appealflow.models.people import Staff
-from appealflow.models.tracking import token_matches
+from appealflow.models.tracking import public_timeline, token_matches
 from appealflow.models.workbench import ActionInput, act
 from appealflow.settings import Settings
 
-router = APIRouter(tags=["tracking"])
+# Every look-up tries a token: limited per address, so codes and tokens cannot be guessed at speed.
+router = APIRouter(tags=["tracking"], dependencies=[Depends(ratelimit.limit("tracking"))])
 
 
 REQUESTER = Staff(id=0, username="requester", role=Role.requester, department_code=None)
-TokenQuery = Annotated[str | None, Query(max_length=100)]
-TokenHeader = Annotated[str | None, Header(max_length=100)]
+# Tokens are URL-safe base64; anything else is refused by name before it reaches a comparison.
+TOKEN_PATTERN = r"^[A-Za-z0-9_=-]{1,100}$"
+TokenQuery = Annotated[str | None, Query(pattern=TOKEN_PATTERN)]
+TokenHeader = Annotated[str | None, Header(pattern=TOKEN_PATTERN)]
+Code = Annotated[str, Path(pattern=schemas.CODE_PATTERN)]
 
 
 def _own_appeal(session: Session, settings: Settings, code: str, token: str | None) -> Appeal:
@@ -44,7 +48,7 @@ class Information(BaseModel):
 
 
 @router.post("/appeals/{code}/information", response_model=schemas.AppealOut)
-def give_information(code: str, body: Information, session: SessionDep, settings: SettingsDep,
+def give_information(code: Code, body: Information, session: SessionDep, settings: SettingsDep,
                      token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
     """The requester answers a department's request for information; the clock resumes."""
     appeal = _own_appeal(session, settings, code, x_access_token or token)
@@ -59,7 +63,7 @@ class Rating(BaseModel):
 
 
 @router.post("/appeals/{code}/rating", response_model=schemas.AppealOut)
-def rate_reply(code: str, body: Rating, session: SessionDep, settings: SettingsDep,
+def rate_reply(code: Code, body: Rating, session: SessionDep, settings: SettingsDep,
                token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
     """The requester rates the reply (回访): satisfied closes the appeal, unsatisfied reopens it."""
     appeal = _own_appeal(session, settings, code, x_access_token or token)
@@ -79,7 +83,7 @@ def _as_requester(session: Session, settings: Settings, appeal: Appeal, action: 
 
 
 @router.get("/appeals/{code}", response_model=schemas.AppealOut, name="track_appeal")
-def track_appeal(code: str, session: SessionDep, settings: SettingsDep,
+def track_appeal(code: Code, session: SessionDep, settings: SettingsDep,
                  token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.AppealOut:
     """The appeal and its whole history, for the requester holding its token."""
     appeal = _own_appeal(session, settings, code, x_access_token or token)
@@ -100,8 +104,7 @@ def track_appeal(code: str, session: SessionDep, settings: SettingsDep,
         deadlines=schemas.Deadlines(accept_due_at=appeal.accept_due_at, contact_due_at=appeal.contact_due_at,
                                     resolve_due_at=appeal.resolve_due_at),
         received_at=appeal.received_at,
-        # Staff are named by role only: the requester learns what happened, not who did it.
-        history=[schemas.Event(kind=e.kind, at=e.at, actor=e.actor.split(":")[0], from_status=e.from_status,
-                               to_status=e.to_status, detail=e.detail)
-                 for e in history(session, appeal.id)],
+        # Only what is meant for the requester: no notes, no assisting departments' remarks, no staff
+        # names or reasons meant for staff (models.tracking.PUBLIC_DETAIL).
+        history=[schemas.Event(**vars(e)) for e in public_timeline(history(session, appeal.id))],
     )

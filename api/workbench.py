@@ -4,24 +4,28 @@ readable-appeals query, so what a member of staff may not see is not found."""
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep
-from appealflow.api.schemas import Event
+from appealflow.api.schemas import CODE_PATTERN, Event
 from appealflow.models.access import readable_appeals, requester_view
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
 from appealflow.models.columns import utcnow
+from appealflow.models.deadlines import is_overdue
 from appealflow.models.enums import AppealStatus
 from appealflow.models.intake import history
 from appealflow.models.lifecycle import Action
 from appealflow.models.people import Staff
 from appealflow.models.queue import QueueFilter, page
-from appealflow.models.workbench import ActionInput, act
+from appealflow.models.workbench import ActionInput, StaleVersion, act
 
 router = APIRouter(tags=["workbench"])
+MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
+Code = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 
 class QueueItem(BaseModel):
@@ -61,14 +65,14 @@ class AppealDetail(QueueItem):
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     reason: str | None = Field(default=None, max_length=1000)
     text: str | None = Field(default=None, max_length=5000)
     department: str | None = Field(default=None, max_length=40)
     assisting: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=10)
     parent: str | None = Field(default=None, max_length=20)
     extra: str | None = Field(default=None, max_length=10)
-    extension_id: int | None = None
+    extension_id: int | None = Field(default=None, ge=1, le=MAX_INT)
     approve: bool | None = None
     attachments: list[dict] = Field(default_factory=list, max_length=10)
 
@@ -86,14 +90,14 @@ def _item(appeal: Appeal, now: datetime) -> dict:
                 department=appeal.department_code, district=appeal.district, street=appeal.street,
                 received_at=appeal.received_at, accept_due_at=appeal.accept_due_at,
                 resolve_due_at=appeal.resolve_due_at,
-                overdue=bool(appeal.resolve_due_at and appeal.resolve_due_at < now and appeal.paused_at is None))
+                overdue=is_overdue(appeal, now))
 
 
 @router.get("/queue", response_model=QueuePage)
 def work_queue(
     staff: CurrentStaff, session: SessionDep,
     status: Annotated[list[AppealStatus] | None, Query()] = None,
-    category: Annotated[str | None, Query(max_length=60)] = None,
+    category: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,60}$")] = None,
     overdue: bool | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -107,7 +111,7 @@ def work_queue(
 
 
 @router.get("/staff/appeals/{code}", response_model=AppealDetail)
-def appeal_detail(code: str, staff: CurrentStaff, session: SessionDep) -> AppealDetail:
+def appeal_detail(code: Code, staff: CurrentStaff, session: SessionDep) -> AppealDetail:
     appeal = readable(session, staff, code)
     return _detail(session, staff, appeal)
 
@@ -128,7 +132,7 @@ def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
 
 
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)
-def take_action(code: str, action: Action, body: ActionIn, staff: CurrentStaff, session: SessionDep,
+def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff, session: SessionDep,
                 settings: SettingsDep) -> AppealDetail:
     """Take one action on an appeal at the version you saw; 409 if it moved on or the action does
     not apply in its status, 403 if your role may not take it."""
@@ -137,6 +141,12 @@ def take_action(code: str, action: Action, body: ActionIn, staff: CurrentStaff, 
         act(session, staff, appeal, action, ActionInput(**body.model_dump()), now=utcnow(),
             calendar=settings.calendar(session))
         session.commit()
+    except IntegrityError:
+        # Two requests inserting the same row (one assisting department added twice at once): the
+        # loser learns someone acted first, as with any other race.
+        session.rollback()
+        session.refresh(appeal)
+        raise StaleVersion(appeal) from None
     except Exception:
         session.rollback()
         raise

@@ -7,7 +7,6 @@ import getpass
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,7 +75,17 @@ def cmd_api(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from appealflow.workers.worker import run_worker
 
-    run_worker(burst=args.burst, name=args.name)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    run_worker(burst=args.burst, name=args.name, queues=queues)
+
+
+def _queue_list(value: str) -> str:
+    from appealflow.workers.queues import QUEUES
+
+    unknown = [q for q in value.split(",") if q.strip() and q.strip() not in QUEUES]
+    if unknown or not value.strip(","):
+        raise argparse.ArgumentTypeError(f"queues are {', '.join(QUEUES)}; got {value!r}")
+    return value
 
 
 def cmd_calendar_set(args: argparse.Namespace) -> None:
@@ -109,73 +118,110 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def _say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
-    """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher."""
+    """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher,
+    each child supervised: one that exits is started again with backoff, the others keep running."""
     from appealflow.demo import post_demo_appeals
     from appealflow.models.db import session_scope
     from appealflow.models.people import ensure_demo_staff
     from appealflow.models.reference import load_reference_files
     from appealflow.models.schema import migrate
-    from appealflow.services import MailCatcher, spawn, start_prefect_server, start_redis, stop, wait_until
+    from appealflow.services import (
+        MailCatcher,
+        free_port,
+        spawn,
+        spawn_prefect_server,
+        spawn_redis,
+        start_redis,
+        wait_until,
+    )
+    from appealflow.supervisor import Supervisor
 
     settings = get_settings()
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     settings.signing_key()
-    children: list[subprocess.Popen] = []
+    supervisor = Supervisor(say=_say)
     env = dict(os.environ, APPEALFLOW_DATA_DIR=str(data))
     mail = None
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` as on Ctrl-C
     try:
         if not settings.redis_url:
-            process, env["REDIS_URL"] = start_redis(data / "redis")
-            children.append(process)
+            redis_port = free_port()
+            process, env["REDIS_URL"] = start_redis(data / "redis", redis_port)
+            # Restarted on the same port and folder: same URL, and its append-only file brings the queue back.
+            supervisor.add("redis", lambda: spawn_redis(data / "redis", redis_port), process)
         migrate(settings.sqlalchemy_url)
         with session_scope(settings.sqlalchemy_url) as session:
             load_reference_files(session)
             if args.demo:
                 ensure_demo_staff(session, DEMO_PASSWORD)
-        print("starting the Prefect server (about 10 s)...", flush=True)
-        process, env["PREFECT_API_URL"] = start_prefect_server(
-            data / "prefect", args.prefect_port, ui=True, log_file=logs / "prefect.log")
-        children.append(process)
+        _say(f"starting the Prefect server (log: {logs / 'prefect.log'}); "
+             "it takes from 10 s to a couple of minutes on a busy machine...")
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{args.prefect_port}/api"
+        # Supervised from the first moment, so a stop while it starts still stops it.
+        supervisor.add("prefect server", lambda: spawn_prefect_server(
+            data / "prefect", args.prefect_port, ui=True, log_file=logs / "prefect.log"))
+
+        def prefect_ready() -> bool:
+            supervisor.check()
+            return httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200
+
+        wait_until(prefect_ready, timeout=600, what="the Prefect server", progress=lambda s: _say(
+            f"  still waiting for the Prefect server ({s:.0f} s so far; it answers once its database is ready)"))
+        _say("Prefect server is up")
         if not settings.smtp_url:
             mail = MailCatcher(data / "mail").start()
             env["APPEALFLOW_SMTP_URL"] = mail.apprise_url
         exe = str(Path(sys.executable).with_name("appealflow"))
         api_url = f"http://127.0.0.1:{args.api_port}"
-        api = spawn([exe, "api", "--port", str(args.api_port)], env=env, log_file=logs / "api.log")
-        children.append(api)
-        children.append(spawn([exe, "scheduler"], env=env, log_file=logs / "scheduler.log"))
-        for i in range(args.workers):
-            children.append(spawn([exe, "worker", "--name", f"appealflow-worker-{i + 1}"], env=env,
-                                  log_file=logs / f"worker-{i + 1}.log"))
 
-        wait_until(lambda: httpx.get(f"{api_url}/health").status_code == 200, timeout=60, what="API",
-                   process=api)
+        def child(name: str, argv: list[str], log_name: str) -> None:
+            supervisor.add(name, lambda: spawn([exe, *argv], env=env, log_file=logs / log_name))
+
+        child("api", ["api", "--port", str(args.api_port)], "api.log")
+        child("scheduler", ["scheduler"], "scheduler.log")
+        # Dispatch workers never send mail: a hung mail server must not hold up routing.
+        for i in range(args.workers):
+            child(f"worker {i + 1}", ["worker", "--queues", "dispatch", "--name", f"appealflow-worker-{i + 1}"],
+                  f"worker-{i + 1}.log")
+        for i in range(args.delivery_workers):
+            child(f"delivery worker {i + 1}", ["worker", "--queues", "delivery", "--name",
+                                               f"appealflow-delivery-{i + 1}"], f"delivery-{i + 1}.log")
+
+        def api_ready() -> bool:
+            supervisor.check()  # keep supervising while we wait
+            return httpx.get(f"{api_url}/health").status_code == 200
+
+        wait_until(api_ready, timeout=120, what="API",
+                   progress=lambda s: _say(f"  waiting for the API ({s:.0f} s)"))
         codes = post_demo_appeals(api_url) if args.demo else []
         prefect_ui = env["PREFECT_API_URL"].removesuffix("/api")
         print(f"""
 AppealFlow is running.
-  API and its docs  {api_url}/docs
+  API and its docs  {api_url}/docs   (readiness: {api_url}/health/ready)
   Prefect UI        {prefect_ui}   (flow runs of dispatch-appeals)
   Redis             {env.get("REDIS_URL") or settings.redis_url}
   Database          {settings.sqlalchemy_url}
   Mail sent         {data / "mail" if mail else settings.smtp_url}
   Logs              {logs}
   Demo appeals      {", ".join(codes) or "-"}{DEMO_STAFF.format(DEMO_PASSWORD) if args.demo else ""}
-Press Ctrl-C to stop.""", flush=True)
-        while all(p.poll() is None for p in children):
-            time.sleep(0.5)
-        print("a component exited; stopping (see the logs)", file=sys.stderr)
+A component that exits is restarted. Press Ctrl-C (or send SIGTERM) to stop.""", flush=True)
+        supervisor.run()
     except KeyboardInterrupt:
-        print("\nstopping...")
+        _say("stopping...")
     finally:
-        for process in reversed(children):
-            stop(process)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+        started = time.monotonic()
+        supervisor.stop_all()
         if mail:
             mail.stop()
+        _say(f"stopped in {time.monotonic() - started:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(required=True)
 
     p = commands.add_parser("up", help="run the whole system on embedded defaults, with demo data")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="dispatch workers")
+    p.add_argument("--delivery-workers", type=int, default=1, help="workers that only send notifications")
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--prefect-port", type=int, default=4200)
     p.add_argument("--no-demo", dest="demo", action="store_false")
@@ -231,8 +278,14 @@ def main(argv: list[str] | None = None) -> None:
 
     p = commands.add_parser("worker", help="run an RQ worker for dispatch and delivery")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--name")
+    p.add_argument("--name", help="a stable name (restarting under it is fine once the old process is gone)")
+    p.add_argument("--queues", type=_queue_list, default=None,
+                   help="comma-separated: dispatch, delivery (default both); `up` runs delivery apart")
     p.set_defaults(func=cmd_worker)
+
+    from appealflow.models.open311 import register_cli
+
+    register_cli(commands)
 
     args = parser.parse_args(argv)
     args.func(args)

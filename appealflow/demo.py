@@ -2,6 +2,8 @@
 
 import httpx
 
+from appealflow.settings import get_settings
+
 DEMO_APPEALS = [
     {"type": "complaint", "title": "工地夜间施工噪音扰民",
      "text": "小区旁边的工地每天晚上十一点以后还在施工，噪音很大，影响休息。",
@@ -28,8 +30,13 @@ DEMO_APPEALS = [
 def post_demo_appeals(api_url: str) -> list[str]:
     codes = []
     with httpx.Client(base_url=api_url, timeout=30) as client:
+        # A hotline appeal is filed by a signed-in operator: the demo operator account.
+        signed_in = client.post("/auth/token", data={"username": "operator", "password": get_settings().demo_password})
+        signed_in.raise_for_status()
+        operator = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
         for i, body in enumerate(DEMO_APPEALS):
-            response = client.post("/appeals", json=body, headers={"Idempotency-Key": f"demo-{i}"})
+            as_operator = operator if body.get("channel") == "hotline" else {}
+            response = client.post("/appeals", json=body, headers={"Idempotency-Key": f"demo-{i}", **as_operator})
             response.raise_for_status()
             codes.append(response.json()["code"])
     return codes

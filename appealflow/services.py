@@ -23,8 +23,12 @@ def free_port() -> int:
 
 
 def wait_until(ready: Callable[[], bool], *, timeout: float, what: str,
-               process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
+               process: subprocess.Popen | None = None,
+               progress: Callable[[float], None] | None = None, progress_every: float = 10) -> None:
+    """Poll `ready` until true; `progress(elapsed)` every `progress_every` seconds while waiting."""
+    started = time.monotonic()
+    deadline = started + timeout
+    next_progress = started + progress_every
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
@@ -33,6 +37,9 @@ def wait_until(ready: Callable[[], bool], *, timeout: float, what: str,
                 return
         except Exception:
             pass
+        if progress is not None and time.monotonic() >= next_progress:
+            progress(time.monotonic() - started)
+            next_progress += progress_every
         time.sleep(0.1)
     raise TimeoutError(f"{what} was not ready within {timeout:.0f}s")
 
@@ -69,37 +76,51 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """A Redis for queues: append-only file on, no eviction; its URL written to folder/url."""
+def spawn_redis(folder: Path, port: int) -> subprocess.Popen:
+    """redis-server on `port` with its data in `folder`, not waited for (a supervisor's restart)."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
          "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
          "--logfile", str(folder / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+
+
+def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A Redis for queues: append-only file on, no eviction; its URL written to folder/url.
+    Started again with the same folder and port, it comes back with the same data and URL."""
+    port = port or free_port()
+    process = spawn_redis(folder, port)
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis.Redis.from_url(url).ping(), timeout=20, what="redis-server", process=process)
     (folder / "url").write_text(url)
     return process, url
 
 
-def start_prefect_server(home: Path, port: int | None = None, *, ui: bool = True,
-                         log_file: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """One Prefect server for every process (ephemeral mode per process would lock one SQLite file)."""
+def spawn_prefect_server(home: Path, port: int, *, ui: bool = True,
+                         log_file: Path | None = None) -> subprocess.Popen:
+    """`prefect server start`, not waited for (a supervisor's restart)."""
     home.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_UI_ENABLED=str(ui).lower(), PREFECT_SERVER_API_HOST="127.0.0.1",
                PREFECT_SERVER_API_PORT=str(port), PREFECT_LOGGING_SERVER_LEVEL="WARNING")
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).with_name("prefect")
-    process = spawn([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                    env=env, log_file=log_file)
+    return spawn([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                 env=env, log_file=log_file)
+
+
+def start_prefect_server(home: Path, port: int | None = None, *, ui: bool = True, log_file: Path | None = None,
+                         progress: Callable[[float], None] | None = None,
+                         timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """One Prefect server for every process (ephemeral mode per process would lock one SQLite file).
+    It takes ~8 s on an idle machine and two minutes or more on a busy one: `progress` hears about it."""
+    port = port or free_port()
+    process = spawn_prefect_server(home, port, ui=ui, log_file=log_file)
     api = f"http://127.0.0.1:{port}/api"
     wait_until(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
-               timeout=120, what="prefect server", process=process)
+               timeout=timeout, what="prefect server", process=process, progress=progress)
     return process, api
 
 

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 64 * 1024
 
+    # Per client IP (sign-in also per username), in the `limits` notation: "N/second|minute|hour",
+    # several separated by ";". Off only for test suites that post thousands of appeals from one host.
+    rate_limits_enabled: bool = True
+    rate_limit_intake: str = "20/minute;200/day"
+    rate_limit_tracking: str = "120/minute"
+    rate_limit_sign_in: str = "30/minute"
+    rate_limit_sign_in_user: str = "10/minute"
+
     log_level: str = "WARNING"
     log_format: Literal["logfmt", "json"] = "logfmt"
     demo_password: str = "demo-pass-12345"

@@ -36,6 +36,17 @@ def readable_appeals(staff: Staff) -> Select:
     return select(Appeal).where(readable_condition(staff))
 
 
+# A duplicate joins an appeal a department is still working on, or one in the member of staff's
+# own view; anything else (closed, merged, in arbitration, or no such code) is refused in the same
+# words, so a merge cannot be used to learn which codes exist.
+MERGE_PARENT_STATUSES = (AppealStatus.dispatched, AppealStatus.accepted, AppealStatus.in_progress,
+                         AppealStatus.waiting_requester, AppealStatus.replied)
+
+
+def merge_parent_condition(staff: Staff):
+    return or_(readable_condition(staff), Appeal.status.in_(MERGE_PARENT_STATUSES))
+
+
 def sees_personal_data(staff: Staff, appeal: Appeal) -> bool:
     """Only the department handling the appeal sees who the requester is."""
     return staff.role in (Role.handler, Role.department_head) and appeal.department_code == staff.department_code

@@ -86,35 +86,44 @@ class WorkingCalendar:
             day += timedelta(days=1)
         raise ValueError(f"no working day within {MAX_DAYS_SEARCHED} days of {start}")
 
-    def add_working_minutes(self, start: datetime, minutes: int) -> datetime:
+    def add_working_minutes(self, start: datetime, minutes: float) -> datetime:
         """The moment `minutes` of working time after `start` (which may be outside working time)."""
+        return self.add_working_time(start, timedelta(minutes=minutes))
+
+    def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
+        """Exact to the microsecond: a start at 16:59:30.5 has 29.5 s left that day, not 0 minutes
+        (rounding the remainder down made deadlines across a day boundary up to a minute late)."""
         local = start.astimezone(self.zone)
-        remaining = minutes
+        remaining = amount
         for day in self.working_days(local.date()):
             opens, closes = self._window(day)
             begin = max(local, opens)
             if begin >= closes:
                 continue
-            available = int((closes - begin).total_seconds() // 60)
+            available = closes - begin
             if remaining <= available:
-                return (begin + timedelta(minutes=remaining)).astimezone(UTC)
+                return (begin + remaining).astimezone(UTC)
             remaining -= available
         raise AssertionError("unreachable")
 
     def working_minutes_between(self, start: datetime, end: datetime) -> int:
-        """Working minutes in [start, end); zero if end is not after start."""
+        """Whole working minutes in [start, end); zero if end is not after start."""
+        return int(self.working_time_between(start, end).total_seconds() // 60)
+
+    def working_time_between(self, start: datetime, end: datetime) -> timedelta:
+        """Working time in [start, end), exact; zero if end is not after start."""
         if end <= start:
-            return 0
+            return timedelta(0)
         local_start, local_end = start.astimezone(self.zone), end.astimezone(self.zone)
-        total = 0.0
+        total = timedelta(0)
         for day in self.working_days(local_start.date()):
             if day > local_end.date():
                 break
             opens, closes = self._window(day)
             lo, hi = max(opens, local_start), min(closes, local_end)
             if hi > lo:
-                total += (hi - lo).total_seconds() / 60
-        return int(total)
+                total += hi - lo
+        return total
 
     def add(self, start: datetime, duration: Duration, *, working: bool) -> datetime:
         if not working:

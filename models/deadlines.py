@@ -5,7 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-_DURATION = re.compile(r"^(\d+)([mhd])$")
+from sqlalchemy import and_, not_, or_
+
+from appealflow.models.appeal import Appeal
+from appealflow.models.lifecycle import OPEN
+
+_DURATION = re.compile(r"^(\d{1,6})([mhd])$")
+# A year at most, in any unit: longer is a typo, and would run the calendar search to its end.
+MAX_AMOUNT = {"m": 366 * 24 * 60, "h": 366 * 24, "d": 366}
 
 
 @dataclass(frozen=True)
@@ -18,7 +25,10 @@ class Duration:
         match = _DURATION.match(text.strip())
         if not match:
             raise ValueError(f"bad duration {text!r}: expected a number and m, h or d, like '2h'")
-        return cls(int(match.group(1)), match.group(2))
+        amount, unit = int(match.group(1)), match.group(2)
+        if amount > MAX_AMOUNT[unit]:
+            raise ValueError(f"duration {text!r} is longer than a year (at most {MAX_AMOUNT[unit]}{unit})")
+        return cls(amount, unit)
 
 
 @dataclass(frozen=True)
@@ -69,3 +79,20 @@ def deadlines_for(policy: Policy, start: datetime, calendar: Calendar) -> Deadli
         resolve_due_at=calendar.add(start, policy.resolve, working=working),
         working=working,
     )
+
+
+# "Overdue", defined once for the queue's flag, its `?overdue=` filter and supervision: still open,
+# past the resolve deadline, and not waiting on the requester (a paused clock is not running late).
+def is_overdue(appeal, now: datetime) -> bool:
+    return bool(appeal.status in OPEN and appeal.paused_at is None and appeal.resolve_due_at is not None
+                and appeal.resolve_due_at < now)
+
+
+def overdue_condition(now: datetime, *, overdue: bool = True):
+    """The same definition as a WHERE clause (or its exact complement with overdue=False)."""
+    late = and_(Appeal.status.in_(OPEN), Appeal.paused_at.is_(None), Appeal.resolve_due_at.is_not(None),
+                Appeal.resolve_due_at < now)
+    if overdue:
+        return late
+    return or_(Appeal.status.not_in(OPEN), Appeal.paused_at.is_not(None), Appeal.resolve_due_at.is_(None),
+               not_(Appeal.resolve_due_at < now))

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
-from appealflow.models.department import Category
+from appealflow.models.department import Category, Department
 from appealflow.models.enums import AppealStatus, Channel
 from appealflow.models.tracking import new_tracking_code
 
@@ -51,8 +51,24 @@ def check(session: Session, new: NewAppeal) -> None:
         raise IntakeError("operator_id", "a hotline appeal must name the operator who took the call")
     if new.category_code and session.get(Category, new.category_code) is None:
         raise IntakeError("category", f"unknown category {new.category_code!r}")
+    if new.street and not new.district:
+        raise IntakeError("location.district", "name the district the street is in")
+    if new.district and not known_place(session, new.district, None):
+        raise IntakeError("location.district", f"unknown district {new.district!r}; see GET /reference/districts")
+    if new.street and not known_place(session, new.district, new.street):
+        raise IntakeError("location.street",
+                          f"unknown street {new.street!r} in {new.district!r}; see GET /reference/districts")
     if not (new.requester_phone or new.requester_email):
         raise IntakeError("requester", "give a phone number or an e-mail address so we can reply")
+
+
+def known_place(session: Session, district: str, street: str | None) -> bool:
+    """A district (or a street in it) the city's departments cover: routing can only place what
+    the catalogue names, and a made-up place would silently fall back to the city level."""
+    query = select(Department.code).where(Department.district == district)
+    if street is not None:
+        query = query.where(Department.street == street)
+    return session.exec(query.limit(1)).first() is not None
 
 
 def find_by_key(session: Session, key: str, new: NewAppeal) -> Appeal | None:
@@ -108,3 +124,39 @@ def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
 def history(session: Session, appeal_id: int) -> list[AppealEvent]:
     return list(session.exec(select(AppealEvent).where(AppealEvent.appeal_id == appeal_id)
                              .order_by(AppealEvent.id)))
+
+
+def districts(session: Session) -> list[dict]:
+    """The districts and streets intake accepts, named as the city's departments are named (the
+    district government, the street office), Chinese first with English beside it."""
+    rows = session.exec(select(Department).where(Department.district.is_not(None))
+                        .order_by(Department.district, Department.street)).all()
+    found: dict[str, dict] = {}
+    for row in rows:
+        place = found.setdefault(row.district, {"code": row.district, "name_zh": None, "name_en": None,
+                                                "streets": []})
+        if row.street is None:
+            place["name_zh"] = place["name_zh"] or row.name_zh.removesuffix("人民政府")
+            place["name_en"] = place["name_en"] or row.name_en.removesuffix(" People's Government")
+        elif row.street not in {s["code"] for s in place["streets"]}:
+            place["streets"].append({"code": row.street, "name_zh": row.name_zh.removesuffix("办事处"),
+                                     "name_en": row.name_en.split(",")[0].removesuffix(" Office")})
+    return list(found.values())
+
+
+def categories(session: Session) -> list[dict]:
+    """Every category intake accepts, parents before children."""
+    rows = session.exec(select(Category)).all()
+    children: dict[str | None, list[Category]] = {}
+    for row in rows:
+        children.setdefault(row.parent_code, []).append(row)
+    ordered: list[dict] = []
+
+    def walk(parent: str | None) -> None:
+        for row in sorted(children.get(parent, []), key=lambda c: c.code):
+            ordered.append({"code": row.code, "name_zh": row.name_zh, "name_en": row.name_en,
+                            "parent": row.parent_code})
+            walk(row.code)
+
+    walk(None)
+    return ordered

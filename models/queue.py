@@ -3,7 +3,7 @@
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
 from sqlmodel import Session
@@ -11,6 +11,7 @@ from sqlmodel import Session
 from appealflow.models.access import DISPATCHER_STATUSES, department_scopes, readable_condition
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import UTCDateTime
+from appealflow.models.deadlines import overdue_condition
 from appealflow.models.enums import AppealStatus, Role
 from appealflow.models.lifecycle import OPEN
 from appealflow.models.people import Staff
@@ -52,10 +53,8 @@ def queue_statement(staff: Staff, wanted: QueueFilter, *, now: datetime, after: 
     conditions = [Appeal.status.in_(statuses)]
     if wanted.category:
         conditions.append(Appeal.category_code == wanted.category)
-    if wanted.overdue is True:
-        conditions.append(Appeal.resolve_due_at < now)
-    elif wanted.overdue is False:
-        conditions.append(or_(Appeal.resolve_due_at.is_(None), Appeal.resolve_due_at >= now))
+    if wanted.overdue is not None:
+        conditions.append(overdue_condition(now, overdue=wanted.overdue))
     if wanted.text:
         pattern = f"%{wanted.text.replace('%', '').replace('_', '')}%"
         conditions.append(or_(Appeal.code == wanted.text, Appeal.title.ilike(pattern), Appeal.text.ilike(pattern)))
@@ -95,9 +94,17 @@ def encode_cursor(key: datetime, appeal_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps([key.isoformat(), appeal_id]).encode()).decode()
 
 
+MAX_ID = 2**31 - 1  # appeal ids are 32-bit integers in the database
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The position a cursor names; anything this queue did not give out is a BadCursor, whatever
+    it decodes to (a naive time, a huge id, a year the zone cannot shift)."""
     try:
         key, appeal_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(key), int(appeal_id)
-    except (ValueError, TypeError) as error:
+        moment = datetime.fromisoformat(key)
+        if moment.tzinfo is None or type(appeal_id) is not int or not 0 < appeal_id <= MAX_ID:
+            raise ValueError("out of range")
+        return moment.astimezone(UTC), appeal_id
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
         raise BadCursor("not a cursor this queue gave out") from error

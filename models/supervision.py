@@ -10,6 +10,7 @@ from sqlalchemy import and_, case, func, select
 from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealEvent, ExtensionRequest
+from appealflow.models.deadlines import is_overdue, overdue_condition
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import DeadlineClock, Tier
 from appealflow.models.lifecycle import OPEN
@@ -20,11 +21,11 @@ FORMULAS = {
     "resolution_rate": "ratings saying solved / ratings given in the period",
     "satisfaction_rate": "(satisfied + basically satisfied) / ratings given in the period",
     "on_time_rate": "appeals dispatched in the period and replied by the resolve deadline / (those replied + "
-                    "those still open and past the resolve deadline)",
+                    "those overdue now: open, past the resolve deadline, not waiting on the requester)",
     "return_rate": "returns in the period / appeals dispatched in the period",
     "reopen_rate": "reopenings in the period / replies in the period",
     "backlog": "open appeals now (dispatched, accepted, in progress, waiting on the requester)",
-    "overdue": "open appeals now past their resolve deadline",
+    "overdue": "open appeals now past their resolve deadline and not waiting on the requester",
 }
 
 
@@ -70,7 +71,8 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
     in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
     dispatched = session.execute(select(
         Appeal.id, Appeal.department_code, Appeal.status, Appeal.accept_due_at, Appeal.contact_due_at,
-        Appeal.resolve_due_at).where(in_period(Appeal.dispatched_at), Appeal.department_code.is_not(None))).all()
+        Appeal.resolve_due_at, Appeal.paused_at).where(in_period(Appeal.dispatched_at),
+                                                        Appeal.department_code.is_not(None))).all()
     firsts: dict[tuple[int, str], datetime] = {}
     ids = [row.id for row in dispatched]
     for chunk in range(0, len(ids), 5000):
@@ -90,7 +92,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         if replied:
             f.replied += 1
             f.replied_on_time += replied <= row.resolve_due_at
-        elif row.status in OPEN and row.resolve_due_at < now:
+        elif is_overdue(row, now):
             f.open_late += 1
     for department, solved, satisfaction in session.execute(select(
             Appeal.department_code, Appeal.rated_solved, Appeal.rated_satisfaction)
@@ -115,7 +117,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
             of(department).replies_in_period += count
     for department, backlog, overdue in session.execute(
             select(Appeal.department_code, func.count(),
-                   func.sum(case((Appeal.resolve_due_at < now, 1), else_=0)))
+                   func.sum(case((overdue_condition(now), 1), else_=0)))
             .where(Appeal.status.in_(OPEN)).group_by(Appeal.department_code)):
         f = of(department)
         f.backlog, f.overdue = backlog, int(overdue or 0)
@@ -123,7 +125,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
 
 
 def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
-    return list(session.execute(select(Appeal).where(Appeal.status.in_(OPEN), Appeal.resolve_due_at < now)
+    return list(session.execute(select(Appeal).where(overdue_condition(now))
                                 .order_by(Appeal.resolve_due_at).limit(limit)).scalars())
 
 

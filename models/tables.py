@@ -6,6 +6,7 @@ from appealflow.models.appeal import Appeal, AppealAssist, AppealEvent, Extensio
 from appealflow.models.calendar import CalendarOverride
 from appealflow.models.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.escalation import DeadlineClock, Escalation
+from appealflow.models.open311 import Open311Client, Open311Request
 from appealflow.models.outbox import Notification
 from appealflow.models.people import ApiKey, StaffUser
 
@@ -14,5 +15,5 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "Category", "DeadlineClock",
     "DeadlinePolicy", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey", "Notification",
-    "RoutingRule", "StaffUser", "metadata",
+    "Open311Client", "Open311Request", "RoutingRule", "StaffUser", "metadata",
 ]

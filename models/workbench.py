@@ -4,9 +4,10 @@ state machine's table (lifecycle.check) and is applied guarded by status and ver
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlmodel import Session
 
+from appealflow.models.access import merge_parent_condition
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
 from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.deadlines import Duration, deadlines_for, policy_for
@@ -51,6 +52,14 @@ class StaleVersion(Exception):
         self.version = appeal.version
 
 
+class AlreadyRated(IllegalTransition):
+    """A second rating of the same reply: the first one stands."""
+
+    def __init__(self, appeal: Appeal):
+        Exception.__init__(self, "这个答复已经评价过了 / this reply was already rated")
+        self.status, self.action, self.version = appeal.status, Action.close, appeal.version
+
+
 @dataclass
 class ActionInput:
     version: int
@@ -85,6 +94,10 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
     action = _third_return(appeal, action)
+    # Rated, and not replied again since (a reopened appeal's new reply is rated afresh).
+    rated = appeal.rated_at is not None and appeal.status != AppealStatus.replied
+    if action in (Action.close, Action.reopen) and rated:
+        raise AlreadyRated(appeal)
     try:
         check(staff.role, appeal.status, action)
     except IllegalTransition as error:
@@ -182,11 +195,11 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
         paused_at = appeal.paused_at or now
         working = session.execute(select(DeadlineClock.working).where(
             DeadlineClock.appeal_id == appeal.id, DeadlineClock.state == "paused").limit(1)).scalar()
-        waited = calendar.working_minutes_between(paused_at, now)
+        waited = calendar.working_time_between(paused_at, now)
         changes: dict = {"paused_at": None}
         for column in ("accept_due_at", "contact_due_at", "resolve_due_at"):
             if due := getattr(appeal, column):
-                changes[column] = calendar.add_working_minutes(due, waited) if working else due + (now - paused_at)
+                changes[column] = calendar.add_working_time(due, waited) if working else due + (now - paused_at)
         return Effects(changes, {"information": given.text, "paused_seconds": int((now - paused_at).total_seconds())})
     if action == Action.reply:
         result = _require(given.text, "text", "a reply states the result")
@@ -197,6 +210,9 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
         centre = session.get(Department, "hotline_centre")
         messages = [_to_department(appeal, centre, "returned", now, key, reason=given.reason,
                                    returned_by=staff.department_code)] if centre else []
+        # Back to the centre: no department keeps reading it, assisting ones included; whoever
+        # dispatches it again names the assisting departments anew.
+        session.execute(delete(AppealAssist).where(AppealAssist.appeal_id == appeal.id))
         return Effects({"department_code": None, "return_count": appeal.return_count + 1},
                        {"reason": given.reason, "department": appeal.department_code}, messages)
     if action == Action.request_extension:
@@ -239,10 +255,11 @@ def _effects(session: Session, staff: Staff, appeal: Appeal, action: Action, giv
     if action == Action.dispatch:
         return _dispatch_by_hand(session, appeal, given, now, calendar, key)
     if action == Action.merge:
-        parent = session.execute(select(Appeal).where(Appeal.code == _require(
-            given.parent, "parent", "name the parent appeal"))).scalar_one_or_none()
-        if parent is None or parent.id == appeal.id or parent.status == AppealStatus.merged:
-            raise ActionRefused("parent", "the parent must be another appeal that is not itself merged")
+        wanted = _require(given.parent, "parent", "name the parent appeal")
+        parent = session.execute(select(Appeal).where(
+            Appeal.code == wanted, Appeal.id != appeal.id, merge_parent_condition(staff))).scalar_one_or_none()
+        if parent is None:
+            raise ActionRefused("parent", "no appeal with this code that this one can join")
         return Effects({"parent_id": parent.id}, {"parent": parent.code},
                        [_to_requester(session, appeal, "merged", now, key, parent=parent.code)])
     if action == Action.invalidate:
@@ -281,11 +298,16 @@ def _dispatch_by_hand(session: Session, appeal: Appeal, given: ActionInput, now:
     ref = read_reference(session)
     lineage = ref.catalogue.lineage(appeal.category_code) if appeal.category_code else []
     deadlines = deadlines_for(policy_for(ref.policies, appeal.appeal_type, appeal.priority, lineage), now, calendar)
+    # The assisting departments become exactly those named now: a department dropped by this
+    # dispatch (or now the primary) stops assisting, and so stops reading the appeal through it.
+    wanted = {h.code for h in helpers}
     existing = set(session.execute(select(AppealAssist.department_code).where(
         AppealAssist.appeal_id == appeal.id)).scalars())
-    for helper in helpers:
-        if helper.code not in existing:
-            session.add(AppealAssist(appeal_id=appeal.id, department_code=helper.code))
+    if existing - wanted:
+        session.execute(delete(AppealAssist).where(AppealAssist.appeal_id == appeal.id,
+                                                   AppealAssist.department_code.in_(existing - wanted)))
+    for code in sorted(wanted - existing):
+        session.add(AppealAssist(appeal_id=appeal.id, department_code=code))
     due = dict(accept_due=due_text(deadlines.accept_due_at), resolve_due=due_text(deadlines.resolve_due_at))
     messages = [_to_department(appeal, primary, "dispatched", now, key, **due),
                 _to_requester(session, appeal, "dispatched", now, key,

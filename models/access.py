@@ -3,7 +3,7 @@
 from sqlalchemy import Select, false, or_, select, true
 
 from appealflow.models.appeal import Appeal, AppealAssist
-from appealflow.models.enums import AppealStatus, Role
+from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, Role
 from appealflow.models.people import Staff
 from appealflow.models.tracking import mask_email, mask_name, mask_phone
 
@@ -21,9 +21,9 @@ def department_scopes(department_code: str) -> tuple:
 
 def readable_condition(staff: Staff):
     """The WHERE clause of every appeal this member of staff may see."""
-    if staff.role in (Role.supervisor, Role.admin):
+    if staff.role in OVERSIGHT_ROLES:
         return true()
-    if staff.role in (Role.handler, Role.department_head):
+    if staff.role in DEPARTMENT_ROLES:
         return or_(*department_scopes(staff.department_code))
     if staff.role == Role.dispatcher:
         return Appeal.status.in_(DISPATCHER_STATUSES)
@@ -49,7 +49,7 @@ def merge_parent_condition(staff: Staff):
 
 def sees_personal_data(staff: Staff, appeal: Appeal) -> bool:
     """Only the department handling the appeal sees who the requester is."""
-    return staff.role in (Role.handler, Role.department_head) and appeal.department_code == staff.department_code
+    return staff.role in DEPARTMENT_ROLES and appeal.department_code == staff.department_code
 
 
 def requester_view(staff: Staff, appeal: Appeal) -> dict:

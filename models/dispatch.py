@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealAssist
@@ -79,6 +79,13 @@ def has_waiting(session: Session, *, now: datetime) -> bool:
     ).first() is not None
 
 
+def deadlines_of(appeal: Appeal, category_code: str | None, ref: Reference, start: datetime,
+                 calendar: Calendar) -> Deadlines:
+    """The appeal's deadlines from `start` under the most specific policy for it."""
+    lineage = ref.catalogue.lineage(category_code) if category_code else []
+    return deadlines_for(policy_for(ref.policies, appeal.appeal_type, appeal.priority, lineage), start, calendar)
+
+
 def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence: float) -> Decision:
     """Where one appeal goes, with its deadlines, or triage when that is not certain enough."""
     catalogue = ref.catalogue
@@ -91,10 +98,39 @@ def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence
     if route is None:
         return Decision(**common, action=Action.triage,
                         reason=f"{found.reason}; no catalogue rule for {found.category_code}")
-    policy = policy_for(ref.policies, appeal.appeal_type, appeal.priority, catalogue.lineage(found.category_code))
     return Decision(**common, action=Action.route, reason=f"{found.reason}; {route.reason}",
                     department_code=route.department_code, assisting=route.assisting,
-                    deadlines=deadlines_for(policy, appeal.received_at, calendar))
+                    deadlines=deadlines_of(appeal, found.category_code, ref, appeal.received_at, calendar))
+
+
+def by_hand(appeal: Appeal, ref: Reference, *, department_code: str, assisting: tuple[str, ...], reason: str,
+            now: datetime, calendar: Calendar) -> Decision:
+    """A dispatcher's decision: the department they name, deadlines counted from now."""
+    return Decision(appeal.id, appeal.version, appeal.code, Action.dispatch, appeal.category_code, 1.0, reason,
+                    department_code, assisting, deadlines_of(appeal, appeal.category_code, ref, now, calendar))
+
+
+def placement(d: Decision, now: datetime) -> tuple[dict, dict]:
+    """The columns a dispatch sets and what its event records, automatic or by hand alike."""
+    assert d.deadlines and d.department_code
+    changes = dict(department_code=d.department_code, dispatched_at=now, accept_due_at=d.deadlines.accept_due_at,
+                   contact_due_at=d.deadlines.contact_due_at, resolve_due_at=d.deadlines.resolve_due_at)
+    detail = dict(department=d.department_code, assisting=list(d.assisting),
+                  resolve_due_at=d.deadlines.resolve_due_at.isoformat())
+    return changes, detail
+
+
+def set_assisting(session: Session, appeal_id: int, codes: tuple[str, ...]) -> None:
+    """The assisting departments become exactly `codes`: one dropped stops reading the appeal."""
+    existing = set(session.execute(select(AppealAssist.department_code)
+                                   .where(AppealAssist.appeal_id == appeal_id)).scalars())
+    wanted = set(codes)
+    if existing - wanted:
+        session.execute(delete(AppealAssist).where(AppealAssist.appeal_id == appeal_id,
+                                                   AppealAssist.department_code.in_(existing - wanted)))
+    if wanted - existing:
+        session.execute(insert(AppealAssist), [dict(appeal_id=appeal_id, department_code=c)
+                                               for c in sorted(wanted - existing)])
 
 
 def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar,
@@ -132,7 +168,7 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         else:
             summary.triaged += 1
         assists += [dict(appeal_id=d.appeal_id, department_code=c) for c in d.assisting]
-        outbox += _messages(d, appeals[d.appeal_id], ref)
+        outbox += messages(d, appeals[d.appeal_id], ref.departments)
     if assists:
         session.execute(insert(AppealAssist), assists)
     start_clocks(session, [row for d in decisions if d.appeal_id in applied and d.deadlines
@@ -146,22 +182,23 @@ def _transition(d: Decision, now: datetime) -> Transition:
     changes: dict = dict(category_code=d.category_code, routing_confidence=round(d.confidence, 3),
                          routing_reason=d.reason[:500], claimed_until=None)
     detail: dict = {"reason": d.reason, "category": d.category_code}
-    if d.action == Action.route and d.deadlines:
-        changes.update(department_code=d.department_code, dispatched_at=now,
-                       accept_due_at=d.deadlines.accept_due_at, contact_due_at=d.deadlines.contact_due_at,
-                       resolve_due_at=d.deadlines.resolve_due_at)
-        detail.update(department=d.department_code, assisting=list(d.assisting),
-                      resolve_due_at=d.deadlines.resolve_due_at.isoformat())
+    if d.action == Action.route:
+        placed, recorded = placement(d, now)
+        changes.update(placed)
+        detail.update(recorded)
     return Transition(d.appeal_id, d.version, AppealStatus.received, d.action, ACTOR, changes, detail)
 
 
-def _messages(d: Decision, appeal: Appeal, ref: Reference) -> list[Message]:
+def messages(d: Decision, appeal: Appeal, departments, followers=()) -> list[Message]:
+    """Who hears of a decision: the requester of a triaged appeal; the departments and the
+    requester (and those of appeals merged into it) of a dispatched one."""
     key = f"v{d.version}"
     if d.action == Action.triage:
-        return messages_for(Event.triaged, appeal, key=key, departments=ref.departments)
+        return messages_for(Event.triaged, appeal, key=key, departments=departments)
     assert d.deadlines and d.department_code
-    return messages_for(Event.dispatched, appeal, key=key, departments=ref.departments, handling=d.department_code,
-                        assisting=d.assisting, facts=dispatch_facts(d.category_code, d.deadlines))
+    return messages_for(Event.dispatched, appeal, key=key, departments=departments, handling=d.department_code,
+                        assisting=d.assisting, facts=dispatch_facts(d.category_code, d.deadlines),
+                        followers=followers)
 
 
 def dispatch_facts(category_code: str | None, deadlines: Deadlines) -> dict:

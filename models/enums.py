@@ -66,3 +66,9 @@ class Role(StrEnum):
     # Not staff: the automatic steps, and the citizen holding the appeal's token.
     system = "system"
     requester = "requester"
+
+
+# Who works where: a department's staff, the 12345 centre's, and those who oversee everything.
+DEPARTMENT_ROLES = frozenset({Role.handler, Role.department_head})
+CENTRE_ROLES = frozenset({Role.dispatcher, Role.supervisor})
+OVERSIGHT_ROLES = frozenset({Role.supervisor, Role.admin})

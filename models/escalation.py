@@ -35,6 +35,7 @@ class Tier(StrEnum):
 
 
 TIERS = (Tier.warning, Tier.breach, Tier.severe)
+TIER_COLUMN = {Tier.warning: "warn_at", Tier.breach: "due_at", Tier.severe: "severe_at"}
 
 
 class DeadlineClock(SQLModel, table=True):
@@ -122,22 +123,47 @@ def pause_clocks(session: Session, appeal_id: int) -> None:
                     .values(state="paused", next_tier_at=None))
 
 
+def shifted_by_pause(moment: datetime, *, paused_at: datetime, now: datetime, working: bool,
+                     calendar: WorkingCalendar) -> datetime:
+    """A deadline moved on by the time spent waiting on the requester (working time on a working
+    clock). The appeal's deadlines and its clocks' tiers move by this one rule."""
+    if working:
+        return calendar.add_working_time(moment, calendar.working_time_between(paused_at, now))
+    return moment + (now - paused_at)
+
+
 def resume_clocks(session: Session, appeal_id: int, paused_at: datetime, now: datetime,
                   calendar: WorkingCalendar) -> None:
     """Move every tier of the paused clocks by the time spent waiting on the requester."""
-    waited_working = calendar.working_minutes_between(paused_at, now)
     paused = session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
                                                          DeadlineClock.state == "paused")).scalars().all()
     for row in paused:
-        moved = {name: (calendar.add_working_minutes(getattr(row, name), waited_working) if row.working
-                        else getattr(row, name) + (now - paused_at)) for name in ("warn_at", "due_at", "severe_at")}
-        next_at = moved[_column(Tier(row.next_tier))] if row.next_tier else None
+        moved = {name: shifted_by_pause(getattr(row, name), paused_at=paused_at, now=now, working=row.working,
+                                        calendar=calendar) for name in TIER_COLUMN.values()}
+        next_at = moved[TIER_COLUMN[Tier(row.next_tier)]] if row.next_tier else None
         session.execute(update(DeadlineClock).where(DeadlineClock.id == row.id).values(
             **moved, state="running", next_tier_at=next_at))
 
 
-def _column(tier: Tier) -> str:
-    return {Tier.warning: "warn_at", Tier.breach: "due_at", Tier.severe: "severe_at"}[tier]
+def paused_on_working_clock(session: Session, appeal_id: int) -> bool:
+    return bool(session.execute(select(DeadlineClock.working).where(
+        DeadlineClock.appeal_id == appeal_id, DeadlineClock.state == "paused").limit(1)).scalar())
+
+
+def extended_clocks(session: Session, appeal_id: int, due: datetime, calendar: WorkingCalendar) -> list[dict]:
+    """The appeal's clocks after an approved extension: the resolve clock starts over toward its new
+    deadline (a tier it fired before may fire again: missing an extended deadline is news)."""
+    rows = []
+    for clock in session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
+                                                             DeadlineClock.state != "stopped")).scalars():
+        new_due = due if clock.clock == "resolve" else clock.due_at
+        times = tier_times(clock.started_at, new_due, working=clock.working, calendar=calendar)
+        first = Tier.warning if clock.clock == "resolve" else (Tier(clock.next_tier) if clock.next_tier else None)
+        rows.append(dict(appeal_id=appeal_id, clock=clock.clock, working=clock.working, started_at=clock.started_at,
+                         state=clock.state, next_tier=first,
+                         next_tier_at=times[TIER_COLUMN[first]] if first and clock.state == "running" else None,
+                         **times))
+    return rows
 
 
 @dataclass
@@ -178,7 +204,7 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
         next_tier = None
         for tier in TIERS[TIERS.index(Tier(clock.next_tier)):]:
             twice = tier == Tier.severe and clock.appeal_id in breached_before and clock.due_at <= now
-            if getattr(clock, _column(tier)) > now and not twice:
+            if getattr(clock, TIER_COLUMN[tier]) > now and not twice:
                 next_tier = tier
                 break
             candidates.append(dict(clock_id=clock.id, appeal_id=clock.appeal_id, clock=clock.clock, tier=tier.value,
@@ -186,7 +212,7 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
             if tier == Tier.breach:
                 breached_before.add(clock.appeal_id)
         moves.append({"b_id": clock.id, "b_tier": next_tier,
-                      "b_at": getattr(clock, _column(next_tier)) if next_tier else None})
+                      "b_at": getattr(clock, TIER_COLUMN[next_tier]) if next_tier else None})
     fired = _insert_new(session, candidates)
     departments = {d.code: d for d in session.execute(select(Department)).scalars()} if fired else {}
     by_id = {clock.id: clock for clock in clocks}

@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.enums import CENTRE_ROLES, DEPARTMENT_ROLES, Role
 from appealflow.models.enums import AppealStatus as S
-from appealflow.models.enums import Role
 
 
 class Action(StrEnum):
@@ -35,8 +35,8 @@ class Action(StrEnum):
     reopen = "reopen"
 
 
-DEPARTMENT = frozenset({Role.handler, Role.department_head})
-CENTRE = frozenset({Role.dispatcher, Role.supervisor})
+DEPARTMENT = DEPARTMENT_ROLES
+CENTRE = CENTRE_ROLES
 SYSTEM = frozenset({Role.system})
 OPEN = (S.dispatched, S.accepted, S.in_progress, S.waiting_requester)
 
@@ -91,6 +91,17 @@ class IllegalTransition(Exception):
 class NotPermitted(Exception):
     def __init__(self, role: Role, action: Action | str):
         super().__init__(f"a {role.value} may not {getattr(action, 'value', action)}")
+
+
+MAX_RETURNS_BEFORE_ARBITRATION = 2
+
+
+def as_taken(action: Action, return_count: int) -> Action:
+    """The action a request really takes: a return past the limit goes to a supervisor (the third
+    return of one appeal is a dispute, not a routing slip)."""
+    if action == Action.return_ and return_count >= MAX_RETURNS_BEFORE_ARBITRATION:
+        return Action.return_to_supervisor
+    return action
 
 
 def step(status: str, action: Action) -> Step:

@@ -11,9 +11,7 @@ from sqlalchemy import Column
 from sqlmodel import Field, Session, SQLModel, select
 
 from appealflow.models.columns import UTCDateTime, utcnow
-from appealflow.models.enums import Role
-
-DEPARTMENT_ROLES = {Role.handler, Role.department_head}
+from appealflow.models.enums import DEPARTMENT_ROLES, Role
 
 
 class StaffUser(SQLModel, table=True):

@@ -12,7 +12,7 @@ from appealflow.models.access import DISPATCHER_STATUSES, department_scopes, rea
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import UTCDateTime
 from appealflow.models.deadlines import overdue_condition
-from appealflow.models.enums import AppealStatus, Role
+from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, Role
 from appealflow.models.lifecycle import OPEN
 from appealflow.models.people import Staff
 
@@ -32,7 +32,7 @@ class BadCursor(ValueError):
 
 
 def _default_statuses(staff: Staff) -> tuple[str, ...]:
-    if staff.role in (Role.handler, Role.department_head):
+    if staff.role in DEPARTMENT_ROLES:
         return OPEN
     if staff.role == Role.dispatcher:
         return DISPATCHER_STATUSES
@@ -40,7 +40,7 @@ def _default_statuses(staff: Staff) -> tuple[str, ...]:
 
 
 def _sort_column(staff: Staff):
-    if staff.role in (Role.handler, Role.department_head):
+    if staff.role in DEPARTMENT_ROLES:
         return Appeal.resolve_due_at  # set on every dispatched appeal, and indexed with the department
     if staff.role == Role.dispatcher:
         return Appeal.received_at
@@ -61,7 +61,7 @@ def queue_statement(staff: Staff, wanted: QueueFilter, *, now: datetime, after: 
     if after is not None:
         key = tuple_(literal(after[0], UTCDateTime()), literal(after[1]))
         conditions.append(and_(sort.is_not(None), tuple_(sort, Appeal.id) > key))
-    if staff.role not in (Role.handler, Role.department_head):
+    if staff.role not in DEPARTMENT_ROLES:
         return select(Appeal).where(readable_condition(staff), *conditions).order_by(sort, Appeal.id).limit(limit)
     # The department's readable scopes one by one, each read in deadline order from its index,
     # then merged: one OR over both would make the database scan every appeal.
@@ -85,7 +85,7 @@ def page(session: Session, staff: Staff, wanted: QueueFilter, *, now: datetime, 
     if not more:
         return rows, None
     last = rows[-1]
-    key = last.resolve_due_at if staff.role in (Role.handler, Role.department_head) else (
+    key = last.resolve_due_at if staff.role in DEPARTMENT_ROLES else (
         last.received_at if staff.role == Role.dispatcher else (last.resolve_due_at or last.received_at))
     return rows, encode_cursor(key, last.id)
 

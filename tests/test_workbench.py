@@ -213,8 +213,8 @@ def test_a_full_handler_day(api, stack, smtp):
                      ("reply", "handler:handler")]
     times = [e["at"] for e in done["history"]]
     assert times == sorted(times)
-    expected = {("zhao@example.test", f"Your appeal {code}: more information needed"),
-                ("zhao@example.test", f"Your appeal {code} has a reply")}
+    expected = {("zhao@example.test", f"您的诉求 {code} 需要补充信息"),
+                ("zhao@example.test", f"您的诉求 {code} 已办结答复")}
     wait_for(lambda: expected <= set(smtp.counts()), timeout=30, what="the requester's messages")
     assert all(smtp.counts()[m] == 1 for m in expected)
 
@@ -229,6 +229,7 @@ def _requester_token(stack, code: str) -> str:
 def test_a_merged_appeal_hears_what_its_parent_hears(api):
     from sqlalchemy import select
 
+    from appealflow.models.appeal import Appeal
     from appealflow.models.db import session_scope
     from appealflow.models.outbox import Notification
     from appealflow.settings import get_settings
@@ -242,6 +243,6 @@ def test_a_merged_appeal_hears_what_its_parent_hears(api):
                        headers=api.staff["handler"])
     assert replied.status_code == 200
     with session_scope(get_settings().sqlalchemy_url) as session:
-        subjects = set(session.execute(select(Notification.subject).where(
-            Notification.recipient == "requester")).scalars())
-    assert {f"Your appeal {parent} has a reply", f"Your appeal {child} has a reply"} <= subjects
+        told = set(session.execute(select(Appeal.code).join(Notification, Notification.appeal_id == Appeal.id).where(
+            Notification.recipient == "requester", Notification.event == "replied")).scalars())
+    assert told == {parent, child}

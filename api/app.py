@@ -1,9 +1,8 @@
 """The FastAPI application."""
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from appealflow.api import auth, errors, intake, open311, outage, supervision, tracking, workbench
+from appealflow.api import auth, errors, intake, open311, outage, reference, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 
@@ -12,12 +11,8 @@ def create_app() -> FastAPI:
                   description="Citizens' appeals: intake, dispatch, tracking.")
     limit = get_settings().max_body_bytes
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse(status_code=413, content={"detail": f"request body over {limit} bytes"})
-        return await call_next(request)
+    # Counts the body as it streams (chunked too): 413 past the limit; 422 for unstorable text.
+    app.add_middleware(errors.InputGuard, limit=limit)
 
     errors.install(app)
     outage.install(app)  # /health, /health/ready, and 503 when the database or Redis is unreachable
@@ -28,6 +23,7 @@ def create_app() -> FastAPI:
     app.include_router(supervision.router)
     app.include_router(open311.router)
     app.include_router(open311.admin)
+    app.include_router(reference.router)
     return app
 
 

@@ -122,3 +122,58 @@ def test_only_supervisors_read_the_figures(api):
     for role in ("handler", "dispatcher", "operator", "department_head"):
         assert api.get("/supervision/rates", headers=api.staff[role]).status_code == 403, role
     assert api.get("/supervision/overdue").status_code == 401
+
+
+def test_overdue_means_one_thing_in_the_queue_its_filter_and_supervision(api):
+    """Open, past the resolve deadline, and not waiting on the requester: a paused clock is not late."""
+    late, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
+    paused, _ = appeal_in("waiting_requester", due_in=timedelta(hours=-3))
+    on_time, _ = appeal_in("in_progress")
+    me = api.staff["handler"]
+    flags = {i["code"]: i["overdue"] for i in api.get("/queue", headers=me).json()["items"]}
+    assert flags == {late: True, paused: False, on_time: False}
+    listed = {i["code"] for i in api.get("/queue", params={"overdue": True}, headers=me).json()["items"]}
+    assert listed == {late}
+    not_listed = {i["code"] for i in api.get("/queue", params={"overdue": False}, headers=me).json()["items"]}
+    assert not_listed == {paused, on_time}
+    supervised = api.get("/supervision/overdue", headers=api.staff["supervisor"]).json()["rows"]
+    assert [row["code"] for row in supervised] == [late]
+    rates = {row["department"]: row for row in api.get("/supervision/rates", headers=api.staff["supervisor"])
+             .json()["rows"]}
+    assert rates[HOME]["overdue"] == 1 and rates[HOME]["backlog"] == 3
+    assert rates[HOME]["open_late"] == 1  # the on-time rate counts the same appeals as late
+
+
+def test_a_second_rating_of_the_same_reply_is_refused_as_already_rated(api):
+    from appealflow.models.tracking import access_token
+
+    for first, status_after in (("satisfied", "closed"), ("unsatisfied", "reopened")):
+        code, _ = appeal_in("replied")
+        token = access_token(get_settings().signing_key(), code)
+        rated = api.post(f"/appeals/{code}/rating", params={"token": token},
+                         json={"solved": first != "unsatisfied", "satisfaction": first})
+        assert rated.status_code == 200 and rated.json()["status"] == status_after
+        again = api.post(f"/appeals/{code}/rating", params={"token": token},
+                         json={"solved": True, "satisfaction": "satisfied"})
+        assert again.status_code == 409, again.text
+        assert "already rated" in again.json()["detail"] and again.json()["status"] == status_after
+
+
+def test_a_deadline_across_a_day_boundary_keeps_the_seconds_left_that_day():
+    """Received at 16:59:30.5 with two working hours to go: 29.5 s that day, the rest the next day,
+    due at 10:59:30.5 (rounding the half minute down made it 11:00, up to a minute late)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from appealflow.models.calendar import WorkingCalendar
+    from appealflow.models.deadlines import Duration
+
+    zone = ZoneInfo("Asia/Shanghai")
+    calendar = WorkingCalendar(zone=zone, base=lambda day: day.weekday() < 5)
+    received = datetime(2026, 11, 26, 16, 59, 30, 500000, tzinfo=zone)  # a Thursday
+    due = calendar.add(received, Duration.parse("2h"), working=True)
+    assert due == datetime(2026, 11, 27, 10, 59, 30, 500000, tzinfo=zone).astimezone(UTC)
+    assert calendar.working_time_between(received, due) == timedelta(hours=2)
+    friday_close = datetime(2026, 11, 27, 16, 59, 59, 999999, tzinfo=zone)
+    assert calendar.add_working_minutes(friday_close, 1) == datetime(
+        2026, 11, 30, 9, 0, 59, 999999, tzinfo=zone).astimezone(UTC)  # over the weekend, to the microsecond

@@ -102,10 +102,10 @@ class _Reconciler:
             if self.failing.pop(part, None) is not None:
                 log.warning("%s recovered", part)
 
-    def once(self, redis: Redis) -> None:
+    def once(self, redis: Redis, *, sweep: bool = True) -> None:
         self._step("liveness beat (redis)", lambda: liveness.beat(redis, self.ttl, name=self.name))
         self._step("reconciliation", lambda: reconcile_once(redis, self.kinds))
-        if DISPATCH in self.kinds and time.monotonic() >= self.next_sweep:
+        if sweep and DISPATCH in self.kinds and time.monotonic() >= self.next_sweep:
             self.next_sweep = time.monotonic() + CRASH_SWEEP_SECONDS
             self._step("crashed flow run sweep", lambda: liveness.sweep_crashed_runs(
                 redis, every=CRASH_SWEEP_SECONDS, grace=self.ttl))
@@ -151,7 +151,9 @@ def run_worker(*, burst: bool = False, name: str | None = None, queues: list[str
     # Between RQ loops (while waiting for Redis) RQ's handlers are gone: stop on our own.
     _ask_stop_on_signals(stop)
     reconciler = _Reconciler(stop, name=name, kinds=kinds)
-    reconciler.once(redis)
+    # The first pass before RQ starts; the crash sweep (a Prefect call, slow when Prefect is down)
+    # waits for the reconciler thread, so a restarted worker registers at once.
+    reconciler.once(redis, sweep=False)
     pump = DeliveryPump().start() if DELIVERY in kinds and not burst else None
     if not burst:
         threading.Thread(target=reconciler.run, name="reconciler", daemon=True).start()

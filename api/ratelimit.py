@@ -51,10 +51,10 @@ def client_ip(request: Request) -> str:
 
 def check(request: Request, kind: str, key: str) -> None:
     """Count one call of `kind` by `key`; 429 if any of its limits is spent."""
-    found = _limiter(request)
-    if found is None:
-        return
     try:
+        found = _limiter(request)
+        if found is None:
+            return
         for item in found.limits[kind]:
             if not found.limiter.hit(item, kind, key):
                 reset_at, _ = found.limiter.get_window_stats(item, kind, key)
@@ -63,8 +63,8 @@ def check(request: Request, kind: str, key: str) -> None:
                                          f"retry in {wait} s", headers={"Retry-After": str(wait)})
     except HTTPException:
         raise
-    except Exception:  # a Redis outage lifts the limits rather than refusing citizens
-        log.warning("rate limits unavailable", exc_info=True)
+    except Exception as error:  # a Redis outage lifts the limits rather than refusing citizens
+        log.warning("rate limits not applied, Redis unavailable: %s", error)
 
 
 def limit(kind: str):

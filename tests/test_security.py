@@ -188,3 +188,12 @@ def test_sign_in_is_rate_limited_per_username_and_address(stack):
         assert api.post("/auth/token", data={"username": "dispatcher", "password": PASSWORD}).status_code == 200
         # Six tries from this address in the minute: a seventh, for any name, waits.
         _retry_after(api.post("/auth/token", data={"username": "admin", "password": PASSWORD}))
+
+
+def test_a_redis_outage_lifts_the_limits_rather_than_refusing_citizens(stack):
+    from appealflow.services import free_port
+
+    stack.env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with _limited_api(stack, intake="1/minute") as api:
+        assert [api.post("/appeals", json=GOOD).status_code for _ in range(3)] == [201] * 3
+    assert appeals() == 3  # safe in the database; the reconciler dispatches them once Redis is back

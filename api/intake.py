@@ -1,28 +1,26 @@
 """Intake: citizens online and hotline operators submit appeals here."""
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
 from appealflow.api import ratelimit
 from appealflow.api.auth import OptionalStaff
-from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
+from appealflow.api.deps import SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import AppealCreated, AppealIn
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import Channel, Role
 from appealflow.models.intake import NewAppeal, receive_once
 from appealflow.models.lifecycle import NotPermitted
 from appealflow.models.tracking import access_token
-from appealflow.workers.queues import DISPATCH, wake
+from appealflow.workers.queues import DISPATCH
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["intake"])
 
 
 @router.post("/appeals", status_code=201, response_model=AppealCreated)
 def submit_appeal(
-    body: AppealIn, request: Request, response: Response, session: SessionDep, redis: RedisDep,
+    body: AppealIn, request: Request, response: Response, unit: UnitOfWorkDep,
     settings: SettingsDep, staff: OptionalStaff,
     idempotency_key: Annotated[str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> AppealCreated:
@@ -47,14 +45,12 @@ def submit_appeal(
         operator_id=operator_id,
     )
     actor = f"operator:{operator_id}" if operator_id else "requester"
-    appeal, created = receive_once(session, new, now=utcnow(), actor=actor, idempotency_key=idempotency_key)
+    appeal, created = receive_once(unit.session, new, now=utcnow(), actor=actor, idempotency_key=idempotency_key)
     if created:
-        try:
-            wake(redis, DISPATCH)
-        except Exception:  # the appeal is safe in the database; the reconciler will wake dispatch
-            log.exception("could not enqueue dispatch", extra={"appeal": appeal.code})
+        unit.wake(DISPATCH)
     else:
         response.status_code = 200
+    unit.commit()
     return AppealCreated(
         code=appeal.code, access_token=access_token(settings.signing_key(), appeal.code),
         status=appeal.status, tracking_url=str(request.url_for("track_appeal", code=appeal.code)),

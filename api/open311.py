@@ -17,14 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from appealflow.api.auth import CurrentStaff
-from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
+from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import AppealIn
 from appealflow.models import open311 as o311
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import Role
 from appealflow.models.intake import IdempotencyConflict, IntakeError, NewAppeal, receive_once
 from appealflow.models.tracking import access_token
-from appealflow.workers.queues import DISPATCH, wake
+from appealflow.workers.queues import DISPATCH
 
 log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"
@@ -183,11 +183,13 @@ def _problem_from(error: ValidationError) -> o311.Open311Problem:
 
 
 @routes("POST", "/requests.{fmt}")
-def create_request(fmt: str, request: Request, session: SessionDep, redis: RedisDep, settings: SettingsDep,
+def create_request(fmt: str, request: Request, unit: UnitOfWorkDep, settings: SettingsDep,
                    form: Annotated[list[tuple[str, str]] | None, Depends(_form)]) -> Response:
     """File an appeal (POST Service Request): the same validation, idempotency, routing and
     notifications as any appeal. Needs the client's api_key; a retry with the same
     Idempotency-Key header returns the first answer."""
+    session = unit.session
+
     def produce():
         if form is None:
             raise o311.Open311Problem(400, "send the request as application/x-www-form-urlencoded")
@@ -219,11 +221,8 @@ def create_request(fmt: str, request: Request, session: SessionDep, redis: Redis
         row = o311.submission_of(session, appeal)
         if created:
             row = o311.record_submission(session, appeal, client, submission.extras)
-            session.commit()
-            try:
-                wake(redis, DISPATCH)
-            except Exception:  # the appeal is safe in the database; the reconciler wakes dispatch
-                log.exception("could not enqueue dispatch", extra={"appeal": appeal.code})
+            unit.wake(DISPATCH)
+            unit.commit()
         headers = {"Location": str(request.url_for("open311_request", service_request_id=appeal.code,
                                                    fmt=fmt)),
                    # The requester's own secret, as the web intake gives it: to follow and rate the
@@ -309,24 +308,25 @@ def clients(session: SessionDep) -> list[ClientOut]:
 
 
 @admin.post("/admin/open311/clients", status_code=201, response_model=ClientOut, dependencies=[AdminOnly])
-def add_client(body: ClientIn, session: SessionDep) -> ClientOut:
+def add_client(body: ClientIn, unit: UnitOfWorkDep) -> ClientOut:
     """Register a client app; its API key is in this answer and nowhere else, ever."""
     try:
-        key = o311.add_client(session, body.name, body.rate_limit)
-        session.commit()
+        key = o311.add_client(unit.session, body.name, body.rate_limit)
+        unit.commit()
     except o311.ClientError as refused:
-        session.rollback()
+        unit.rollback()
         raise HTTPException(422, str(refused)) from None
     return ClientOut(name=body.name.strip(), rate_limit=body.rate_limit, revoked=False, api_key=key)
 
 
 @admin.post("/admin/open311/clients/{name}/revoke", response_model=ClientOut, dependencies=[AdminOnly])
-def revoke_client(name: str, session: SessionDep) -> ClientOut:
+def revoke_client(name: str, unit: UnitOfWorkDep) -> ClientOut:
+    session = unit.session
     try:
         o311.revoke_client(session, name)
-        session.commit()
+        unit.commit()
     except o311.ClientError as refused:
-        session.rollback()
+        unit.rollback()
         raise HTTPException(404, str(refused)) from None
     client = next(c for c in o311.list_clients(session) if c.name == name)
     return ClientOut(name=client.name, rate_limit=client.rate_limit, revoked=client.revoked)

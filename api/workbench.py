@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from appealflow.api.auth import CurrentStaff
-from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import CODE_PATTERN, Event
 from appealflow.models.access import readable_appeals, requester_view
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
@@ -22,6 +22,7 @@ from appealflow.models.lifecycle import Action
 from appealflow.models.people import Staff
 from appealflow.models.queue import QueueFilter, page
 from appealflow.models.workbench import ActionInput, StaleVersion, act
+from appealflow.workers.queues import DELIVERY
 
 router = APIRouter(tags=["workbench"])
 MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
@@ -132,22 +133,21 @@ def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
 
 
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)
-def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff, session: SessionDep,
+def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff, unit: UnitOfWorkDep,
                 settings: SettingsDep) -> AppealDetail:
     """Take one action on an appeal at the version you saw; 409 if it moved on or the action does
     not apply in its status, 403 if your role may not take it."""
+    session = unit.session
     appeal = readable(session, staff, code)
     try:
         act(session, staff, appeal, action, ActionInput(**body.model_dump()), now=utcnow(),
             calendar=settings.calendar(session))
-        session.commit()
+        unit.wake(DELIVERY)  # the messages the action wrote
+        unit.commit()
     except IntegrityError:
         # Two requests inserting the same row (one assisting department added twice at once): the
         # loser learns someone acted first, as with any other race.
-        session.rollback()
+        unit.rollback()
         session.refresh(appeal)
         raise StaleVersion(appeal) from None
-    except Exception:
-        session.rollback()
-        raise
     return _detail(session, staff, appeal)

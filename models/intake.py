@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -9,9 +10,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
+from appealflow.models.audience import Event, messages_for
 from appealflow.models.department import Category, Department
 from appealflow.models.enums import AppealStatus, Channel
+from appealflow.models.outbox import write
 from appealflow.models.tracking import new_tracking_code
+
+LANGUAGES = ("zh", "en")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def language_of(title: str, text: str, chosen: str | None = None) -> str:
+    """The language the requester reads: the one they chose, else English for an appeal written
+    without a single Chinese character, else Chinese (the city's language, and the default)."""
+    if chosen in LANGUAGES:
+        return chosen
+    return "zh" if _HAN.search(f"{title}{text}") else "en"
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class NewAppeal:
     requester_phone: str | None = None
     requester_email: str | None = None
     operator_id: str | None = None
+    language: str = "zh"
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -91,6 +106,8 @@ def receive(session: Session, new: NewAppeal, *, now: datetime, actor: str,
     session.flush()
     session.add(AppealEvent(appeal_id=appeal.id, kind="received", actor=actor, at=now,
                             to_status=AppealStatus.received, detail={"channel": new.channel}))
+    # "Received" is said once, here, in the transaction that stores the appeal.
+    write(session, messages_for(Event.received, appeal, key="v1", departments={}), now=now)
     if idempotency_key:
         session.add(IdempotencyKey(key=idempotency_key, request_hash=new.fingerprint(),
                                    appeal_id=appeal.id, created_at=now))
@@ -99,21 +116,20 @@ def receive(session: Session, new: NewAppeal, *, now: datetime, actor: str,
 
 def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
                  idempotency_key: str | None) -> tuple[Appeal, bool]:
-    """Receive and commit, or return what an earlier request with the same key created.
+    """Receive, or return what an earlier request with the same key created; the caller commits.
 
     Two concurrent requests with one key race to insert the key; the loser's insert fails on the
-    primary key, and it returns the winner's appeal.
+    primary key (inside a savepoint, so its transaction lives on), and it returns the winner's appeal.
     """
     if idempotency_key:
         existing = find_by_key(session, idempotency_key, new)
         if existing is not None:
             return existing, False
     try:
-        appeal = receive(session, new, now=now, actor=actor, idempotency_key=idempotency_key)
-        session.commit()
+        with session.begin_nested():
+            appeal = receive(session, new, now=now, actor=actor, idempotency_key=idempotency_key)
         return appeal, True
     except IntegrityError:
-        session.rollback()
         if idempotency_key:
             existing = find_by_key(session, idempotency_key, new)
             if existing is not None:

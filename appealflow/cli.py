@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import signal
 import sys
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from appealflow.logs import configure as configure_logging
 from appealflow.settings import get_settings
-
-DEMO_PASSWORD = os.environ.get("APPEALFLOW_DEMO_PASSWORD", "demo-pass-12345")
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -32,10 +30,10 @@ def cmd_seed(args: argparse.Namespace) -> None:
 
     with session_scope(get_settings().sqlalchemy_url) as session:
         counts = load_reference_files(session, Path(args.folder) if args.folder else REFERENCE_DIR)
-        staff = ensure_demo_staff(session, DEMO_PASSWORD) if args.demo_staff else []
+        staff = ensure_demo_staff(session, get_settings().demo_password) if args.demo_staff else []
     print("loaded " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
     if staff:
-        print(f"demo staff (password {DEMO_PASSWORD!r}): {', '.join(staff)}")
+        print(f"demo staff (password {get_settings().demo_password!r}): {', '.join(staff)}")
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -43,7 +41,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
     from appealflow.models.enums import Role
     from appealflow.models.people import StaffError, add_user
 
-    password = args.password or os.environ.get("APPEALFLOW_NEW_PASSWORD") or getpass.getpass("password: ")
+    password = args.password or get_settings().new_password or getpass.getpass("password: ")
     try:
         with session_scope(get_settings().sqlalchemy_url) as session:
             add_user(session, username=args.username, password=password, role=Role(args.role),
@@ -160,7 +158,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         with session_scope(settings.sqlalchemy_url) as session:
             load_reference_files(session)
             if args.demo:
-                ensure_demo_staff(session, DEMO_PASSWORD)
+                ensure_demo_staff(session, get_settings().demo_password)
         _say(f"starting the Prefect server (log: {logs / 'prefect.log'}); "
              "it takes from 10 s to a couple of minutes on a busy machine...")
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{args.prefect_port}/api"
@@ -210,7 +208,7 @@ AppealFlow is running.
   Database          {settings.sqlalchemy_url}
   Mail sent         {data / "mail" if mail else settings.smtp_url}
   Logs              {logs}
-  Demo appeals      {", ".join(codes) or "-"}{DEMO_STAFF.format(DEMO_PASSWORD) if args.demo else ""}
+  Demo appeals      {", ".join(codes) or "-"}{DEMO_STAFF.format(settings.demo_password) if args.demo else ""}
 A component that exits is restarted. Press Ctrl-C (or send SIGTERM) to stop.""", flush=True)
         supervisor.run()
     except KeyboardInterrupt:
@@ -225,8 +223,8 @@ A component that exits is restarted. Press Ctrl-C (or send SIGTERM) to stop.""",
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=os.environ.get("APPEALFLOW_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     parser = argparse.ArgumentParser(prog="appealflow", description=__doc__)
     commands = parser.add_subparsers(required=True)
 

@@ -28,6 +28,16 @@ class Settings(BaseSettings):
     # Where notifications go: an Apprise mailto:// URL for e-mail targets, a template for SMS.
     smtp_url: str | None = None
     sms_url: str | None = None
+    # Where citizens and staff open the links in messages (and the QR codes): this server as the
+    # public reaches it.
+    public_url: str = "http://127.0.0.1:8000"
+    # Per channel ("email", "sms", "webhook": each bot or webhook URL counted on its own), in the
+    # `limits` notation; a gateway that sees a burst blocks the sender.
+    delivery_rate_limit_email: str = "20/second"
+    delivery_rate_limit_sms: str = "10/second"
+    delivery_rate_limit_webhook: str = "20/minute"
+    # A reply the requester has not rated within this long is closed as not rated.
+    rating_timeout_hours: float = Field(default=72, gt=0)
 
     dispatch_batch_size: int = Field(default=500, ge=1, le=5000)
     dispatch_batch_wait_ms: int = Field(default=20, ge=0, le=5000)
@@ -52,10 +62,13 @@ class Settings(BaseSettings):
     rate_limit_tracking: str = "120/minute"
     rate_limit_sign_in: str = "30/minute"
     rate_limit_sign_in_user: str = "10/minute"
+    # Follow-up by code + the phone's last four digits: few tries per address and per code.
+    rate_limit_tracking_phone: str = "10/hour"
 
     log_level: str = "WARNING"
     log_format: Literal["logfmt", "json"] = "logfmt"
     demo_password: str = "demo-pass-12345"
+    new_password: str | None = None  # `appealflow user add` takes it from here when not given
     # Tests and demos only: a file holding seconds that every process adds to "now".
     clock_file: Path | None = None
 

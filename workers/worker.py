@@ -169,7 +169,7 @@ def run_worker(*, burst: bool = False, name: str | None = None, queues: list[str
                 started = time.monotonic()
                 try:
                     liveness.clear_stale_registration(redis, name)
-                    worker.work(burst=burst, logging_level=os.environ.get("APPEALFLOW_LOG_LEVEL", "WARNING"))
+                    worker.work(burst=burst, logging_level=settings.log_level)
                 except Exception as error:  # Redis gone during start-up or teardown, or a live namesake
                     log.warning("RQ loop of %s failed: %s: %s", name, type(error).__name__, error)
                 _ask_stop_on_signals(stop)

@@ -3,6 +3,8 @@ the guard that refuses oversized bodies and unstorable text before any endpoint 
 
 import json
 import re
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from fastapi import FastAPI, Request
@@ -81,6 +83,7 @@ def _unstorable_in(value, loc: list) -> list | None:
     """Where in a parsed JSON document a string holds what cannot be stored; None if nowhere."""
     if isinstance(value, str):
         return loc if UNSTORABLE.search(value) else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):

@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from appealflow.models.db import engine_for
@@ -84,9 +84,10 @@ def install(app: FastAPI) -> None:
 
     # OperationalError is the DBAPI's class for "the server went away / refused / timed out"
     # (and SQLite's "database is locked"); InterfaceError is a connection closed under us.
-    async def _database(request: Request, error: DBAPIError):
+    async def _database(request: Request, error: Exception):
+        cause = str(getattr(error, "orig", None) or error)
         log.warning("database unreachable on %s %s: %s", request.method, request.url.path,
-                    str(error.orig or error).splitlines()[0] if str(error.orig or error) else type(error).__name__)
+                    cause.splitlines()[0] if cause else type(error).__name__)
         return unavailable("database")
 
     app.add_exception_handler(OperationalError, _database)

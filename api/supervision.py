@@ -7,18 +7,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from appealflow.api.auth import current_staff
-from appealflow.api.deps import SessionDep, SettingsDep
+from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import OVERSIGHT_ROLES
 from appealflow.models.lifecycle import NotPermitted
+from appealflow.models.outbox import attempts_of, retry, undelivered
 from appealflow.models.people import Staff
 from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
+from appealflow.workers.queues import DELIVERY, wake_quietly
 
 Format = Annotated[Literal["json", "csv"], Query()]
 
@@ -96,13 +98,13 @@ def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end:
     Dates are the city's local days; `end` is included."""
     now = utcnow()
     zone = ZoneInfo(settings.timezone)
-    end = _moment(end, "end", zone, end=True) or now
-    start = _moment(start, "start", zone, end=False) or end - timedelta(days=30)
-    if start >= end:
+    until = _moment(end, "end", zone, end=True) or now
+    since = _moment(start, "start", zone, end=False) or until - timedelta(days=30)
+    if since >= until:
         raise RequestValidationError([{"loc": ("query", "start"), "type": "value_error",
                                        "msg": "start must be before end"}])
-    return _table(department_figures(session, start, end, now), format, "rates",
-                  start=start, end=end, formulas=FORMULAS)
+    return _table(department_figures(session, since, until, now), format, "rates",
+                  start=since, end=until, formulas=FORMULAS)
 
 
 @router.get("/hot-topics")
@@ -115,3 +117,27 @@ def hot_topic_list(session: SessionDep, hours: Annotated[int, Query(ge=1, le=24 
 def pending(session: SessionDep) -> dict:
     """Extension requests and disputed returns waiting for a supervisor."""
     return pending_decisions(session)
+
+
+@router.get("/undelivered")
+def undelivered_list(session: SessionDep, format: Format = "json"):
+    """Dead letters: messages given up on after their last attempt (or with no way to reach their
+    recipient), newest first, with why. Channel and recipient kind only, never an address."""
+    return _table(undelivered(session), format, "undelivered")
+
+
+@router.get("/undelivered/{notification_id}/attempts")
+def delivery_attempts(session: SessionDep, notification_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+    return {"rows": [dict(at=a.at.isoformat(), channel=a.channel, result=a.result, error=a.error)
+                     for a in attempts_of(session, notification_id)]}
+
+
+@router.post("/undelivered/{notification_id}/retry")
+def retry_undelivered(session: SessionDep, redis: RedisDep,
+                      notification_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+    """Send a dead letter again, with a fresh set of attempts (once the gateway or target is mended)."""
+    if not retry(session, notification_id, now=utcnow()):
+        raise HTTPException(404, "没有这条未送达消息 / no undelivered message with this id (or it has no target)")
+    session.commit()
+    wake_quietly(redis, DELIVERY)
+    return {"id": notification_id, "status": "pending"}

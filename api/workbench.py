@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
@@ -79,7 +79,7 @@ class ActionIn(BaseModel):
 
 
 def readable(session: Session, staff: Staff, code: str) -> Appeal:
-    appeal = session.execute(readable_appeals(staff).where(Appeal.code == code)).scalar_one_or_none()
+    appeal = session.execute(readable_appeals(staff).where(col(Appeal.code) == code)).scalar_one_or_none()
     if appeal is None:
         raise HTTPException(404, "no such appeal in your view")
     return appeal
@@ -118,9 +118,10 @@ def appeal_detail(code: Code, staff: CurrentStaff, session: SessionDep) -> Appea
 
 
 def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
-    assisting = session.execute(select(AppealAssist.department_code).where(AppealAssist.appeal_id == appeal.id))
-    extensions = session.execute(select(ExtensionRequest).where(ExtensionRequest.appeal_id == appeal.id)
-                                 .order_by(ExtensionRequest.id)).scalars()
+    assisting = session.execute(select(col(AppealAssist.department_code))
+                                .where(col(AppealAssist.appeal_id) == appeal.id))
+    extensions = session.execute(select(ExtensionRequest).where(col(ExtensionRequest.appeal_id) == appeal.id)
+                                 .order_by(col(ExtensionRequest.id))).scalars()
     return AppealDetail(
         **_item(appeal, utcnow()), text=appeal.text, address=appeal.address, channel=appeal.channel,
         requester=requester_view(staff, appeal), assisting=list(assisting.scalars()),

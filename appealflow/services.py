@@ -93,7 +93,7 @@ def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen
     port = port or free_port()
     process = spawn_redis(folder, port)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis.Redis.from_url(url).ping(), timeout=20, what="redis-server", process=process)
+    wait_until(lambda: bool(redis.Redis.from_url(url).ping()), timeout=20, what="redis-server", process=process)
     (folder / "url").write_text(url)
     return process, url
 
@@ -152,3 +152,56 @@ class MailCatcher:
 
     def stop(self) -> None:
         self._controller.stop()
+
+
+class SmsSink:
+    """A local SMS gateway for the demo: takes what Apprise's json:// plugin posts to /sms/<phone>
+    and files each message as text under folder/<phone>/, the way the mail catcher files e-mail."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import unquote
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's hook name
+                phone = "".join(c for c in unquote(self.path.rsplit("/", 1)[-1]) if c.isdigit() or c == "+")
+                length = min(int(self.headers.get("content-length") or 0), 1 << 20)
+                try:
+                    posted = json.loads(self.rfile.read(length) or b"{}")
+                except ValueError:
+                    posted = None
+                if not phone or not isinstance(posted, dict):
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                box = sink.folder / phone
+                box.mkdir(exist_ok=True)
+                text = f"{posted.get('title') or ''}\n\n{posted.get('message') or ''}\n"
+                (box / f"{time.time_ns()}.txt").write_text(text, encoding="utf-8")
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sms-sink", daemon=True)
+
+    @property
+    def apprise_url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/sms/{{phone}}"
+
+    def start(self) -> SmsSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

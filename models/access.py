@@ -1,6 +1,7 @@
 """Who may see what. Authorization is a query: what lies outside it is simply not found (404)."""
 
 from sqlalchemy import Select, false, or_, select, true
+from sqlmodel import col
 
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, Role
@@ -11,12 +12,12 @@ DISPATCHER_STATUSES = (AppealStatus.triage, AppealStatus.returned, AppealStatus.
 
 
 def assisted_by(department_code: str):
-    return select(AppealAssist.appeal_id).where(AppealAssist.department_code == department_code)
+    return select(col(AppealAssist.appeal_id)).where(col(AppealAssist.department_code) == department_code)
 
 
 def department_scopes(department_code: str) -> tuple:
     """A department's appeals: those it handles, and those it assists on."""
-    return (Appeal.department_code == department_code, Appeal.id.in_(assisted_by(department_code)))
+    return (col(Appeal.department_code) == department_code, col(Appeal.id).in_(assisted_by(department_code)))
 
 
 def readable_condition(staff: Staff):
@@ -24,11 +25,11 @@ def readable_condition(staff: Staff):
     if staff.role in OVERSIGHT_ROLES:
         return true()
     if staff.role in DEPARTMENT_ROLES:
-        return or_(*department_scopes(staff.department_code))
+        return or_(*department_scopes(staff.department_code or ""))
     if staff.role == Role.dispatcher:
-        return Appeal.status.in_(DISPATCHER_STATUSES)
+        return col(Appeal.status).in_(DISPATCHER_STATUSES)
     if staff.role == Role.operator:
-        return Appeal.operator_id == staff.username
+        return col(Appeal.operator_id) == staff.username
     return false()
 
 
@@ -44,7 +45,7 @@ MERGE_PARENT_STATUSES = (AppealStatus.dispatched, AppealStatus.accepted, AppealS
 
 
 def merge_parent_condition(staff: Staff):
-    return or_(readable_condition(staff), Appeal.status.in_(MERGE_PARENT_STATUSES))
+    return or_(readable_condition(staff), col(Appeal.status).in_(MERGE_PARENT_STATUSES))
 
 
 def sees_personal_data(staff: Staff, appeal: Appeal) -> bool:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import and_, not_, or_
+from sqlmodel import col
 
 from appealflow.models.appeal import Appeal
 from appealflow.models.lifecycle import OPEN
@@ -90,9 +91,9 @@ def is_overdue(appeal, now: datetime) -> bool:
 
 def overdue_condition(now: datetime, *, overdue: bool = True):
     """The same definition as a WHERE clause (or its exact complement with overdue=False)."""
-    late = and_(Appeal.status.in_(OPEN), Appeal.paused_at.is_(None), Appeal.resolve_due_at.is_not(None),
-                Appeal.resolve_due_at < now)
+    late = and_(col(Appeal.status).in_(OPEN), col(Appeal.paused_at).is_(None), col(Appeal.resolve_due_at).is_not(None),
+                col(Appeal.resolve_due_at) < now)
     if overdue:
         return late
-    return or_(Appeal.status.not_in(OPEN), Appeal.paused_at.is_not(None), Appeal.resolve_due_at.is_(None),
-               not_(Appeal.resolve_due_at < now))
+    return or_(col(Appeal.status).not_in(OPEN), col(Appeal.paused_at).is_not(None),
+               col(Appeal.resolve_due_at).is_(None), not_(col(Appeal.resolve_due_at) < now))

@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, UniqueConstraint, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.audience import Event, Message, messages_for, when
@@ -80,9 +80,9 @@ def tier_times(started: datetime, due: datetime, *, working: bool, calendar: Wor
         warn = calendar.add_working_minutes(started, int(length * WARN_AT))
         severe = calendar.add_working_minutes(due, max(60, int(length * SEVERE_AFTER)))
     else:
-        length = (due - started).total_seconds() / 60
-        warn = started + timedelta(minutes=length * WARN_AT)
-        severe = due + timedelta(minutes=max(60, length * SEVERE_AFTER))
+        minutes = (due - started).total_seconds() / 60
+        warn = started + timedelta(minutes=minutes * WARN_AT)
+        severe = due + timedelta(minutes=max(60, minutes * SEVERE_AFTER))
     return {"warn_at": warn, "due_at": due, "severe_at": severe}
 
 
@@ -104,22 +104,23 @@ def start_clocks(session: Session, rows: list[dict]) -> None:
         return
     appeal_ids = {r["appeal_id"] for r in rows}
     session.execute(update(DeadlineClock)
-                    .where(DeadlineClock.appeal_id.in_(appeal_ids), DeadlineClock.state != "stopped")
+                    .where(col(DeadlineClock.appeal_id).in_(appeal_ids), col(DeadlineClock.state) != "stopped")
                     .values(state="stopped", next_tier_at=None))
     session.execute(insert(DeadlineClock), rows)
 
 
 def stop_clocks(session: Session, appeal_id: int, clocks: tuple[str, ...] | None = None) -> None:
     """The clocks are satisfied, or the appeal left the department: no tier fires any more."""
-    query = update(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id, DeadlineClock.state != "stopped")
+    query = update(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
+                                        col(DeadlineClock.state) != "stopped")
     if clocks:
-        query = query.where(DeadlineClock.clock.in_(clocks))
+        query = query.where(col(DeadlineClock.clock).in_(clocks))
     session.execute(query.values(state="stopped", next_tier_at=None))
 
 
 def pause_clocks(session: Session, appeal_id: int) -> None:
-    session.execute(update(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
-                                                DeadlineClock.state == "running")
+    session.execute(update(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
+                                                col(DeadlineClock.state) == "running")
                     .values(state="paused", next_tier_at=None))
 
 
@@ -135,27 +136,27 @@ def shifted_by_pause(moment: datetime, *, paused_at: datetime, now: datetime, wo
 def resume_clocks(session: Session, appeal_id: int, paused_at: datetime, now: datetime,
                   calendar: WorkingCalendar) -> None:
     """Move every tier of the paused clocks by the time spent waiting on the requester."""
-    paused = session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
-                                                         DeadlineClock.state == "paused")).scalars().all()
+    paused = session.execute(select(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
+                                                         col(DeadlineClock.state) == "paused")).scalars().all()
     for row in paused:
         moved = {name: shifted_by_pause(getattr(row, name), paused_at=paused_at, now=now, working=row.working,
                                         calendar=calendar) for name in TIER_COLUMN.values()}
         next_at = moved[TIER_COLUMN[Tier(row.next_tier)]] if row.next_tier else None
-        session.execute(update(DeadlineClock).where(DeadlineClock.id == row.id).values(
+        session.execute(update(DeadlineClock).where(col(DeadlineClock.id) == row.id).values(
             **moved, state="running", next_tier_at=next_at))
 
 
 def paused_on_working_clock(session: Session, appeal_id: int) -> bool:
-    return bool(session.execute(select(DeadlineClock.working).where(
-        DeadlineClock.appeal_id == appeal_id, DeadlineClock.state == "paused").limit(1)).scalar())
+    return bool(session.execute(select(col(DeadlineClock.working)).where(
+        col(DeadlineClock.appeal_id) == appeal_id, col(DeadlineClock.state) == "paused").limit(1)).scalar())
 
 
 def extended_clocks(session: Session, appeal_id: int, due: datetime, calendar: WorkingCalendar) -> list[dict]:
     """The appeal's clocks after an approved extension: the resolve clock starts over toward its new
     deadline (a tier it fired before may fire again: missing an extended deadline is news)."""
     rows = []
-    for clock in session.execute(select(DeadlineClock).where(DeadlineClock.appeal_id == appeal_id,
-                                                             DeadlineClock.state != "stopped")).scalars():
+    for clock in session.execute(select(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
+                                                             col(DeadlineClock.state) != "stopped")).scalars():
         new_due = due if clock.clock == "resolve" else clock.due_at
         times = tier_times(clock.started_at, new_due, working=clock.working, calendar=calendar)
         first = Tier.warning if clock.clock == "resolve" else (Tier(clock.next_tier) if clock.next_tier else None)
@@ -180,7 +181,7 @@ def _insert_new(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
     dialect = session.get_bind().dialect.name
     statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Escalation).values(rows)
     inserted = session.execute(statement.on_conflict_do_nothing()
-                               .returning(Escalation.clock_id, Escalation.tier)).all()
+                               .returning(col(Escalation.clock_id), col(Escalation.tier))).all()
     return {(clock_id, tier) for clock_id, tier in inserted}
 
 
@@ -189,16 +190,16 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
     to run beside another sweep: rows are locked and skipped, and each tier is inserted once."""
     result = SweepResult()
     clocks = session.execute(
-        select(DeadlineClock).where(DeadlineClock.next_tier_at <= now)
-        .order_by(DeadlineClock.next_tier_at).limit(limit).with_for_update(skip_locked=True)
+        select(DeadlineClock).where(col(DeadlineClock.next_tier_at) <= now)
+        .order_by(col(DeadlineClock.next_tier_at)).limit(limit).with_for_update(skip_locked=True)
     ).scalars().all()
     if not clocks:
         return result
     result.clocks = len(clocks)
     appeals = {a.id: a for a in session.execute(
-        select(Appeal).where(Appeal.id.in_({c.appeal_id for c in clocks}))).scalars()}
-    breached_before = set(session.execute(select(Escalation.appeal_id).where(
-        Escalation.appeal_id.in_(appeals), Escalation.tier == Tier.breach)).scalars())
+        select(Appeal).where(col(Appeal.id).in_({c.appeal_id for c in clocks}))).scalars()}
+    breached_before = set(session.execute(select(col(Escalation.appeal_id)).where(
+        col(Escalation.appeal_id).in_(appeals), col(Escalation.tier) == Tier.breach)).scalars())
     candidates, moves = [], []
     for clock in clocks:
         next_tier = None
@@ -227,7 +228,7 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
                            from_status=appeal.status, to_status=appeal.status,
                            detail={"clock": clock.clock, "due_at": clock.due_at.isoformat()}))
         messages += _notices(appeal, clock, tier, departments)
-    table = DeadlineClock.__table__
+    table = SQLModel.metadata.tables["deadline_clock"]
     session.execute(update(table).where(table.c.id == bindparam("b_id"))
                     .values(next_tier=bindparam("b_tier"), next_tier_at=bindparam("b_at")), moves)
     if events:

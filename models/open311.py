@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Column, func
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.columns import UTCDateTime, utcnow
@@ -99,7 +99,7 @@ def add_client(session: Session, name: str, rate_limit: str = DEFAULT_RATE_LIMIT
     name = name.strip()
     if not name or len(name) > 100:
         raise ClientError("a client name has 1 to 100 characters")
-    if session.exec(select(Open311Client).where(Open311Client.name == name)).first():
+    if session.exec(select(Open311Client).where(col(Open311Client.name) == name)).first():
         raise ClientError(f"an Open311 client named {name!r} exists; revoke it or choose another name")
     key = "o311_" + secrets.token_urlsafe(32)
     session.add(Open311Client(name=name, key_hash=_key_hash(key), rate_limit=check_rate_limit(rate_limit)))
@@ -108,7 +108,7 @@ def add_client(session: Session, name: str, rate_limit: str = DEFAULT_RATE_LIMIT
 
 
 def revoke_client(session: Session, name: str) -> None:
-    client = session.exec(select(Open311Client).where(Open311Client.name == name)).first()
+    client = session.exec(select(Open311Client).where(col(Open311Client.name) == name)).first()
     if client is None:
         raise ClientError(f"no Open311 client named {name!r}")
     if not client.revoked:
@@ -117,14 +117,14 @@ def revoke_client(session: Session, name: str) -> None:
 
 
 def list_clients(session: Session) -> list[Open311Client]:
-    return list(session.exec(select(Open311Client).order_by(Open311Client.name)))
+    return list(session.exec(select(Open311Client).order_by(col(Open311Client.name))))
 
 
 def client_for_key(session: Session, key: str | None) -> Open311Client:
     """The client app holding this key; 403 for a missing, unknown or revoked one."""
     if not key:
         raise Open311Problem(403, "api_key is required to file a request / 提交诉求需要 api_key")
-    client = session.exec(select(Open311Client).where(Open311Client.key_hash == _key_hash(key))).first()
+    client = session.exec(select(Open311Client).where(col(Open311Client.key_hash) == _key_hash(key))).first()
     if client is None or client.revoked:
         raise Open311Problem(403, "invalid or revoked api_key / api_key 无效或已被吊销")
     return client
@@ -165,8 +165,8 @@ def _both(zh: str, en: str) -> str:
 
 
 def _places(session: Session) -> tuple[list[Department], list[Department]]:
-    departments = list(session.exec(select(Department).where(Department.kind.in_(("district", "street")))
-                                    .order_by(Department.code)))
+    departments = list(session.exec(select(Department).where(col(Department.kind).in_(("district", "street")))
+                                    .order_by(col(Department.code))))
     return ([d for d in departments if d.kind == "district" and d.district],
             [d for d in departments if d.kind == "street" and d.street])
 
@@ -439,9 +439,9 @@ def read_query(params: dict[str, str | None]) -> Query:
 def find_requests(session: Session, query: Query, *, now: datetime) -> list[Appeal]:
     """Appeals filed through Open311 that match, newest first. Only those: people who phoned the
     hotline or wrote to the website never agreed to have their appeal listed in public."""
-    statement = select(Appeal).where(Appeal.channel == Channel.open311)
+    statement = select(Appeal).where(col(Appeal.channel) == Channel.open311)
     if query.ids:  # the spec: a list of ids overrides every other argument
-        return list(session.exec(statement.where(Appeal.code.in_(query.ids)).order_by(Appeal.id.desc())))
+        return list(session.exec(statement.where(col(Appeal.code).in_(query.ids)).order_by(col(Appeal.id).desc())))
     start, end = query.start, query.end
     if start is None and end is None:
         start, end = now - MAX_WINDOW, None
@@ -449,28 +449,29 @@ def find_requests(session: Session, query: Query, *, now: datetime) -> list[Appe
         start = end - MAX_WINDOW
     elif end is None:
         end = start + MAX_WINDOW
-    statement = statement.where(Appeal.received_at >= start)
+    statement = statement.where(col(Appeal.received_at) >= start)
     if end is not None:
-        statement = statement.where(Appeal.received_at <= end)
+        statement = statement.where(col(Appeal.received_at) <= end)
     if query.service_codes:
-        statement = statement.where(Appeal.category_code.in_(query.service_codes))
+        statement = statement.where(col(Appeal.category_code).in_(query.service_codes))
     if len(query.statuses) == 1:
-        closed = Appeal.status.in_(CLOSED)
+        closed = col(Appeal.status).in_(CLOSED)
         statement = statement.where(closed if query.statuses[0] == "closed" else ~closed)
-    statement = (statement.order_by(Appeal.received_at.desc(), Appeal.id.desc())
+    statement = (statement.order_by(col(Appeal.received_at).desc(), col(Appeal.id).desc())
                  .offset((query.page - 1) * query.page_size).limit(query.page_size))
     return list(session.exec(statement))
 
 
 def find_request(session: Session, code: str) -> Appeal:
-    appeal = session.exec(select(Appeal).where(Appeal.code == code, Appeal.channel == Channel.open311)).first()
+    appeal = session.exec(select(Appeal).where(col(Appeal.code) == code,
+                                               col(Appeal.channel) == Channel.open311)).first()
     if appeal is None:
         raise Open311Problem(404, f"service_request_id {code!r} not found / 没有这个诉求")
     return appeal
 
 
 def request_for_token(session: Session, token: str) -> dict:
-    row = session.exec(select(Open311Request).where(Open311Request.token == token)).first()
+    row = session.exec(select(Open311Request).where(col(Open311Request.token) == token)).first()
     appeal = session.get(Appeal, row.appeal_id) if row else None
     if appeal is None:
         raise Open311Problem(404, f"token {token!r} not found / 没有这个 token")
@@ -514,24 +515,24 @@ def context_for(session: Session, appeals: Iterable[Appeal], zone: str) -> Conte
     appeals = list(appeals)
     ids = [a.id for a in appeals]
     categories = {c.code: c for c in session.exec(
-        select(Category).where(Category.code.in_({a.category_code for a in appeals if a.category_code})))}
+        select(Category).where(col(Category.code).in_({a.category_code for a in appeals if a.category_code})))}
     departments = {d.code: d for d in session.exec(
-        select(Department).where(Department.code.in_({a.department_code for a in appeals if a.department_code})))}
+        select(Department).where(col(Department.code).in_({a.department_code for a in appeals if a.department_code})))}
     submissions = {r.appeal_id: r for r in session.exec(
-        select(Open311Request).where(Open311Request.appeal_id.in_(ids)))}
+        select(Open311Request).where(col(Open311Request.appeal_id).in_(ids)))}
     parent_ids = {a.parent_id for a in appeals if a.parent_id}
-    parent_codes = dict(session.exec(select(Appeal.id, Appeal.code).where(Appeal.id.in_(parent_ids))).all()) \
-        if parent_ids else {}
+    parent_codes = dict(session.exec(select(col(Appeal.id), col(Appeal.code))
+                                     .where(col(Appeal.id).in_(parent_ids))).all()) if parent_ids else {}
     parents = {a.id: parent_codes.get(a.parent_id, "") for a in appeals if a.parent_id}
     closing = [a.id for a in appeals if a.status == AppealStatus.closed]
     closed_by = {}
     if closing:
-        latest = (select(AppealEvent.appeal_id, func.max(AppealEvent.id))
-                  .where(AppealEvent.appeal_id.in_(closing), AppealEvent.to_status == AppealStatus.closed)
-                  .group_by(AppealEvent.appeal_id))
+        latest = (select(col(AppealEvent.appeal_id), func.max(col(AppealEvent.id)))
+                  .where(col(AppealEvent.appeal_id).in_(closing), col(AppealEvent.to_status) == AppealStatus.closed)
+                  .group_by(col(AppealEvent.appeal_id)))
         last_ids = [event_id for _, event_id in session.exec(latest).all()]
-        closed_by = dict(session.exec(select(AppealEvent.appeal_id, AppealEvent.kind)
-                                      .where(AppealEvent.id.in_(last_ids))).all())
+        closed_by = dict(session.exec(select(col(AppealEvent.appeal_id), col(AppealEvent.kind))
+                                      .where(col(AppealEvent.id).in_(last_ids))).all())
     return Context(categories, departments, submissions, parents, closed_by, zone)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Column
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from appealflow.models.columns import UTCDateTime, utcnow
 from appealflow.models.enums import DEPARTMENT_ROLES, Role
@@ -62,6 +62,7 @@ _hasher = PasswordHasher()
 
 
 def as_staff(user: StaffUser) -> Staff:
+    assert user.id is not None, "a stored account"
     return Staff(user.id, user.username, Role(user.role), user.department_code)
 
 
@@ -71,7 +72,7 @@ def add_user(session: Session, *, username: str, password: str, role: Role, disp
         raise StaffError("handlers and department heads belong to a department; no other role does")
     if len(password) < 8:
         raise StaffError("a password has at least 8 characters")
-    if session.exec(select(StaffUser).where(StaffUser.username == username)).first():
+    if session.exec(select(StaffUser).where(col(StaffUser.username) == username)).first():
         raise StaffError(f"user {username!r} exists")
     user = StaffUser(username=username, display_name=display_name or username, role=role,
                      department_code=department_code, password_hash=_hasher.hash(password))
@@ -81,7 +82,7 @@ def add_user(session: Session, *, username: str, password: str, role: Role, disp
 
 
 def authenticate(session: Session, username: str, password: str) -> Staff | None:
-    user = session.exec(select(StaffUser).where(StaffUser.username == username)).first()
+    user = session.exec(select(StaffUser).where(col(StaffUser.username) == username)).first()
     if user is None or not user.active:
         _hasher.hash(password)  # the same work as a real check, so timing does not tell who exists
         return None
@@ -99,12 +100,14 @@ def _key_hash(key: str) -> str:
 def issue_api_key(session: Session, user: StaffUser, label: str) -> str:
     """A new key, shown once."""
     key = "afk_" + secrets.token_urlsafe(32)
+    assert user.id is not None, "a stored account"
     session.add(ApiKey(key_hash=_key_hash(key), user_id=user.id, label=label))
     return key
 
 
 def staff_for_api_key(session: Session, key: str) -> Staff | None:
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == _key_hash(key), ApiKey.revoked == False)).first()  # noqa: E712
+    row = session.exec(select(ApiKey).where(col(ApiKey.key_hash) == _key_hash(key),
+                                            col(ApiKey.revoked).is_(False))).first()
     if row is None:
         return None
     user = session.get(StaffUser, row.user_id)
@@ -121,13 +124,14 @@ DEMO_DEPARTMENTS = ("urban_management", "housing", "water_supply_group", "shinan
 
 def ensure_demo_staff(session: Session, password: str) -> list[str]:
     """One account per role, and a handler and a head for a few departments; existing ones are kept."""
-    wanted = [("operator", Role.operator, None), ("dispatcher", Role.dispatcher, None),
-              ("supervisor", Role.supervisor, None), ("admin", Role.admin, None)]
+    wanted: list[tuple[str, Role, str | None]] = [
+        ("operator", Role.operator, None), ("dispatcher", Role.dispatcher, None),
+        ("supervisor", Role.supervisor, None), ("admin", Role.admin, None)]
     for code in DEMO_DEPARTMENTS:
         wanted += [(f"handler.{code}", Role.handler, code), (f"head.{code}", Role.department_head, code)]
     made = []
     for username, role, department in wanted:
-        if session.exec(select(StaffUser).where(StaffUser.username == username)).first() is None:
+        if session.exec(select(StaffUser).where(col(StaffUser.username) == username)).first() is None:
             add_user(session, username=username, password=password, role=role, department_code=department)
             made.append(username)
     return made

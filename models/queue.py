@@ -5,8 +5,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_, union_all
+from sqlmodel import Session, col
 
 from appealflow.models.access import DISPATCHER_STATUSES, department_scopes, readable_condition
 from appealflow.models.appeal import Appeal
@@ -41,38 +41,40 @@ def _default_statuses(staff: Staff) -> tuple[str, ...]:
 
 def _sort_column(staff: Staff):
     if staff.role in DEPARTMENT_ROLES:
-        return Appeal.resolve_due_at  # set on every dispatched appeal, and indexed with the department
+        return col(Appeal.resolve_due_at)  # set on every dispatched appeal, and indexed with the department
     if staff.role == Role.dispatcher:
-        return Appeal.received_at
-    return func.coalesce(Appeal.resolve_due_at, Appeal.received_at)
+        return col(Appeal.received_at)
+    return func.coalesce(col(Appeal.resolve_due_at), col(Appeal.received_at))
 
 
 def queue_statement(staff: Staff, wanted: QueueFilter, *, now: datetime, after: tuple | None, limit: int) -> Select:
     statuses = tuple(s for s in (wanted.statuses or _default_statuses(staff)) if s in _default_statuses(staff))
     sort = _sort_column(staff)
-    conditions = [Appeal.status.in_(statuses)]
+    conditions: list[ColumnElement[bool]] = [col(Appeal.status).in_(statuses)]
     if wanted.category:
-        conditions.append(Appeal.category_code == wanted.category)
+        conditions.append(col(Appeal.category_code) == wanted.category)
     if wanted.overdue is not None:
         conditions.append(overdue_condition(now, overdue=wanted.overdue))
     if wanted.text:
         pattern = f"%{wanted.text.replace('%', '').replace('_', '')}%"
-        conditions.append(or_(Appeal.code == wanted.text, Appeal.title.ilike(pattern), Appeal.text.ilike(pattern)))
+        conditions.append(or_(col(Appeal.code) == wanted.text, col(Appeal.title).ilike(pattern),
+                              col(Appeal.text).ilike(pattern)))
     if after is not None:
         key = tuple_(literal(after[0], UTCDateTime()), literal(after[1]))
-        conditions.append(and_(sort.is_not(None), tuple_(sort, Appeal.id) > key))
+        conditions.append(and_(sort.is_not(None), tuple_(sort, col(Appeal.id)) > key))
     if staff.role not in DEPARTMENT_ROLES:
-        return select(Appeal).where(readable_condition(staff), *conditions).order_by(sort, Appeal.id).limit(limit)
+        return select(Appeal).where(readable_condition(staff), *conditions).order_by(sort, col(Appeal.id)).limit(limit)
     # The department's readable scopes one by one, each read in deadline order from its index,
     # then merged: one OR over both would make the database scan every appeal.
-    handled, assisted = department_scopes(staff.department_code)
+    handled, assisted = department_scopes(staff.department_code or "")
     pages = []
-    for scope in (handled, and_(assisted, or_(Appeal.department_code.is_(None), ~handled))):
-        page = (select(Appeal.id, sort.label("due")).where(scope, *conditions)
-                .order_by(sort, Appeal.id).limit(limit).subquery())
+    for scope in (handled, and_(assisted, or_(col(Appeal.department_code).is_(None), ~handled))):
+        page = (select(col(Appeal.id), sort.label("due")).where(scope, *conditions)
+                .order_by(sort, col(Appeal.id)).limit(limit).subquery())
         pages.append(select(page.c.id, page.c.due))
     merged = union_all(*pages).subquery()
-    return select(Appeal).join(merged, merged.c.id == Appeal.id).order_by(merged.c.due, Appeal.id).limit(limit)
+    return (select(Appeal).join(merged, merged.c.id == col(Appeal.id))
+            .order_by(merged.c.due, col(Appeal.id)).limit(limit))
 
 
 def page(session: Session, staff: Staff, wanted: QueueFilter, *, now: datetime, cursor: str | None,

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from appealflow.models.appeal import Appeal, AppealEvent, ExtensionRequest
 from appealflow.models.deadlines import is_overdue, overdue_condition
@@ -70,17 +70,17 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
 
     in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
     dispatched = session.execute(select(
-        Appeal.id, Appeal.department_code, Appeal.status, Appeal.accept_due_at, Appeal.contact_due_at,
-        Appeal.resolve_due_at, Appeal.paused_at).where(in_period(Appeal.dispatched_at),
-                                                        Appeal.department_code.is_not(None))).all()
+        col(Appeal.id), col(Appeal.department_code), col(Appeal.status), col(Appeal.accept_due_at),
+        col(Appeal.contact_due_at), col(Appeal.resolve_due_at), col(Appeal.paused_at))
+        .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None))).all()
     firsts: dict[tuple[int, str], datetime] = {}
     ids = [row.id for row in dispatched]
     for chunk in range(0, len(ids), 5000):
         for appeal_id, kind, at in session.execute(
-                select(AppealEvent.appeal_id, AppealEvent.kind, func.min(AppealEvent.at))
-                .where(AppealEvent.appeal_id.in_(ids[chunk:chunk + 5000]),
-                       AppealEvent.kind.in_(["accept", "contact", "reply"]))
-                .group_by(AppealEvent.appeal_id, AppealEvent.kind)):
+                select(col(AppealEvent.appeal_id), col(AppealEvent.kind), func.min(col(AppealEvent.at)))
+                .where(col(AppealEvent.appeal_id).in_(ids[chunk:chunk + 5000]),
+                       col(AppealEvent.kind).in_(["accept", "contact", "reply"]))
+                .group_by(col(AppealEvent.appeal_id), col(AppealEvent.kind))):
             firsts[(appeal_id, kind)] = at
     for row in dispatched:
         f = of(row.department_code)
@@ -95,30 +95,30 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         elif is_overdue(row, now):
             f.open_late += 1
     for department, solved, satisfaction in session.execute(select(
-            Appeal.department_code, Appeal.rated_solved, Appeal.rated_satisfaction)
-            .where(in_period(Appeal.rated_at), Appeal.department_code.is_not(None))):
+            col(Appeal.department_code), col(Appeal.rated_solved), col(Appeal.rated_satisfaction))
+            .where(in_period(col(Appeal.rated_at)), col(Appeal.department_code).is_not(None))):
         f = of(department)
         f.rated += 1
         f.solved += bool(solved)
         f.satisfied += satisfaction in ("satisfied", "basically_satisfied")
-    for detail in session.execute(select(AppealEvent.detail).where(
-            in_period(AppealEvent.at), AppealEvent.kind.in_(["return", "return_to_supervisor"]))).scalars():
+    for detail in session.execute(select(col(AppealEvent.detail)).where(
+            in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["return", "return_to_supervisor"]))).scalars():
         if detail.get("department"):
             of(detail["department"]).returns += 1
     for department, kind, count in session.execute(
-            select(Appeal.department_code, AppealEvent.kind, func.count())
-            .join(Appeal, Appeal.id == AppealEvent.appeal_id)
-            .where(in_period(AppealEvent.at), AppealEvent.kind.in_(["reopen", "reply"]),
-                   Appeal.department_code.is_not(None))
-            .group_by(Appeal.department_code, AppealEvent.kind)):
+            select(col(Appeal.department_code), col(AppealEvent.kind), func.count())
+            .join(Appeal, col(Appeal.id) == col(AppealEvent.appeal_id))
+            .where(in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["reopen", "reply"]),
+                   col(Appeal.department_code).is_not(None))
+            .group_by(col(Appeal.department_code), col(AppealEvent.kind))):
         if kind == "reopen":
             of(department).reopens += count
         else:
             of(department).replies_in_period += count
     for department, backlog, overdue in session.execute(
-            select(Appeal.department_code, func.count(),
+            select(col(Appeal.department_code), func.count(),
                    func.sum(case((overdue_condition(now), 1), else_=0)))
-            .where(Appeal.status.in_(OPEN)).group_by(Appeal.department_code)):
+            .where(col(Appeal.status).in_(OPEN)).group_by(col(Appeal.department_code))):
         f = of(department)
         f.backlog, f.overdue = backlog, int(overdue or 0)
     return [figures[code].rates() for code in sorted(figures)]
@@ -126,24 +126,25 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
 
 def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
     return list(session.execute(select(Appeal).where(overdue_condition(now))
-                                .order_by(Appeal.resolve_due_at).limit(limit)).scalars())
+                                .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
 
 
 def at_risk(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
     """Open appeals whose resolve clock has warned but not yet breached."""
-    warned = select(DeadlineClock.appeal_id).where(DeadlineClock.clock == "resolve", DeadlineClock.state == "running",
-                                                   DeadlineClock.next_tier == Tier.breach)
-    return list(session.execute(select(Appeal).where(Appeal.id.in_(warned), Appeal.status.in_(OPEN))
-                                .order_by(Appeal.resolve_due_at).limit(limit)).scalars())
+    warned = select(col(DeadlineClock.appeal_id)).where(col(DeadlineClock.clock) == "resolve",
+                                                        col(DeadlineClock.state) == "running",
+                                                        col(DeadlineClock.next_tier) == Tier.breach)
+    return list(session.execute(select(Appeal).where(col(Appeal.id).in_(warned), col(Appeal.status).in_(OPEN))
+                                .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
 
 
 def hot_topics(session: Session, now: datetime, *, hours: int, min_count: int) -> list[dict]:
     """Many appeals on one category and place in a short time: candidates for acting before a complaint."""
     rows = session.execute(
-        select(Appeal.category_code, Appeal.district, Appeal.street, func.count(), func.min(Appeal.received_at),
-               func.max(Appeal.received_at))
-        .where(Appeal.received_at >= now - timedelta(hours=hours), Appeal.category_code.is_not(None))
-        .group_by(Appeal.category_code, Appeal.district, Appeal.street)
+        select(col(Appeal.category_code), col(Appeal.district), col(Appeal.street), func.count(),
+               func.min(col(Appeal.received_at)), func.max(col(Appeal.received_at)))
+        .where(col(Appeal.received_at) >= now - timedelta(hours=hours), col(Appeal.category_code).is_not(None))
+        .group_by(col(Appeal.category_code), col(Appeal.district), col(Appeal.street))
         .having(func.count() >= min_count).order_by(func.count().desc())).all()
     return [dict(category=c, district=d, street=s, appeals=n, first=first, last=last)
             for c, d, s, n, first, last in rows]
@@ -151,10 +152,10 @@ def hot_topics(session: Session, now: datetime, *, hours: int, min_count: int) -
 
 def pending_decisions(session: Session) -> dict:
     extensions = session.execute(
-        select(ExtensionRequest, Appeal.code).join(Appeal, Appeal.id == ExtensionRequest.appeal_id)
-        .where(ExtensionRequest.status == "pending").order_by(ExtensionRequest.id)).all()
-    disputed = session.execute(select(Appeal).where(Appeal.status == AppealStatus.arbitration)
-                               .order_by(Appeal.updated_at)).scalars().all()
+        select(ExtensionRequest, col(Appeal.code)).join(Appeal, col(Appeal.id) == col(ExtensionRequest.appeal_id))
+        .where(col(ExtensionRequest.status) == "pending").order_by(col(ExtensionRequest.id))).all()
+    disputed = session.execute(select(Appeal).where(col(Appeal.status) == AppealStatus.arbitration)
+                               .order_by(col(Appeal.updated_at))).scalars().all()
     return {
         "extensions": [dict(id=e.id, appeal=code, extra=e.extra, reason=e.reason, requested_by=e.requested_by,
                             created_at=e.created_at) for e, code in extensions],

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -72,7 +73,8 @@ def clear_stale_registration(redis: Redis, name: str) -> str | None:
     """Free the RQ worker name `name` if the process holding it is dead (or is this process's
     previous RQ loop); return why, or None if the name was free. Raises NameTaken if it is alive."""
     key = Worker.redis_worker_namespace_prefix + name
-    info = {k.decode(): v.decode() for k, v in redis.hgetall(key).items()}
+    raw = cast(dict[bytes, bytes], redis.hgetall(key))  # a sync client: never an awaitable
+    info = {k.decode(): v.decode() for k, v in raw.items()}
     if not info or "death" in info:
         return None
     holder = f"{info.get('hostname', '')}:{info.get('pid', '')}"
@@ -132,7 +134,7 @@ def _dead_long_enough(redis: Redis, who: str, run_id: str, grace: float) -> bool
         return True
     key = f"appealflow:suspect:{run_id}"
     redis.set(key, time.time(), nx=True, ex=_SUSPECT_TTL)
-    first_seen = float(redis.get(key) or time.time())
+    first_seen = float(cast(bytes | None, redis.get(key)) or time.time())
     return time.time() - first_seen >= grace
 
 

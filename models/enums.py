@@ -40,6 +40,11 @@ class AppealStatus(StrEnum):
     closed = "closed"
 
 
+# Where a department is working the appeal: its deadlines run, it can be late.
+OPEN_STATUSES = (AppealStatus.dispatched, AppealStatus.accepted, AppealStatus.in_progress,
+                 AppealStatus.waiting_requester)
+
+
 class DepartmentKind(StrEnum):
     centre = "centre"
     bureau = "bureau"
@@ -54,6 +59,28 @@ class NotificationStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     undeliverable = "undeliverable"
+
+
+class ClockState(StrEnum):
+    running = "running"
+    paused = "paused"    # waiting on the requester
+    stopped = "stopped"  # satisfied, or the appeal left the department
+
+
+class ExtensionStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    denied = "denied"
+
+
+class Satisfaction(StrEnum):
+    satisfied = "satisfied"
+    basically_satisfied = "basically_satisfied"
+    unsatisfied = "unsatisfied"
+
+
+# Satisfied and basically satisfied count as satisfied in the satisfaction rate.
+CONTENT = frozenset({Satisfaction.satisfied, Satisfaction.basically_satisfied})
 
 
 class Role(StrEnum):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, UniqueConstraint, bindparam, insert, select, text, update
+from sqlalchemy import Column, Index, String, UniqueConstraint, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col
@@ -22,6 +22,7 @@ from appealflow.models.calendar import WorkingCalendar
 from appealflow.models.columns import UTCDateTime
 from appealflow.models.deadlines import Deadlines
 from appealflow.models.department import Department
+from appealflow.models.enums import ClockState
 from appealflow.models.outbox import write
 
 WARN_AT = 0.8        # of the clock's time used
@@ -50,7 +51,7 @@ class DeadlineClock(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     appeal_id: int = Field(foreign_key="appeal.id", index=True)
     clock: str = Field(max_length=10)
-    state: str = Field(default="running", max_length=10)  # running, paused, stopped
+    state: ClockState = Field(default=ClockState.running, sa_type=String(10))
     working: bool = True
     started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     warn_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
@@ -104,24 +105,24 @@ def start_clocks(session: Session, rows: list[dict]) -> None:
         return
     appeal_ids = {r["appeal_id"] for r in rows}
     session.execute(update(DeadlineClock)
-                    .where(col(DeadlineClock.appeal_id).in_(appeal_ids), col(DeadlineClock.state) != "stopped")
-                    .values(state="stopped", next_tier_at=None))
+                    .where(col(DeadlineClock.appeal_id).in_(appeal_ids), col(DeadlineClock.state) != ClockState.stopped)
+                    .values(state=ClockState.stopped, next_tier_at=None))
     session.execute(insert(DeadlineClock), rows)
 
 
 def stop_clocks(session: Session, appeal_id: int, clocks: tuple[str, ...] | None = None) -> None:
     """The clocks are satisfied, or the appeal left the department: no tier fires any more."""
     query = update(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
-                                        col(DeadlineClock.state) != "stopped")
+                                        col(DeadlineClock.state) != ClockState.stopped)
     if clocks:
         query = query.where(col(DeadlineClock.clock).in_(clocks))
-    session.execute(query.values(state="stopped", next_tier_at=None))
+    session.execute(query.values(state=ClockState.stopped, next_tier_at=None))
 
 
 def pause_clocks(session: Session, appeal_id: int) -> None:
     session.execute(update(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
-                                                col(DeadlineClock.state) == "running")
-                    .values(state="paused", next_tier_at=None))
+                                                col(DeadlineClock.state) == ClockState.running)
+                    .values(state=ClockState.paused, next_tier_at=None))
 
 
 def shifted_by_pause(moment: datetime, *, paused_at: datetime, now: datetime, working: bool,
@@ -137,18 +138,18 @@ def resume_clocks(session: Session, appeal_id: int, paused_at: datetime, now: da
                   calendar: WorkingCalendar) -> None:
     """Move every tier of the paused clocks by the time spent waiting on the requester."""
     paused = session.execute(select(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
-                                                         col(DeadlineClock.state) == "paused")).scalars().all()
+                                                         col(DeadlineClock.state) == ClockState.paused)).scalars().all()
     for row in paused:
         moved = {name: shifted_by_pause(getattr(row, name), paused_at=paused_at, now=now, working=row.working,
                                         calendar=calendar) for name in TIER_COLUMN.values()}
         next_at = moved[TIER_COLUMN[Tier(row.next_tier)]] if row.next_tier else None
         session.execute(update(DeadlineClock).where(col(DeadlineClock.id) == row.id).values(
-            **moved, state="running", next_tier_at=next_at))
+            **moved, state=ClockState.running, next_tier_at=next_at))
 
 
 def paused_on_working_clock(session: Session, appeal_id: int) -> bool:
     return bool(session.execute(select(col(DeadlineClock.working)).where(
-        col(DeadlineClock.appeal_id) == appeal_id, col(DeadlineClock.state) == "paused").limit(1)).scalar())
+        col(DeadlineClock.appeal_id) == appeal_id, col(DeadlineClock.state) == ClockState.paused).limit(1)).scalar())
 
 
 def extended_clocks(session: Session, appeal_id: int, due: datetime, calendar: WorkingCalendar) -> list[dict]:
@@ -156,14 +157,14 @@ def extended_clocks(session: Session, appeal_id: int, due: datetime, calendar: W
     deadline (a tier it fired before may fire again: missing an extended deadline is news)."""
     rows = []
     for clock in session.execute(select(DeadlineClock).where(col(DeadlineClock.appeal_id) == appeal_id,
-                                                             col(DeadlineClock.state) != "stopped")).scalars():
+                                                             col(DeadlineClock.state) != ClockState.stopped)).scalars():
         new_due = due if clock.clock == "resolve" else clock.due_at
         times = tier_times(clock.started_at, new_due, working=clock.working, calendar=calendar)
         first = Tier.warning if clock.clock == "resolve" else (Tier(clock.next_tier) if clock.next_tier else None)
+        running = clock.state == ClockState.running
         rows.append(dict(appeal_id=appeal_id, clock=clock.clock, working=clock.working, started_at=clock.started_at,
                          state=clock.state, next_tier=first,
-                         next_tier_at=times[TIER_COLUMN[first]] if first and clock.state == "running" else None,
-                         **times))
+                         next_tier_at=times[TIER_COLUMN[first]] if first and running else None, **times))
     return rows
 
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 
 from appealflow.models.appeal import Appeal, AppealEvent, ExtensionRequest
 from appealflow.models.deadlines import is_overdue, overdue_condition
-from appealflow.models.enums import AppealStatus
+from appealflow.models.enums import CONTENT, AppealStatus, ClockState, ExtensionStatus
 from appealflow.models.escalation import DeadlineClock, Tier
 from appealflow.models.lifecycle import OPEN
 
@@ -100,7 +100,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         f = of(department)
         f.rated += 1
         f.solved += bool(solved)
-        f.satisfied += satisfaction in ("satisfied", "basically_satisfied")
+        f.satisfied += satisfaction in CONTENT
     for detail in session.execute(select(col(AppealEvent.detail)).where(
             in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["return", "return_to_supervisor"]))).scalars():
         if detail.get("department"):
@@ -132,7 +132,7 @@ def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
 def at_risk(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
     """Open appeals whose resolve clock has warned but not yet breached."""
     warned = select(col(DeadlineClock.appeal_id)).where(col(DeadlineClock.clock) == "resolve",
-                                                        col(DeadlineClock.state) == "running",
+                                                        col(DeadlineClock.state) == ClockState.running,
                                                         col(DeadlineClock.next_tier) == Tier.breach)
     return list(session.execute(select(Appeal).where(col(Appeal.id).in_(warned), col(Appeal.status).in_(OPEN))
                                 .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
@@ -153,7 +153,7 @@ def hot_topics(session: Session, now: datetime, *, hours: int, min_count: int) -
 def pending_decisions(session: Session) -> dict:
     extensions = session.execute(
         select(ExtensionRequest, col(Appeal.code)).join(Appeal, col(Appeal.id) == col(ExtensionRequest.appeal_id))
-        .where(col(ExtensionRequest.status) == "pending").order_by(col(ExtensionRequest.id))).all()
+        .where(col(ExtensionRequest.status) == ExtensionStatus.pending).order_by(col(ExtensionRequest.id))).all()
     disputed = session.execute(select(Appeal).where(col(Appeal.status) == AppealStatus.arbitration)
                                .order_by(col(Appeal.updated_at))).scalars().all()
     return {

@@ -2,12 +2,13 @@
 
 from fastapi import FastAPI
 
-from appealflow.api import auth, errors, intake, open311, outage, reference, supervision, tracking, workbench
+from appealflow.api import auth, errors, intake, open311, outage, pages, reference, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="AppealFlow", version="0.1.0",
+    # /docs and /redoc come from api/pages/docs.py, with their assets served locally (no CDN).
+    app = FastAPI(title="AppealFlow", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Citizens' appeals: intake, dispatch, tracking.")
     limit = get_settings().max_body_bytes
 
@@ -24,6 +25,7 @@ def create_app() -> FastAPI:
     app.include_router(open311.router)
     app.include_router(open311.admin)
     app.include_router(reference.router)
+    pages.install(app)  # the HTML pages for citizens, staff and the public (api/pages)
     return app
 
 

@@ -1,0 +1,223 @@
+"""The citizen's pages: file an appeal, the confirmation with code, link and QR code, the tracking
+page, rating and follow-up. Each calls the public JSON API (intake, tracking, rating, information)."""
+
+import secrets
+from datetime import datetime
+from typing import Annotated, get_args
+from urllib.parse import urlencode
+
+import segno
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from appealflow.api.pages.client import Api, field_errors
+from appealflow.api.pages.common import check_csrf, finish, render
+from appealflow.api.schemas import CODE_PATTERN, AppealIn, Requester
+from appealflow.models.enums import AppealType
+
+router = APIRouter(include_in_schema=False)
+Code = Annotated[str, Path(pattern=CODE_PATTERN)]
+Token = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_=-]{1,100}$")]
+TYPES = [t.value for t in AppealType]
+SATISFACTION = ("satisfied", "basically_satisfied", "unsatisfied")
+
+
+def tracking_link(request: Request, code: str, token: str) -> str:
+    return str(request.url_for("track_page", code=code)) + "?" + urlencode({"token": token})
+
+
+@router.get("/")
+async def home(request: Request):
+    return render(request, "home.html", {})
+
+
+async def _reference(api: Api) -> tuple[list, list]:
+    districts = (await api.get("/reference/districts")).json()
+    categories = (await api.get("/reference/categories")).json()
+    return districts, categories
+
+
+async def _filing_form(request: Request, form: dict, errors: dict, status: int = 200):
+    districts, categories = await _reference(Api(request))
+    parents = [c for c in categories if c["parent"] is None]
+    children = {p["code"]: [c for c in categories if c["parent"] == p["code"]] for p in parents}
+    return render(request, "file.html", {"form": form, "errors": errors, "types": TYPES, "districts": districts,
+                                         "parents": parents, "children": children, "options": intake_options()},
+                  status=status)
+
+
+def intake_options() -> dict:
+    """The optional intake fields the running API accepts (the requester's language and preferred
+    channel), so the form offers exactly what intake takes."""
+    options: dict = {"language": "language" in AppealIn.model_fields, "channel": None, "channel_field": None}
+    for model, prefix in ((AppealIn, ""), (Requester, "requester.")):
+        for name, info in model.model_fields.items():
+            if name != "channel" and "channel" in name:
+                choices = getattr(info.annotation, "__members__", None) or get_args(info.annotation)
+                values = [getattr(c, "value", c) for c in (choices.values() if isinstance(choices, dict) else choices)]
+                values = [v for v in values if isinstance(v, str)]
+                options["channel"] = values or ["email", "sms"]
+                options["channel_field"] = prefix + name
+    return options
+
+
+@router.get("/file")
+async def filing_page(request: Request):
+    # One key per form shown: a double click, or a retry after a lost answer, files one appeal.
+    return await _filing_form(request, {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint"}, {})
+
+
+FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
+                 "language", "preferred_channel", "idempotency_key", "csrf")
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value.strip() or None if isinstance(value, str) else value
+
+
+@router.post("/file")
+async def file_appeal(request: Request):
+    form = {name: (await request.form()).get(name, "") for name in FILING_FIELDS}
+    check_csrf(request, form.pop("csrf"))
+    body = {
+        "type": form["type"], "title": form["title"], "text": form["text"],
+        "category": _blank_to_none(form["category"]),
+        "location": {"district": _blank_to_none(form["district"]), "street": _blank_to_none(form["street"]),
+                     "address": _blank_to_none(form["address"])},
+        "requester": {"name": _blank_to_none(form["name"]), "phone": _blank_to_none(form["phone"]),
+                      "email": _blank_to_none(form["email"])},
+    }
+    options = intake_options()
+    if options["language"] and form["language"] in ("zh", "en"):
+        body["language"] = form["language"]
+    if options["channel_field"] and form["preferred_channel"]:
+        where, _, name = options["channel_field"].rpartition(".")
+        (body["requester"] if where else body)[name] = form["preferred_channel"]
+    key = form["idempotency_key"] if 10 <= len(form["idempotency_key"]) <= 64 else secrets.token_urlsafe(18)
+    form["idempotency_key"] = key
+    response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": key})
+    if response.status_code in (200, 201):
+        created = response.json()
+        target = str(request.url_for("filed_page", code=created["code"])) + "?" + urlencode(
+            {"token": created["access_token"]})
+        return RedirectResponse(target, status_code=303)
+    if response.status_code == 422:
+        errors = {}
+        for where, message in field_errors(response).items():
+            name = where.split(".")[-1]
+            errors[{"requester": "phone", "Idempotency-Key": "form"}.get(name, name)] = message
+        return await _filing_form(request, form, errors, status=422)
+    return await _filing_form(request, form, {"form": field_errors(response).get("form", "")},
+                              status=response.status_code)
+
+
+async def _appeal(request: Request, code: str, token: str | None):
+    if not token:
+        return None
+    found = await Api(request).get(f"/appeals/{code}", params={"token": token})
+    return found.json() if found.status_code == 200 else None
+
+
+def _not_found(request: Request):
+    return render(request, "track_lookup.html", {"not_found": True}, status=404)
+
+
+@router.get("/t/{code}/filed", name="filed_page")
+async def filed_page(request: Request, code: Code, token: Token = None):
+    appeal = await _appeal(request, code, token)
+    if appeal is None:
+        return _not_found(request)
+    return render(request, "filed.html", {"appeal": appeal, "token": token,
+                                          "link": tracking_link(request, code, token)})
+
+
+@router.get("/t/{code}/qr.svg", name="qr_code")
+async def qr_code(request: Request, code: Code, token: Token = None):
+    if await _appeal(request, code, token) is None:
+        return Response(status_code=404)
+    svg = segno.make(tracking_link(request, code, token), error="m").svg_inline(scale=5, title=code)
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/track")
+async def track_lookup(request: Request, code: Annotated[str | None, Query(max_length=40)] = None,
+                       token: Annotated[str | None, Query(max_length=200)] = None):
+    if code and token:
+        return RedirectResponse(tracking_link(request, code.strip().upper(), token.strip()), status_code=303)
+    return render(request, "track_lookup.html", {"not_found": False})
+
+
+def _timeline(appeal: dict) -> list[dict]:
+    for event in appeal["history"]:
+        event["at"] = datetime.fromisoformat(event["at"])
+    return appeal["history"]
+
+
+NOTICES = ("rated", "information_sent")
+
+
+@router.get("/t/{code}", name="track_page")
+async def track_page(request: Request, code: Code, token: Token = None,
+                     notice: Annotated[str | None, Query(max_length=40)] = None):
+    return await _track(request, code, token, notice=notice if notice in NOTICES else None)
+
+
+async def _track(request: Request, code: str, token: str | None, *, errors: dict | None = None,
+                 status: int = 200, notice: str | None = None):
+    appeal = await _appeal(request, code, token)
+    if appeal is None:
+        return _not_found(request)
+    _timeline(appeal)
+    for key, value in appeal["deadlines"].items():
+        appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
+    return render(request, "track.html", {"appeal": appeal, "token": token, "errors": errors or {},
+                                          "notice": notice, "satisfaction": SATISFACTION,
+                                          "link": tracking_link(request, code, token)}, status=status)
+
+
+@router.get("/t/{code}/rate")
+async def rating_page(request: Request, code: Code, token: Token = None):
+    return await _track(request, code, token)
+
+
+@router.post("/t/{code}/rate")
+async def rate(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
+               csrf: Annotated[str, Form(max_length=200)], solved: Annotated[str | None, Form(max_length=10)] = None,
+               satisfaction: Annotated[str | None, Form(max_length=40)] = None):
+    check_csrf(request, csrf)
+    errors = {}
+    if solved not in ("yes", "no"):
+        errors["solved"] = "required"
+    if satisfaction not in SATISFACTION:
+        errors["satisfaction"] = "required"
+    if not errors:
+        answer = await Api(request).post(f"/appeals/{code}/rating", params={"token": token},
+                                         json={"solved": solved == "yes", "satisfaction": satisfaction})
+        if answer.status_code == 200:
+            return _back_to(request, code, token, "rated")
+        if answer.status_code == 404:
+            return _not_found(request)
+        errors = {"form": field_errors(answer).get("form", "")} if answer.status_code != 422 else field_errors(answer)
+        return await _track(request, code, token, errors=errors, status=answer.status_code)
+    return await _track(request, code, token, errors=errors, status=422)
+
+
+@router.post("/t/{code}/information")
+async def give_information(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
+                           csrf: Annotated[str, Form(max_length=200)],
+                           text: Annotated[str, Form(max_length=10000)] = ""):
+    check_csrf(request, csrf)
+    answer = await Api(request).post(f"/appeals/{code}/information", params={"token": token}, json={"text": text})
+    if answer.status_code == 200:
+        return _back_to(request, code, token, "information_sent")
+    if answer.status_code == 404:
+        return _not_found(request)
+    errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}
+    return await _track(request, code, token, errors=errors, status=answer.status_code)
+
+
+def _back_to(request: Request, code: str, token: str, notice: str) -> RedirectResponse:
+    # Post/redirect/get: reloading the page afterwards never posts twice.
+    response = RedirectResponse(tracking_link(request, code, token) + f"&notice={notice}", status_code=303)
+    finish(request, response)
+    return response

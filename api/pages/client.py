@@ -1,0 +1,46 @@
+"""Pages call the JSON API in-process, the same endpoints any client uses: its validation, rules,
+rate limits (keyed on the visitor's own address) and refusals come along, and a page adds none of its
+own. No network hop: httpx talks to the application object directly."""
+
+import httpx
+from fastapi import Request
+
+from appealflow.api import ratelimit
+
+
+class Api:
+    def __init__(self, request: Request, token: str | None = None):
+        self.request = request
+        self.token = token
+
+    async def __call__(self, method: str, url: str, **kwargs) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.setdefault("Accept-Language", self.request.headers.get("accept-language", ""))
+        transport = httpx.ASGITransport(app=self.request.app, client=(ratelimit.client_ip(self.request), 0))
+        base = str(self.request.base_url).rstrip("/")
+        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=30) as client:
+            return await client.request(method, url, headers=headers, **kwargs)
+
+    async def get(self, url: str, **kwargs) -> httpx.Response:
+        return await self("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs) -> httpx.Response:
+        return await self("POST", url, **kwargs)
+
+
+def field_errors(response: httpx.Response) -> dict[str, str]:
+    """A 422's errors by field name (the last part of `loc`), for showing next to each field."""
+    errors: dict[str, str] = {}
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    if isinstance(detail, list):
+        for item in detail:
+            loc = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "header")]
+            errors.setdefault(".".join(loc) or "form", str(item.get("msg", "")))
+    else:
+        errors["form"] = str(detail or response.text[:300])
+    return errors

@@ -1,0 +1,270 @@
+"""Staff pages: sign-in with an HttpOnly session cookie holding the same signed token as
+`POST /auth/token`; the work queue (a department's, or the dispatcher's triage); an appeal's page
+with exactly the actions this person may take now, each a form carrying the version it saw."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi.responses import RedirectResponse
+from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
+
+from appealflow.api.pages.client import Api, field_errors
+from appealflow.api.pages.common import (
+    STAFF_COOKIE,
+    check_csrf,
+    finish,
+    render,
+    safe_next,
+    set_staff_cookie,
+    sign_in_redirect,
+    signed_in,
+)
+from appealflow.api.schemas import CODE_PATTERN
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.department import Category, Department
+from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, Role
+from appealflow.models.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
+from appealflow.models.people import Staff
+from appealflow.models.supervision import at_risk
+from appealflow.settings import get_settings
+
+router = APIRouter(include_in_schema=False)
+Code = Annotated[str, Path(pattern=CODE_PATTERN)]
+
+# The actions a page offers, in the order shown; the state machine decides which apply now.
+OFFERED = (Action.accept, Action.contact, Action.reply, Action.request_info, Action.info_received,
+           Action.request_extension, Action.decide_extension, Action.add_assist, Action.return_,
+           Action.dispatch, Action.merge, Action.invalidate, Action.note)
+
+
+def home_of(staff: Staff) -> str:
+    return "/supervise" if staff.role in OVERSIGHT_ROLES else "/work"
+
+
+async def current(request: Request) -> Staff | None:
+    def look() -> Staff | None:
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            return signed_in(request, session, get_settings())
+
+    return await run_in_threadpool(look)
+
+
+def api_for(request: Request) -> Api:
+    return Api(request, token=getattr(request.state, "renew_staff_token", None) or request.cookies.get(STAFF_COOKIE))
+
+
+@router.get("/staff/sign-in")
+async def sign_in_page(request: Request, next: Annotated[str | None, Query(max_length=500)] = None):
+    return render(request, "sign_in.html", {"next": safe_next(next, ""), "error": None, "username": ""})
+
+
+@router.post("/staff/sign-in")
+async def sign_in(request: Request, username: Annotated[str, Form(max_length=100)],
+                  password: Annotated[str, Form(max_length=200)], csrf: Annotated[str, Form(max_length=200)],
+                  next: Annotated[str, Form(max_length=500)] = ""):
+    check_csrf(request, csrf)
+    answer = await Api(request).post("/auth/token", data={"username": username, "password": password})
+    if answer.status_code != 200:
+        error = "sign_in.wrong" if answer.status_code == 401 else (
+            "sign_in.too_many" if answer.status_code == 429 else "sign_in.failed")
+        return render(request, "sign_in.html", {"next": safe_next(next, ""), "error": error, "username": username},
+                      status=answer.status_code if answer.status_code in (401, 422, 429) else 400)
+    token = answer.json()["access_token"]
+    request.state.renew_staff_token = None
+    staff = await _staff_from(request, token)
+    response = RedirectResponse(safe_next(next, home_of(staff) if staff else "/work"), status_code=303)
+    set_staff_cookie(response, token, request)
+    finish(request, response)
+    return response
+
+
+async def _staff_from(request: Request, token: str) -> Staff | None:
+    def look() -> Staff | None:
+        from appealflow.api.auth import optional_staff
+
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            return optional_staff(request, session, get_settings(), token, None)
+
+    return await run_in_threadpool(look)
+
+
+@router.post("/staff/sign-out")
+async def sign_out(request: Request, csrf: Annotated[str, Form(max_length=200)]):
+    check_csrf(request, csrf)
+    response = RedirectResponse("/staff/sign-in", status_code=303)
+    response.delete_cookie(STAFF_COOKIE, path="/")
+    return response
+
+
+@dataclass
+class Clock:
+    """One deadline as a handler reads it: calm grey, or coloured for what needs attention."""
+
+    name: str
+    due: datetime | None
+    state: str  # "calm", "at_risk", "overdue", "paused", "met"
+    minutes: int  # to the deadline (negative: past it)
+
+
+def clocks(item: dict, now: datetime, risky: set[str]) -> list[Clock]:
+    paused = item.get("paused_at") is not None or item["status"] == AppealStatus.waiting_requester
+    found = []
+    for name, met_after in (("accept", ("dispatched",)), ("contact", ("dispatched", "accepted")),
+                            ("resolve", ("dispatched", "accepted", "in_progress", "waiting_requester"))):
+        raw = item.get(f"{name}_due_at")
+        if raw is None and f"{name}_due_at" not in item:
+            continue
+        due = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+        minutes = int((due - now).total_seconds() // 60) if due else 0
+        if due is None:
+            state = "calm"
+        elif item["status"] not in met_after:
+            state = "met"
+        elif paused:
+            state = "paused"
+        elif name == "resolve" and item.get("overdue") or minutes < 0:
+            state = "overdue"
+        elif name == "resolve" and item["code"] in risky:
+            state = "at_risk"
+        else:
+            state = "calm"
+        found.append(Clock(name, due, state, minutes))
+    return found
+
+
+def _reference_lists() -> tuple[list[Department], list[Category], set[str]]:
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        departments = list(session.exec(select(Department).order_by(Department.code)))
+        categories = list(session.exec(select(Category).order_by(Category.code)))
+        # At risk as supervision defines it: the resolve clock has warned and not yet breached.
+        risky = {a.code for a in at_risk(session, utcnow())}
+        return departments, categories, risky
+
+
+QUEUE_FILTERS = ("status", "category", "overdue", "q", "cursor")
+
+
+@router.get("/work")
+async def work_queue(request: Request):
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    wanted = {k: v for k, v in request.query_params.items() if k in QUEUE_FILTERS and v}
+    answer = await api_for(request).get("/queue", params=wanted)
+    departments, categories, risky = await run_in_threadpool(_reference_lists)
+    now = utcnow()
+    error = None if answer.status_code == 200 else field_errors(answer)
+    page = answer.json() if answer.status_code == 200 else {"items": [], "next_cursor": None}
+    for item in page["items"]:
+        item["clocks"] = clocks(item, now, risky)
+        item["received_at"] = datetime.fromisoformat(item["received_at"])
+    next_url = None
+    if page["next_cursor"]:
+        next_url = "/work?" + urlencode({**{k: v for k, v in wanted.items() if k != "cursor"},
+                                          "cursor": page["next_cursor"]})
+    statuses = ("triage", "returned", "reopened") if staff.role == Role.dispatcher else (
+        "dispatched", "accepted", "in_progress", "waiting_requester")
+    return render(request, "queue.html", {
+        "items": page["items"], "wanted": wanted, "next_url": next_url, "error": error, "statuses": statuses,
+        "categories": [c for c in categories if c.parent_code is None] + [c for c in categories if c.parent_code],
+        "departments": {d.code: d for d in departments}}, staff=staff, status=200 if error is None else 422)
+
+
+def allowed_actions(staff: Staff, appeal: dict) -> list[str]:
+    """Exactly what the state machine lets this person do now (models.lifecycle), and, as the
+    workbench requires, a department acts only on its own appeals (assisting ones add notes)."""
+    found = []
+    for action in OFFERED:
+        try:
+            check(staff.role, appeal["status"], as_taken(action, appeal["return_count"]))
+        except (NotPermitted, IllegalTransition):
+            continue
+        if staff.role in DEPARTMENT_ROLES and action != Action.note and appeal["department"] != staff.department_code:
+            continue
+        if action == Action.decide_extension and not any(
+                e["status"] == "pending" for e in appeal["extension_requests"]):
+            continue
+        found.append(action.value)
+    return found
+
+
+async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dict | None = None,
+                       failed: str | None = None, notice: str | None = None, status: int = 200):
+    answer = await api_for(request).get(f"/staff/appeals/{code}")
+    if answer.status_code == 404:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    if answer.status_code != 200:
+        raise HTTPException(answer.status_code, field_errors(answer).get("form", "refused"))
+    appeal = answer.json()
+    departments, categories, risky = await run_in_threadpool(_reference_lists)
+    now = utcnow()
+    appeal["clocks"] = clocks(appeal, now, risky)
+    for event in appeal["history"]:
+        event["at"] = datetime.fromisoformat(event["at"])
+    appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
+    suggestions = []
+    if "dispatch" in allowed_actions(staff, appeal):
+        suggestions = await _suggestions(request, code)
+    return render(request, "appeal.html", {
+        "appeal": appeal, "actions": allowed_actions(staff, appeal), "errors": errors or {}, "failed": failed,
+        "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
+        "categories": {c.code: c for c in categories}, "suggestions": suggestions,
+    }, staff=staff, status=status)
+
+
+async def _suggestions(request: Request, code: str) -> list[dict]:
+    """Routing suggestions from the routing endpoints, where the running API has them."""
+    if not any(getattr(route, "path", "") == "/routing/suggestions/{code}" for route in request.app.routes):
+        return []
+    answer = await api_for(request).get(f"/routing/suggestions/{code}")
+    if answer.status_code != 200:
+        return []
+    body = answer.json()
+    return body.get("suggestions", body) if isinstance(body, dict) else body
+
+
+@router.get("/work/appeals/{code}", name="staff_appeal_page")
+async def appeal_page(request: Request, code: Code, notice: Annotated[str | None, Query(max_length=40)] = None):
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    return await _appeal_page(request, staff, code, notice="done" if notice == "done" else None)
+
+
+@router.post("/work/appeals/{code}/{action}")
+async def take_action(request: Request, code: Code, action: Action):
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    form = await request.form()
+    check_csrf(request, form.get("csrf"))
+    body: dict = {"version": form.get("version", "")}
+    for name in ("reason", "text", "department", "parent", "extra", "extension_id"):
+        value = (form.get(name) or "").strip()
+        if value:
+            body[name] = value
+    if form.getlist("assisting"):
+        body["assisting"] = [code_ for code_ in form.getlist("assisting") if code_]
+    if form.get("approve") in ("yes", "no"):
+        body["approve"] = form.get("approve") == "yes"
+    answer = await api_for(request).post(f"/staff/appeals/{code}/{action.value}", json=body)
+    if answer.status_code == 200:
+        still_mine = (await api_for(request).get(f"/staff/appeals/{code}")).status_code == 200
+        target = f"/work/appeals/{code}?notice=done" if still_mine else "/work?" + urlencode({"done": code})
+        response = RedirectResponse(target, status_code=303)
+        finish(request, response)
+        return response
+    if answer.status_code == 409:
+        # Someone acted first (or the status moved on): show the appeal as it is now.
+        return await _appeal_page(request, staff, code, failed=action.value, notice="stale", status=409)
+    if answer.status_code == 422:
+        return await _appeal_page(request, staff, code, errors=field_errors(answer), failed=action.value, status=422)
+    if answer.status_code == 404:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    return await _appeal_page(request, staff, code, errors={"form": field_errors(answer).get("form", "")},
+                              failed=action.value, status=answer.status_code)

@@ -1,0 +1,188 @@
+"""The pages over HTTP on a running API: offline /docs, language, CSRF, the filing form's field
+errors and idempotency, escaping, staff sign-in with an HttpOnly cookie, exactly the allowed actions,
+a stale form, 404 for another department, masking, the dispatcher's and supervisor's pages, the
+public figures, and a label for every form field. The browser walk is in tests/browser/."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import func, select
+
+from appealflow.models.appeal import Appeal
+from appealflow.models.db import session_scope
+from appealflow.settings import get_settings
+from tests.staff import PASSWORD, appeal_in, create_staff
+
+LOCALES = Path(__file__).parent.parent / "api" / "pages" / "locales"
+
+
+class Form(HTMLParser):
+    """The fields of a page: which have a label, and every hidden value by name."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.fields: list[str] = []
+        self.labelled: set[str] = set()
+        self.hidden: dict[str, str] = {}
+        self.in_label = 0
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "label":
+            self.in_label += 1
+            if a.get("for"):
+                self.labelled.add(a["for"])
+        if tag in ("input", "select", "textarea"):
+            if a.get("type") == "hidden":
+                self.hidden[a.get("name", "")] = a.get("value", "")
+            elif self.in_label:
+                self.labelled.add(a.get("id") or a.get("name", ""))
+                self.fields.append(a.get("id") or a.get("name", ""))
+            else:
+                self.fields.append(a.get("id") or "<no id>")
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.in_label -= 1
+
+    def unlabelled(self) -> list[str]:
+        return [f for f in self.fields if f not in self.labelled]
+
+
+def page(client: httpx.Client, url: str, status: int = 200, **kwargs) -> str:
+    answer = client.get(url, **kwargs)
+    assert answer.status_code == status, (url, answer.status_code, answer.text[:500])
+    assert "text/html" in answer.headers["content-type"]
+    assert not Form(answer.text).unlabelled(), (url, Form(answer.text).unlabelled())
+    return answer.text
+
+
+def test_catalogues_have_the_same_words():
+    zh = yaml.safe_load((LOCALES / "zh.yaml").read_text(encoding="utf-8"))
+    en = yaml.safe_load((LOCALES / "en.yaml").read_text(encoding="utf-8"))
+    assert set(zh) == set(en)
+    assert all(isinstance(v, str) and v for v in [*zh.values(), *en.values()])
+
+
+def test_pages(stack):
+    create_staff()
+    base = stack.start_api()
+    anon = httpx.Client(base_url=base, timeout=30, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+
+    # /docs: Swagger UI from files the app serves, no CDN.
+    docs = anon.get("/docs").text
+    assert "/static/docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert anon.get("/static/docs/swagger-ui-bundle.js").status_code == 200
+    assert anon.get("/static/docs/swagger-ui.css").status_code == 200
+    assert anon.get("/static/docs/../../etc/passwd").status_code == 404
+    assert anon.get("/static/vendor/plotly.min.js").status_code == 200
+
+    # Language: the browser's choice, and the switch (which a cookie remembers).
+    assert "提交诉求" in page(anon, "/")
+    assert "File an appeal" in page(anon, "/", headers={"Accept-Language": "en-GB,en;q=0.9,zh;q=0.5"})
+    assert "File an appeal" in page(anon, "/?lang=en") and "File an appeal" in page(anon, "/")
+    page(anon, "/?lang=zh")
+
+    # Filing: CSRF required; field errors beside the fields; what was typed kept and escaped.
+    form = Form(page(anon, "/file")).hidden
+    refused = anon.post("/file", data={"title": "x"})
+    assert refused.status_code == 403
+    bad = anon.post("/file", data={**form, "type": "complaint", "title": "", "text": "路灯不亮",
+                                   "phone": "not-a-phone", "district": "shinan", "street": "badaguan"})
+    assert bad.status_code == 422
+    assert 'id="title-error"' in bad.text and 'id="phone-error"' in bad.text and "路灯不亮" in bad.text
+    script = "<script>alert('x')</script>"
+    body = {**form, "type": "complaint", "title": f"路灯不亮 {script}", "text": "小区门口路灯坏了一个月",
+            "district": "shinan", "street": "badaguan", "name": "赵小明", "phone": "13912345678",
+            "email": "zhao@example.test", "category": ""}
+    first = anon.post("/file", data=body, follow_redirects=False)
+    second = anon.post("/file", data=body, follow_redirects=False)  # a double click
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        assert session.execute(select(func.count()).where(Appeal.title.like("路灯不亮 <script>%"))).scalar_one() == 1
+    filed = page(anon, first.headers["location"])
+    code = re.search(r'id="tracking-code">([^<]+)<', filed).group(1)
+    link = re.search(r'id="tracking-link" href="([^"]+)"', filed).group(1).replace("&amp;", "&")
+    qr = anon.get(re.search(r'id="qr" src="([^"]+)"', filed).group(1).replace("&amp;", "&"))
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg")
+    tracked = page(anon, link)
+    assert script not in tracked and "&lt;script&gt;" in tracked
+    assert page(anon, f"/t/{code}?token=wrong", status=404)
+    # A link from a message names the API resource: a browser is sent to the page, a client gets JSON.
+    api_path = link.replace("/t/", "/appeals/")
+    assert anon.get(api_path, headers={"Accept": "text/html,application/xhtml+xml"},
+                    follow_redirects=False).status_code == 303
+    assert anon.get(api_path).json()["code"] == code
+
+    # Staff: sign-in sets an HttpOnly, SameSite=Lax cookie.
+    handler = httpx.Client(base_url=base, timeout=30, headers={"Accept-Language": "en"})
+    assert "/staff/sign-in" in handler.get("/work", follow_redirects=False).headers["location"]
+    hidden = Form(page(handler, "/staff/sign-in")).hidden
+    wrong = handler.post("/staff/sign-in", data={**hidden, "username": "handler", "password": "nope"})
+    assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+    signed = handler.post("/staff/sign-in", data={**hidden, "username": "handler", "password": PASSWORD},
+                          follow_redirects=False)
+    assert signed.status_code == 303
+    cookie = signed.headers["set-cookie"].lower()
+    assert "af_staff=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+    mine, version = appeal_in("dispatched")
+    queue = page(handler, "/work")
+    assert mine in queue
+    detail = page(handler, f"/work/appeals/{mine}")
+    shown = set(re.findall(r'id="action-([a-z_]+)"', detail))
+    assert shown == {"accept", "return", "add_assist", "note"}, shown
+    assert "赵小明" in detail  # the handling department sees who the requester is
+    csrf = Form(detail).hidden["csrf"]
+    accepted = handler.post(f"/work/appeals/{mine}/accept", data={"csrf": csrf, "version": version},
+                            follow_redirects=False)
+    assert accepted.status_code == 303
+    stale = handler.post(f"/work/appeals/{mine}/accept", data={"csrf": csrf, "version": version})
+    assert stale.status_code == 409 and "Someone acted first" in stale.text
+    assert set(re.findall(r'id="action-([a-z_]+)"', stale.text)) >= {"contact", "request_extension"}
+    missing = handler.post(f"/work/appeals/{mine}/request_extension",
+                           data={"csrf": csrf, "version": version + 1, "extra": "3d"})
+    assert missing.status_code == 422 and 'id="reason-error"' in missing.text
+    assert handler.post(f"/work/appeals/{mine}/note", data={"version": version + 1, "text": "x"}).status_code == 403
+
+    # Another department's appeal is not found; the supervisor sees the requester masked.
+    other = httpx.Client(base_url=base, timeout=30)
+    hidden = Form(page(other, "/staff/sign-in")).hidden
+    other.post("/staff/sign-in", data={**hidden, "username": "other_handler", "password": PASSWORD})
+    page(other, f"/work/appeals/{mine}", status=404)
+    assert page(other, "/supervise", status=404)
+
+    boss = httpx.Client(base_url=base, timeout=30)
+    hidden = Form(page(boss, "/staff/sign-in")).hidden
+    assert boss.post("/staff/sign-in", data={**hidden, "username": "supervisor", "password": PASSWORD},
+                     follow_redirects=False).headers["location"] == "/supervise"
+    seen = page(boss, f"/work/appeals/{mine}")
+    assert "赵**" in seen and "赵小明" not in seen and "139****5678" in seen
+    dashboard = page(boss, "/supervise")
+    assert 'id="rates"' in dashboard and "urban_management" in dashboard
+    figures = boss.get("/supervise/figures.json").json()
+    assert {"rates", "overdue", "at_risk", "pending", "trend", "backlog", "breaches"} <= set(figures)
+
+    # The dispatcher: triage offers dispatch, merge, invalidate; dispatching takes it off the queue.
+    desk = httpx.Client(base_url=base, timeout=30)
+    hidden = Form(page(desk, "/staff/sign-in")).hidden
+    desk.post("/staff/sign-in", data={**hidden, "username": "dispatcher", "password": PASSWORD})
+    triaged, triage_version = appeal_in("triage")
+    detail = page(desk, f"/work/appeals/{triaged}")
+    assert set(re.findall(r'id="action-([a-z_]+)"', detail)) == {"dispatch", "merge", "invalidate", "note"}
+    sent = desk.post(f"/work/appeals/{triaged}/dispatch", data={
+        "csrf": Form(detail).hidden["csrf"], "version": triage_version, "department": "urban_management"},
+        follow_redirects=False)
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/work?done=")
+    assert triaged not in page(desk, "/work")
+
+    # The public page: totals only, no personal data, no appeal text.
+    public = page(anon, "/open")
+    assert re.search(r'id="total">\d+<', public)
+    assert "赵" not in public and "路灯" not in public and "13912345678" not in public
+    assert anon.get("/open/figures.json").json()["total"] >= 3

@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     from appealflow.models.open311 import register_cli
 
     register_cli(commands)
+    from appealflow.model_cli import register_model_cli
+
+    register_model_cli(commands)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -4,6 +4,8 @@ import logging
 
 from prefect import flow, task
 
+from appealflow.models.classifier import embedder
+from appealflow.models.classifier_store import active_model
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
@@ -13,14 +15,28 @@ from appealflow.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+def routing_model(session, settings):
+    """The active routing model, loaded once per worker process and kept until another is promoted;
+    None (keyword rules alone) when turned off or when it cannot load."""
+    if settings.routing_model == "off":
+        return None
+    try:
+        return active_model(session, settings.routing_model, settings.model_cache_dir)
+    except Exception:
+        log.exception("routing model unavailable; keyword rules decide")
+        return None
+
+
 @task(name="decide-routes")
 def decide_routes(appeal_ids: list[int]) -> tuple[list[Decision], dict, Reference, list[str]]:
     settings = get_settings()
     with session_scope(settings.sqlalchemy_url) as session:
         ref = read_reference(session, hours=settings.working_hours, zone=settings.timezone)
         appeals = load_claimed(session, appeal_ids)
-    decisions, failed = decide_all(appeals, ref, calendar=ref.calendar,
-                                   min_confidence=settings.routing_min_confidence)
+        model = routing_model(session, settings)
+    embed = embedder(settings.routing_model).embed if model is not None else None
+    decisions, failed = decide_all(appeals, ref, calendar=ref.calendar, min_confidence=settings.routing_min_confidence,
+                                   model=model, embed=embed)
     return decisions, {a.id: a for a in appeals}, ref, failed
 
 

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.audience import Event, Message, messages_for, when
+from appealflow.models.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import clock_rows, start_clocks
@@ -36,6 +37,8 @@ class Decision:
     department_code: str | None = None
     assisting: tuple[str, ...] = ()
     deadlines: Deadlines | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    model_version: str | None = None
 
 
 @dataclass
@@ -86,21 +89,42 @@ def deadlines_of(appeal: Appeal, category_code: str | None, ref: Reference, star
     return deadlines_for(policy_for(ref.policies, appeal.appeal_type, appeal.priority, lineage), start, calendar)
 
 
-def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence: float) -> Decision:
-    """Where one appeal goes, with its deadlines, or triage when that is not certain enough."""
+def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence: float,
+           verdict: Verdict | None = None, model_version: str | None = None) -> Decision:
+    """Where one appeal goes, with its deadlines, or triage when that is not certain enough.
+
+    The requester's own category is taken as given. Otherwise the model's verdict decides when there
+    is one; without a model the keyword vote does, and a tie between themes is never a decision."""
     catalogue = ref.catalogue
-    found = catalogue.classify(appeal.title, appeal.text, appeal.category_code)
+    if appeal.category_code or verdict is None:
+        found = catalogue.classify(appeal.title, appeal.text, appeal.category_code)
+        common = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
+                      category_code=found.category_code, confidence=found.confidence)
+        tie = found.confidence <= 0.5 and not appeal.category_code
+        if found.category_code is None or found.confidence < min_confidence or tie:
+            return Decision(**common, action=Action.triage, reason=f"rule: unsure of category: {found.reason}")
+        route = catalogue.route(found.category_code, appeal.district, appeal.street)
+        if route is None:
+            return Decision(**common, action=Action.triage,
+                            reason=f"rule: {found.reason}; no catalogue rule for {found.category_code}")
+        return Decision(**common, action=Action.route, reason=f"rule: {found.reason}; {route.reason}",
+                        department_code=route.department_code, assisting=route.assisting,
+                        deadlines=deadlines_of(appeal, found.category_code, ref, appeal.received_at, calendar))
+    top = verdict.top
     common = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
-                  category_code=found.category_code, confidence=found.confidence)
-    if found.category_code is None or found.confidence < min_confidence:
-        return Decision(**common, action=Action.triage, reason=f"unsure of category: {found.reason}")
-    route = catalogue.route(found.category_code, appeal.district, appeal.street)
-    if route is None:
+                  category_code=top.category_code if top else None,
+                  confidence=top.probability if top else 0.0, suggestions=verdict.suggestions,
+                  model_version=model_version)
+    if not verdict.decided or top is None:
+        listed = "; ".join(f"{s.department_code}/{s.category_code} {s.probability:.0%}" for s in verdict.suggestions)
         return Decision(**common, action=Action.triage,
-                        reason=f"{found.reason}; no catalogue rule for {found.category_code}")
-    return Decision(**common, action=Action.route, reason=f"{found.reason}; {route.reason}",
+                        reason=f"model {model_version}: not sure enough, for the dispatcher: {listed or 'nothing'}")
+    route = catalogue.route(top.category_code, appeal.district, appeal.street)
+    assert route is not None and route.department_code == top.department_code
+    return Decision(**common, action=Action.route,
+                    reason=f"model {model_version} {top.probability:.0%}: {top.why}; {route.reason}",
                     department_code=route.department_code, assisting=route.assisting,
-                    deadlines=deadlines_of(appeal, found.category_code, ref, appeal.received_at, calendar))
+                    deadlines=deadlines_of(appeal, top.category_code, ref, appeal.received_at, calendar))
 
 
 def by_hand(appeal: Appeal, ref: Reference, *, department_code: str, assisting: tuple[str, ...], reason: str,
@@ -133,17 +157,41 @@ def set_assisting(session: Session, appeal_id: int, codes: tuple[str, ...]) -> N
                                                for c in sorted(wanted - existing)])
 
 
-def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar,
-               min_confidence: float) -> tuple[list[Decision], list[str]]:
-    """Decisions for a batch; an appeal whose decision raises is left for the next attempt."""
+def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar, min_confidence: float,
+               model: CategoryModel | None = None, embed=None) -> tuple[list[Decision], list[str]]:
+    """Decisions for a batch; an appeal whose decision raises is left for the next attempt.
+
+    With a model, every appeal without a given category is embedded in one call, each distinct text
+    once (a burst after one outage repeats the same words many times)."""
+    verdicts: dict[int, Verdict] = {}
+    if model is not None and embed is not None:
+        try:
+            verdicts = _verdicts([a for a in appeals if not a.category_code], ref, model, embed)
+        except Exception:
+            # The model failing must not stop dispatch: the keyword rules still route or triage.
+            log.exception("routing model failed for a batch; keyword rules decide it")
     decisions, failed = [], []
     for appeal in appeals:
         try:
-            decisions.append(decide(appeal, ref, calendar=calendar, min_confidence=min_confidence))
+            decisions.append(decide(appeal, ref, calendar=calendar, min_confidence=min_confidence,
+                                    verdict=verdicts.get(appeal.id),
+                                    model_version=model.version if model is not None else None))
         except Exception:
             log.exception("dispatch decision failed", extra={"appeal": appeal.code})
             failed.append(appeal.code)
     return decisions, failed
+
+
+def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed) -> dict[int, Verdict]:
+    if not appeals:
+        return {}
+    texts = [appeal_text(a.title, a.text) for a in appeals]
+    distinct = list(dict.fromkeys(texts))
+    vectors = embed(distinct)
+    row_of = {t: i for i, t in enumerate(distinct)}
+    ordered = vectors[[row_of[t] for t in texts]]
+    items = [Item(a.title, a.text, a.district, a.street) for a in appeals]
+    return {a.id: v for a, v in zip(appeals, judge(model, ref.catalogue, items, ordered), strict=True)}
 
 
 def load_claimed(session: Session, ids: list[int]) -> list[Appeal]:
@@ -181,7 +229,12 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
 def _transition(d: Decision, now: datetime) -> Transition:
     changes: dict = dict(category_code=d.category_code, routing_confidence=round(d.confidence, 3),
                          routing_reason=d.reason[:500], claimed_until=None)
-    detail: dict = {"reason": d.reason, "category": d.category_code}
+    # Why it went where it went, readable in the workbench: rule or model, its version, confidence,
+    # and for triage the suggestions the dispatcher chooses from.
+    detail: dict = {"reason": d.reason, "category": d.category_code, "routed_by": "model" if d.model_version
+                    else "rule", "model_version": d.model_version, "confidence": round(d.confidence, 3),
+                    "suggestions": [dict(department=s.department_code, category=s.category_code,
+                                         probability=s.probability, why=s.why) for s in d.suggestions]}
     if d.action == Action.route:
         placed, recorded = placement(d, now)
         changes.update(placed)

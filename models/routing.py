@@ -43,6 +43,7 @@ class Catalogue:
         for rule in rules:
             self._rules[rule.category_code].append(rule)
         self._keywords = [(kw.lower(), c.code) for c in categories for kw in c.keywords if kw.strip()]
+        self.keywords = self._keywords
 
     def lineage(self, code: str) -> list[str]:
         """The category and its ancestors, most specific first."""

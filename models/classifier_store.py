@@ -1,0 +1,216 @@
+"""Routing model versions in the database: the zero-shot start, trained candidates, promotion only
+when a candidate beats the active model on held-out appeals, and rollback.
+
+Every worker reads the active version's id once per batch (one indexed row) and loads the blob only
+when it changed, so a promotion reaches every process without a restart and a batch never reloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Column, LargeBinary, func, update
+from sqlmodel import JSON, Field, Session, SQLModel, select
+
+from appealflow.models.appeal import Appeal
+from appealflow.models.classifier import (
+    CategoryModel,
+    CategoryText,
+    Item,
+    Labelled,
+    Outcome,
+    appeal_text,
+    calibrate,
+    embedder,
+    judge,
+    outcome,
+    split,
+)
+from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.department import Category
+from appealflow.models.enums import AppealStatus
+from appealflow.models.routing import Catalogue
+
+
+class ClassifierVersion(SQLModel, table=True):
+    __tablename__ = "classifier_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    embedder: str = Field(max_length=40)
+    status: str = Field(default="candidate", max_length=20, index=True)  # candidate, active, retired
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    promoted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    trained_on: int = 0
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+    @property
+    def label(self) -> str:
+        return f"v{self.id}"
+
+
+def category_texts(session: Session) -> list[CategoryText]:
+    return [CategoryText(c.code, c.name_zh, c.name_en, tuple(c.keywords))
+            for c in session.exec(select(Category).order_by(Category.code))]
+
+
+def _save(session: Session, model: CategoryModel, *, status: str, trained_on: int, metrics: dict) -> ClassifierVersion:
+    row = ClassifierVersion(embedder=model.embedder, status=status, created_at=utcnow(), trained_on=trained_on,
+                            metrics=metrics, blob=b"", promoted_at=utcnow() if status == "active" else None)
+    session.add(row)
+    session.flush()
+    model.version = row.label
+    row.blob = model.to_bytes()
+    session.flush()
+    return row
+
+
+def zero_shot(categories: list[CategoryText], backend: str, cache_dir: Path | None) -> CategoryModel:
+    """The zero-shot model for this category tree, from the cache when the tree is unchanged:
+    embedding some 800 names and keywords takes tens of seconds on a busy CPU."""
+    key = hashlib.sha256(json.dumps([backend, *[c.prompt() for c in categories]], ensure_ascii=False)
+                         .encode()).hexdigest()[:20]
+    path = cache_dir / f"zero-shot-{key}.npz" if cache_dir else None
+    if path and path.exists():
+        try:
+            return CategoryModel.from_bytes(path.read_bytes())
+        except Exception:  # a torn write from a killed process: rebuild it
+            path.unlink(missing_ok=True)
+    model = CategoryModel.zero_shot(categories, embedder(backend))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(model.to_bytes())
+        tmp.replace(path)
+    return model
+
+
+def ensure_active(session: Session, backend: str = "e5", cache_dir: Path | None = None) -> ClassifierVersion:
+    """The active version; the first call builds the zero-shot one from the category tree."""
+    row = session.exec(select(ClassifierVersion).where(ClassifierVersion.status == "active")
+                       .order_by(ClassifierVersion.promoted_at.desc())).first()
+    if row is not None:
+        return row
+    model = zero_shot(category_texts(session), backend, cache_dir)
+    return _save(session, model, status="active", trained_on=0, metrics={"kind": "zero-shot"})
+
+
+_cache: dict[str, tuple[int, CategoryModel]] = {}
+_cache_lock = threading.Lock()
+
+
+def active_model(session: Session, backend: str = "e5", cache_dir: Path | None = None) -> CategoryModel:
+    """The active model, from this process's cache unless another version was promoted since."""
+    current = session.execute(select(ClassifierVersion.id).where(ClassifierVersion.status == "active")
+                              .order_by(ClassifierVersion.promoted_at.desc()).limit(1)).scalar()
+    with _cache_lock:
+        cached = _cache.get(backend)
+        if cached and cached[0] == current:
+            return cached[1]
+    row = ensure_active(session, backend, cache_dir) if current is None else session.get(ClassifierVersion, current)
+    model = CategoryModel.from_bytes(row.blob)
+    with _cache_lock:
+        _cache[backend] = (row.id, model)
+    return model
+
+
+CONFIRMED = (AppealStatus.accepted, AppealStatus.in_progress, AppealStatus.replied, AppealStatus.closed)
+
+
+def confirmed_history(session: Session, catalogue: Catalogue, limit: int = 20000) -> list[Labelled]:
+    """Appeals a department accepted as its own, with the category they were placed under: the
+    department's acceptance is the confirmation. A category that would route elsewhere at that place
+    (a dispatcher overrode it) teaches the department, not the category."""
+    rows = session.exec(select(Appeal).where(Appeal.status.in_(CONFIRMED), Appeal.department_code.is_not(None))
+                        .order_by(Appeal.id.desc()).limit(limit)).all()
+    out = []
+    for a in rows:
+        route = catalogue.route(a.category_code, a.district, a.street) if a.category_code else None
+        category = a.category_code if route and route.department_code == a.department_code else None
+        out.append(Labelled(Item(a.title, a.text, a.district, a.street), (a.department_code,), category,
+                            a.priority == "urgent"))
+    return out
+
+
+@dataclass
+class TrainReport:
+    candidate: ClassifierVersion
+    active_label: str
+    candidate_holdout: Outcome
+    active_holdout: Outcome
+    promoted: bool
+
+
+def train(session: Session, catalogue: Catalogue, labelled: list[Labelled], *, backend: str = "e5",
+          promote_if_better: bool = True, cache_dir: Path | None = None) -> TrainReport:
+    """Calibrate a new version on 70% of the labelled appeals; compare it with the active one on the
+    other 30%; promote it only if it scores better there."""
+    if len(labelled) < 20:
+        raise ValueError(f"need at least 20 confirmed appeals to train, have {len(labelled)}")
+    active_row = ensure_active(session, backend, cache_dir)
+    active = CategoryModel.from_bytes(active_row.blob)
+    emb = embedder(backend)
+    vectors = emb.embed([appeal_text(lab.item.title, lab.item.text) for lab in labelled])
+    fit_idx, hold_idx = split(labelled)
+    candidate = zero_shot(category_texts(session), backend, cache_dir)
+    params, fitted = calibrate(candidate, catalogue, [labelled[i] for i in fit_idx], vectors[fit_idx])
+    candidate.params = params
+    hold = [labelled[i] for i in hold_idx]
+    hold_vectors = vectors[hold_idx] if hold_idx else np.zeros((0, vectors.shape[1]))
+    cand_out = outcome(judge(candidate, catalogue, [h.item for h in hold], hold_vectors), hold)
+    act_out = (outcome(judge(active, catalogue, [h.item for h in hold], hold_vectors), hold)
+               if active.embedder == backend else Outcome(0, len(hold), 0, 0, 0, len(hold)))
+    metrics = dict(kind="calibrated", fit=fitted.__dict__, holdout=cand_out.__dict__,
+                   compared_with=active_row.label, compared_holdout=act_out.__dict__)
+    row = _save(session, candidate, status="candidate", trained_on=len(labelled), metrics=metrics)
+    better = cand_out.score() > act_out.score()
+    if better and promote_if_better:
+        promote(session, row.id)
+    return TrainReport(row, active_row.label, cand_out, act_out, better and promote_if_better)
+
+
+def promote(session: Session, version_id: int) -> ClassifierVersion:
+    row = session.get(ClassifierVersion, version_id)
+    if row is None:
+        raise LookupError(f"no model version v{version_id}")
+    session.execute(update(ClassifierVersion).where(ClassifierVersion.status == "active")
+                    .values(status="retired"))
+    row.status, row.promoted_at = "active", utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def rollback(session: Session) -> ClassifierVersion:
+    """Back to the version that was active before the current one."""
+    current = session.exec(select(ClassifierVersion).where(ClassifierVersion.status == "active")).first()
+    if current is None:
+        raise LookupError("no active model version to roll back from")
+    previous = session.exec(select(ClassifierVersion).where(
+        ClassifierVersion.promoted_at.is_not(None), ClassifierVersion.id != current.id,
+        ClassifierVersion.promoted_at <= current.promoted_at).order_by(ClassifierVersion.promoted_at.desc())).first()
+    if previous is None:
+        raise LookupError(f"{current.label} is the first promoted version; nothing to roll back to")
+    current.status = "retired"
+    current.promoted_at = None  # so a second rollback goes one further back
+    session.add(current)
+    session.flush()
+    previous.status = "active"
+    session.add(previous)
+    session.flush()
+    return previous
+
+
+def versions(session: Session) -> list[ClassifierVersion]:
+    return list(session.exec(select(ClassifierVersion).order_by(ClassifierVersion.id)))
+
+
+def count_versions(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(ClassifierVersion)).scalar_one()

@@ -10,10 +10,10 @@ from appealflow.api.deps import SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import AppealCreated, AppealIn
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import Channel, Role
-from appealflow.models.intake import NewAppeal, receive_once
+from appealflow.models.intake import NewAppeal, language_of, receive_once
 from appealflow.models.lifecycle import NotPermitted
 from appealflow.models.tracking import access_token
-from appealflow.workers.queues import DISPATCH
+from appealflow.workers.queues import DELIVERY, DISPATCH
 
 router = APIRouter(tags=["intake"])
 
@@ -42,16 +42,19 @@ def submit_appeal(
         text=body.text, category_code=body.category, district=body.location.district,
         street=body.location.street, address=body.location.address, requester_name=body.requester.name,
         requester_phone=body.requester.phone, requester_email=body.requester.email,
-        operator_id=operator_id,
+        operator_id=operator_id, language=language_of(body.title, body.text, body.language),
     )
     actor = f"operator:{operator_id}" if operator_id else "requester"
     appeal, created = receive_once(unit.session, new, now=utcnow(), actor=actor, idempotency_key=idempotency_key)
     if created:
         unit.wake(DISPATCH)
+        unit.wake(DELIVERY)  # the requester's "received"
     else:
         response.status_code = 200
     unit.commit()
-    return AppealCreated(
-        code=appeal.code, access_token=access_token(settings.signing_key(), appeal.code),
-        status=appeal.status, tracking_url=str(request.url_for("track_appeal", code=appeal.code)),
-    )
+    token = access_token(settings.signing_key(), appeal.code)
+    # The link the caller can follow as it stands: the appeal's page data, opened by its token.
+    base = str(request.url_for("track_appeal", code=appeal.code))
+    return AppealCreated(code=appeal.code, access_token=token, status=appeal.status, language=appeal.language,
+                         tracking_url=f"{base}?token={token}", qr_png_url=f"{base}/qr.png?token={token}",
+                         qr_svg_url=f"{base}/qr.svg?token={token}")

@@ -39,6 +39,7 @@ def _limiter(request: Request) -> _Limiter | None:
             "tracking": parse_many(settings.rate_limit_tracking),
             "sign_in": parse_many(settings.rate_limit_sign_in),
             "sign_in_user": parse_many(settings.rate_limit_sign_in_user),
+            "tracking_phone": parse_many(settings.rate_limit_tracking_phone),
         })
     return state.rate_limiter
 

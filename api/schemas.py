@@ -1,7 +1,7 @@
 """What the intake and tracking endpoints take and give."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -39,13 +39,19 @@ class AppealIn(BaseModel):
     location: Location = Location()
     requester: Requester
     operator_id: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    # What the requester reads (messages, their tracking view): chosen, or English for an appeal
+    # written without Chinese, else Chinese.
+    language: Literal["zh", "en"] | None = None
 
 
 class AppealCreated(BaseModel):
     code: str
     access_token: str
     status: str
-    tracking_url: str
+    language: str
+    tracking_url: str = Field(description="opens the appeal: it holds the access token")
+    qr_png_url: str
+    qr_svg_url: str
 
 
 class Department(BaseModel):
@@ -85,4 +91,20 @@ class AppealOut(BaseModel):
     assisting: list[Department]
     deadlines: Deadlines
     received_at: datetime
+    language: str
     history: list[Event]
+    # The same, as the requester reads it: labels and times in their language, departments by name.
+    view: dict
+
+
+class RatingForm(BaseModel):
+    """What the rating link shows: the question and how to answer it."""
+
+    code: str
+    status: str
+    can_rate: bool
+    reply: str | None
+    question: str
+    satisfaction: dict[str, str]
+    post_to: str
+    example: dict

@@ -130,6 +130,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from appealflow.models.schema import migrate
     from appealflow.services import (
         MailCatcher,
+        SmsSink,
         free_port,
         spawn,
         spawn_prefect_server,
@@ -146,7 +147,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     settings.signing_key()
     supervisor = Supervisor(say=_say)
     env = dict(os.environ, APPEALFLOW_DATA_DIR=str(data))
-    mail = None
+    mail = sms = None
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` as on Ctrl-C
     try:
         if not settings.redis_url:
@@ -176,8 +177,13 @@ def cmd_up(args: argparse.Namespace) -> None:
         if not settings.smtp_url:
             mail = MailCatcher(data / "mail").start()
             env["APPEALFLOW_SMTP_URL"] = mail.apprise_url
+        if not settings.sms_url:  # so a requester who gave only a phone hears from us in the demo too
+            sms = SmsSink(data / "sms").start()
+            env["APPEALFLOW_SMS_URL"] = sms.apprise_url
         exe = str(Path(sys.executable).with_name("appealflow"))
         api_url = f"http://127.0.0.1:{args.api_port}"
+        if "APPEALFLOW_PUBLIC_URL" not in env:  # the links in messages open this API
+            env["APPEALFLOW_PUBLIC_URL"] = api_url
 
         def child(name: str, argv: list[str], log_name: str) -> None:
             supervisor.add(name, lambda: spawn([exe, *argv], env=env, log_file=logs / log_name))
@@ -207,6 +213,7 @@ AppealFlow is running.
   Redis             {env.get("REDIS_URL") or settings.redis_url}
   Database          {settings.sqlalchemy_url}
   Mail sent         {data / "mail" if mail else settings.smtp_url}
+  SMS sent          {data / "sms" if sms else settings.sms_url}
   Logs              {logs}
   Demo appeals      {", ".join(codes) or "-"}{DEMO_STAFF.format(settings.demo_password) if args.demo else ""}
 A component that exits is restarted. Press Ctrl-C (or send SIGTERM) to stop.""", flush=True)
@@ -219,6 +226,8 @@ A component that exits is restarted. Press Ctrl-C (or send SIGTERM) to stop.""",
         supervisor.stop_all()
         if mail:
             mail.stop()
+        if sms:
+            sms.stop()
         _say(f"stopped in {time.monotonic() - started:.1f} s")
 
 

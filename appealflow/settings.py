@@ -31,11 +31,13 @@ class Settings(BaseSettings):
     # Where citizens and staff open the links in messages (and the QR codes): this server as the
     # public reaches it.
     public_url: str = "http://127.0.0.1:8000"
-    # Per channel ("email", "sms", "webhook": each bot or webhook URL counted on its own), in the
-    # `limits` notation; a gateway that sees a burst blocks the sender.
-    delivery_rate_limit_email: str = "20/second"
-    delivery_rate_limit_sms: str = "10/second"
-    delivery_rate_limit_webhook: str = "20/minute"
+    # Per channel, in the `limits` notation, shared by every worker through Redis; each group bot
+    # and webhook URL is counted on its own (WeCom and DingTalk bots take 20 messages a minute).
+    # A gateway that sees a burst blocks the sender.
+    delivery_rate_limit_email: str = "100/second"
+    delivery_rate_limit_sms: str = "20/second"
+    delivery_rate_limit_bot: str = "20/minute"
+    delivery_rate_limit_webhook: str = "50/second"
     # A reply the requester has not rated within this long is closed as not rated.
     rating_timeout_hours: float = Field(default=72, gt=0)
 

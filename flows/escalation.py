@@ -8,6 +8,7 @@ from prefect import flow
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.escalation import SweepResult, sweep_batch
+from appealflow.models.workbench import close_unrated
 from appealflow.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,24 @@ def sweep_deadlines(now: datetime | None = None, batch_size: int = 500) -> dict:
             total.fired[tier] += fired
         if result.clocks < batch_size:
             break
-    if any(total.fired.values()):
+    closed = close_unrated_replies(moment, batch_size)
+    if any(total.fired.values()) or closed:
         _wake_delivery()
-    return {"clocks": total.clocks, **total.fired}
+    return {"clocks": total.clocks, **total.fired, "closed_unrated": closed}
+
+
+def close_unrated_replies(now: datetime, batch_size: int = 500) -> int:
+    """Replies the requester did not rate within APPEALFLOW_RATING_TIMEOUT_HOURS close as not rated."""
+    settings = get_settings()
+    closed = 0
+    for _ in range(MAX_BATCHES):
+        with session_scope(settings.sqlalchemy_url) as session:
+            done = close_unrated(session, now=now, older_than=timedelta(hours=settings.rating_timeout_hours),
+                                 limit=batch_size)
+        closed += done
+        if done < batch_size:
+            break
+    return closed
 
 
 def _wake_delivery() -> None:

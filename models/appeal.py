@@ -2,12 +2,13 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Index, text
+from sqlalchemy import JSON, Column, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.enums import OPEN_STATUSES, ExtensionStatus
 
-OPEN_CONDITION = "status IN ('dispatched', 'accepted', 'in_progress', 'waiting_requester')"
+OPEN_CONDITION = f"status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column:
@@ -18,6 +19,7 @@ class Appeal(SQLModel, table=True):
     __table_args__ = (
         Index("ix_appeal_status_id", "status", "id"),
         Index("ix_appeal_department_status", "department_code", "status"),
+        Index("ix_appeal_replied", "status", "replied_at"),
         # The handler's queue: their department's open appeals, nearest deadline first. Partial, so
         # the years of closed appeals a city keeps cost it nothing.
         Index("ix_appeal_queue", "department_code", "resolve_due_at", "id",
@@ -39,6 +41,8 @@ class Appeal(SQLModel, table=True):
     requester_phone: str | None = Field(default=None, max_length=30)
     requester_email: str | None = Field(default=None, max_length=254)
     operator_id: str | None = Field(default=None, max_length=64)
+    # What the requester reads: every message and their tracking view ("zh" or "en").
+    language: str = Field(default="zh", max_length=10)
 
     status: str = Field(max_length=20)
     department_code: str | None = Field(default=None, foreign_key="department.code", max_length=40)
@@ -60,6 +64,8 @@ class Appeal(SQLModel, table=True):
     rated_solved: bool | None = None
     rated_satisfaction: str | None = Field(default=None, max_length=20)
     rated_at: datetime | None = Field(default=None, sa_column=_ts())
+    replied_at: datetime | None = Field(default=None, sa_column=_ts())  # unrated past a limit: closed
+    reopen_count: int = Field(default=0)  # the second unsatisfied rating goes to a supervisor
     parent_id: int | None = Field(default=None, foreign_key="appeal.id")
     version: int = Field(default=1)
 
@@ -108,7 +114,7 @@ class ExtensionRequest(SQLModel, table=True):
     requested_by: str = Field(max_length=100)
     reason: str = Field(max_length=1000)
     extra: str = Field(max_length=10)
-    status: str = Field(default="pending", max_length=10)
+    status: ExtensionStatus = Field(default=ExtensionStatus.pending, sa_type=String(10))
     decided_by: str | None = Field(default=None, max_length=100)
     decided_at: datetime | None = Field(default=None, sa_column=_ts())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))

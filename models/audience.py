@@ -26,8 +26,10 @@ class Audience(StrEnum):
 
 
 class Event(StrEnum):
+    received = "received"
     triaged = "triaged"
     dispatched = "dispatched"
+    transferred = "transferred"  # dispatched again after a return: the requester hears where it went
     information_requested = "information_requested"
     replied = "replied"
     merged = "merged"
@@ -38,12 +40,22 @@ class Event(StrEnum):
     escalation_warning = "escalation_warning"
     escalation_breach = "escalation_breach"
     escalation_severe = "escalation_severe"
+    reopened = "reopened"                        # unsatisfied: back to the same department
+    reopened_to_supervisor = "reopened_to_supervisor"  # unsatisfied twice: a supervisor decides
+    closed = "closed"                            # rated and closed, or closed as not rated
+    withdrawn = "withdrawn"
+    information_added = "information_added"      # the requester answered or added something
 
 
 A = Audience
+# One message per thing the requester needs to know: received, dispatched (once; later "transferred"),
+# information requested, the reply with its rating link, reopened, closed. Triage and returns are the
+# centre's business: the requester already heard "received" and next hears where the appeal went.
 WHO_HEARS: dict[Event, tuple[Audience, ...]] = {
-    Event.triaged: (A.requester,),
+    Event.received: (A.requester,),
+    Event.triaged: (),
     Event.dispatched: (A.department, A.assisting, A.requester),
+    Event.transferred: (A.department, A.assisting, A.requester),
     Event.information_requested: (A.requester,),
     Event.replied: (A.requester,),
     Event.merged: (A.requester,),
@@ -54,7 +66,13 @@ WHO_HEARS: dict[Event, tuple[Audience, ...]] = {
     Event.escalation_warning: (A.department,),
     Event.escalation_breach: (A.department, A.centre),
     Event.escalation_severe: (A.department, A.centre, A.parent),
+    Event.reopened: (A.department, A.requester),
+    Event.reopened_to_supervisor: (A.department, A.centre, A.requester),
+    Event.closed: (A.requester,),
+    Event.withdrawn: (A.department, A.requester),
+    Event.information_added: (A.department,),
 }
+REQUESTER_EVENTS = frozenset(e for e, who in WHO_HEARS.items() if A.requester in who)
 
 
 @dataclass(frozen=True)
@@ -100,8 +118,12 @@ def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Mapping
     """The messages `event` on `appeal` sends, one per recipient that the table names.
 
     `key` tells occurrences apart (a version, a clock and tier), so a retried step writes nothing new.
-    `handling` names the department when the appeal is on its way to one (dispatch).
+    `handling` names the department when the appeal is on its way to one (dispatch). A dispatch of an
+    appeal that was dispatched before (a return, an arbitration) is a transfer: the requester heard
+    "dispatched" once already. Each requester reads in the language stored on their appeal.
     """
+    if event == Event.dispatched and appeal.dispatched_at is not None:
+        event = Event.transferred
     handling_department = departments.get(handling or appeal.department_code or "")
     event_facts = ({"handling": names(handling_department)} if handling_department else {}) | (facts or {})
     base = appeal_facts(appeal) | event_facts
@@ -116,7 +138,8 @@ def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Mapping
         if audience == A.requester:
             for each in (appeal, *followers):
                 out.append(Message(each.id, f"{event}:{appeal.id}:{key}", event, audience, "requester",
-                                   requester_targets(each), appeal_facts(each) | event_facts))
+                                   requester_targets(each), appeal_facts(each) | event_facts,
+                                   language=each.language or "zh"))
         elif audience == A.department:
             to_department(audience, handling_department)
         elif audience == A.assisting:

@@ -137,7 +137,7 @@ def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
         raise
 
 
-def history(session: Session, appeal_id: int) -> list[AppealEvent]:
+def history(session: Session, appeal_id: int | None) -> list[AppealEvent]:
     return list(session.exec(select(AppealEvent).where(AppealEvent.appeal_id == appeal_id)
                              .order_by(AppealEvent.id)))
 

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.enums import CENTRE_ROLES, DEPARTMENT_ROLES, Role
+from appealflow.models.enums import CENTRE_ROLES, DEPARTMENT_ROLES, OPEN_STATUSES, Role
 from appealflow.models.enums import AppealStatus as S
 
 
@@ -32,13 +32,16 @@ class Action(StrEnum):
     add_assist = "add_assist"          # 协办
     note = "note"
     close = "close"
-    reopen = "reopen"
+    reopen = "reopen"                  # 重办: unsatisfied, back to the same department
+    reopen_to_supervisor = "reopen_to_supervisor"  # unsatisfied a second time: a supervisor decides
+    withdraw = "withdraw"              # the requester no longer needs an answer
+    add_information = "add_information"  # the requester adds something unasked; nothing pauses
 
 
 DEPARTMENT = DEPARTMENT_ROLES
 CENTRE = CENTRE_ROLES
 SYSTEM = frozenset({Role.system})
-OPEN = (S.dispatched, S.accepted, S.in_progress, S.waiting_requester)
+OPEN = OPEN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,13 @@ def _rows() -> dict[tuple[S, Action], Step]:
     allow((*OPEN, S.triage, S.returned, S.arbitration, S.replied, S.reopened), Action.note, None,
           DEPARTMENT | CENTRE)
     allow(S.replied, Action.close, S.closed, SYSTEM | {Role.requester})
-    allow(S.replied, Action.reopen, S.reopened, {Role.requester})
+    allow(S.replied, Action.reopen, S.dispatched, {Role.requester})
+    allow(S.replied, Action.reopen_to_supervisor, S.arbitration, {Role.requester})
+    # Until the department has answered, the requester may withdraw or add to what they said.
+    before_reply = (S.received, S.triage, *OPEN, S.returned, S.arbitration, S.reopened)
+    allow((*before_reply, S.merged), Action.withdraw, S.closed, {Role.requester})
+    allow(tuple(s for s in before_reply if s != S.waiting_requester), Action.add_information, None,
+          {Role.requester})
     return table
 
 
@@ -94,13 +103,17 @@ class NotPermitted(Exception):
 
 
 MAX_RETURNS_BEFORE_ARBITRATION = 2
+MAX_REOPENS_BEFORE_SUPERVISOR = 1
 
 
-def as_taken(action: Action, return_count: int) -> Action:
+def as_taken(action: Action, return_count: int, reopen_count: int = 0) -> Action:
     """The action a request really takes: a return past the limit goes to a supervisor (the third
-    return of one appeal is a dispute, not a routing slip)."""
+    return of one appeal is a dispute, not a routing slip), and so does a second unsatisfied rating
+    (the department had its second chance)."""
     if action == Action.return_ and return_count >= MAX_RETURNS_BEFORE_ARBITRATION:
         return Action.return_to_supervisor
+    if action == Action.reopen and reopen_count >= MAX_REOPENS_BEFORE_SUPERVISOR:
+        return Action.reopen_to_supervisor
     return action
 
 

@@ -1,8 +1,9 @@
 """The notification outbox: rows written in the same transaction as the change they announce."""
 
+import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, Index, Text, insert, select, update
+from sqlalchemy import JSON, Column, Index, Text, func, insert, select, update
 from sqlmodel import Field, Session, SQLModel
 
 from appealflow.models.audience import Message
@@ -35,6 +36,38 @@ class Notification(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One try at sending one message: when, through which channel, and what came of it."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", index=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    channel: str = Field(max_length=20)
+    result: str = Field(max_length=20)  # sent, failed, dead (the last attempt failed), undeliverable
+    error: str | None = Field(default=None, max_length=1000)
+
+
+BOTS = ("wecombot", "wxteams", "dingtalk", "feishu", "lark")
+WEBHOOKS = ("json", "jsons", "xml", "xmls", "form", "forms")
+
+
+def channel_of(target: str | None) -> str:
+    """The channel a target goes through: email, sms, bot (group chat robots), webhook, or the
+    Apprise scheme itself for anything else."""
+    scheme = (target or "").split(":", 1)[0].lower()
+    if scheme in ("mailto", "mailtos"):
+        return "email"
+    if scheme == "sms":
+        return "sms"
+    if scheme in BOTS:
+        return "bot"
+    if scheme in WEBHOOKS:
+        return "webhook"
+    return scheme[:20] or "none"
 
 
 def outbox_rows(messages: list[Message], *, now: datetime) -> list[dict]:
@@ -95,18 +128,39 @@ def renew_claim(session: Session, notification_id: int, *, worker: str, until: d
 def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime,
               subject: str | None = None, body: str | None = None) -> None:
     """Record the message as sent, with the words it went out with."""
-    session.execute(
+    done = session.execute(
         update(Notification)
         .where(*_ours(notification_id, worker))
         .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
                 attempts=Notification.attempts + 1, subject=subject, body=body)
     )
+    if done.rowcount == 1:
+        _attempted(session, notification_id, now, "sent", None)
+
+
+def _attempted(session: Session, notification_id: int, now: datetime, result: str, error: str | None) -> None:
+    target = session.execute(select(Notification.target).where(Notification.id == notification_id)).scalar()
+    session.execute(insert(DeliveryAttempt).values(notification_id=notification_id, at=now,
+                                                   channel=channel_of(target), result=result,
+                                                   error=error[:1000] if error else None))
+
+
+def backoff(attempts: int, base_seconds: float) -> float:
+    """Exponential, with jitter: messages that failed together (a gateway down) do not all come
+    back at the same instant when it returns. Between half and all of base * 2^(attempts-1)."""
+    return base_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
+
+
+def defer(session: Session, notification_id: int, *, worker: str, until: datetime) -> None:
+    """Not sent for now (the channel's rate limit is spent): back to the queue, no attempt counted."""
+    session.execute(update(Notification).where(*_ours(notification_id, worker)).values(
+        status=NotificationStatus.pending, claimed_until=None, claimed_by=None, next_attempt_at=until))
 
 
 def mark_failed(
     session: Session, notification: Notification, error: str, *, worker: str, now: datetime,
     backoff_seconds: float, max_attempts: int, retryable: bool = True,
-) -> None:
+) -> str:
     """Schedule another attempt with exponential backoff, or give up after `max_attempts`; an error
     no retry can mend (no channel configured for the target) gives up at once."""
     attempts = notification.attempts + 1
@@ -116,7 +170,7 @@ def mark_failed(
         status = NotificationStatus.failed
     else:
         status = NotificationStatus.pending
-    session.execute(
+    done = session.execute(
         update(Notification)
         .where(*_ours(notification.id, worker))
         .values(
@@ -125,9 +179,13 @@ def mark_failed(
             claimed_until=None,
             claimed_by=None,
             last_error=error[:1000],
-            next_attempt_at=now + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1)),
+            next_attempt_at=now + timedelta(seconds=backoff(attempts, backoff_seconds)),
         )
     )
+    if done.rowcount == 1:
+        result = {NotificationStatus.failed: "dead", NotificationStatus.undeliverable: "undeliverable"}
+        _attempted(session, notification.id, now, result.get(status, "failed"), error)
+    return status
 
 
 def release_abandoned(session: Session, *, now: datetime) -> int:
@@ -147,3 +205,42 @@ def next_due_at(session: Session) -> datetime | None:
         .order_by(Notification.next_attempt_at)
         .limit(1)
     ).scalar_one_or_none()
+
+
+UNDELIVERED = (NotificationStatus.failed, NotificationStatus.undeliverable)
+
+
+def undelivered(session: Session, *, limit: int = 500) -> list[dict]:
+    """The dead letters: messages given up on after their last attempt, or with nowhere to go, newest
+    first, for supervisors. The recipient is a role or department and the target's channel only:
+    a supervisor reads why a message did not arrive, not the citizen's address."""
+    from appealflow.models.appeal import Appeal
+
+    rows = session.execute(
+        select(Notification, Appeal.code).join(Appeal, Appeal.id == Notification.appeal_id)
+        .where(Notification.status.in_(UNDELIVERED)).order_by(Notification.id.desc()).limit(limit)).all()
+    return [dict(id=n.id, appeal=code, event=n.event, recipient=n.recipient, channel=channel_of(n.target),
+                 status=n.status, attempts=n.attempts, last_error=n.last_error,
+                 last_attempt_at=_last_attempt(session, n.id),
+                 created_at=n.created_at.isoformat())
+            for n, code in rows]
+
+
+def _last_attempt(session: Session, notification_id: int) -> str | None:
+    at = session.execute(select(func.max(DeliveryAttempt.at))
+                         .where(DeliveryAttempt.notification_id == notification_id)).scalar()
+    return at.isoformat() if at else None
+
+
+def attempts_of(session: Session, notification_id: int) -> list[DeliveryAttempt]:
+    return list(session.execute(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == notification_id)
+                                .order_by(DeliveryAttempt.id)).scalars())
+
+
+def retry(session: Session, notification_id: int, *, now: datetime) -> bool:
+    """Send a dead letter again from the start (a supervisor fixed the gateway or the address);
+    false if it is not one. Its earlier attempts stay recorded."""
+    result = session.execute(update(Notification).where(
+        Notification.id == notification_id, Notification.status.in_(UNDELIVERED), Notification.target.is_not(None))
+        .values(status=NotificationStatus.pending, attempts=0, next_attempt_at=now, last_error=None))
+    return result.rowcount == 1

@@ -8,15 +8,15 @@ from appealflow.models.classifier_store import ClassifierVersion
 from appealflow.models.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.escalation import DeadlineClock, Escalation
 from appealflow.models.open311 import Open311Client, Open311Request
-from appealflow.models.outbox import Notification
+from appealflow.models.outbox import DeliveryAttempt, Notification
 from appealflow.models.people import ApiKey, StaffUser
 from appealflow.models.policy_qa import PolicyAnswer
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "ClassifierVersion", "PolicyAnswer",
-    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "Category", "DeadlineClock",
-    "DeadlinePolicy", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey", "Notification",
-    "Open311Client", "Open311Request", "RoutingRule", "StaffUser", "metadata",
+    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "Category", "ClassifierVersion",
+    "DeadlineClock",
+    "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
+    "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "StaffUser", "metadata",
 ]

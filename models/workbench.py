@@ -11,13 +11,13 @@ from sqlmodel import Session
 
 from appealflow.models.access import merge_parent_condition
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
-from appealflow.models.audience import Event, Message, messages_for
+from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.calendar import WorkingCalendar
-from appealflow.models.deadlines import Duration
+from appealflow.models.deadlines import Duration, deadlines_for, policy_for
 from appealflow.models.department import Department
 from appealflow.models.dispatch import by_hand, placement, set_assisting
 from appealflow.models.dispatch import messages as dispatch_messages
-from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus
+from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, Priority, Role
 from appealflow.models.escalation import (
     clock_rows,
     extended_clocks,
@@ -61,6 +61,17 @@ class AlreadyRated(IllegalTransition):
     def __init__(self, appeal: Appeal):
         Exception.__init__(self, "这个答复已经评价过了 / this reply was already rated")
         self.status, self.action, self.version = appeal.status, Action.close, appeal.version
+
+
+class NothingToRate(IllegalTransition):
+    """A rating before there is a reply to rate."""
+
+    def __init__(self, appeal: Appeal):
+        Exception.__init__(self, "还没有可评价的答复 / there is no reply to rate yet")
+        self.status, self.action, self.version = appeal.status, Action.close, appeal.version
+
+
+RATING_ACTIONS = (Action.close, Action.reopen, Action.reopen_to_supervisor)
 
 
 @dataclass
@@ -136,11 +147,13 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
         now: datetime, calendar: WorkingCalendar) -> Appeal:
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
-    action = as_taken(action, appeal.return_count)
+    action = as_taken(action, appeal.return_count, appeal.reopen_count)
     # Rated, and not replied again since (a reopened appeal's new reply is rated afresh).
     rated = appeal.rated_at is not None and appeal.status != AppealStatus.replied
-    if action in (Action.close, Action.reopen) and rated:
+    if action in RATING_ACTIONS and rated:
         raise AlreadyRated(appeal)
+    if action in RATING_ACTIONS and appeal.status != AppealStatus.replied and staff.role == Role.requester:
+        raise NothingToRate(appeal)
     try:
         check(staff.role, appeal.status, action)
     except IllegalTransition as error:
@@ -167,7 +180,8 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
 
 
 SATISFIES = {Action.accept: ("accept",), Action.contact: ("contact",)}
-ENDS_CLOCKS = {Action.reply, Action.return_, Action.return_to_supervisor, Action.merge, Action.invalidate}
+ENDS_CLOCKS = {Action.reply, Action.return_, Action.return_to_supervisor, Action.merge, Action.invalidate,
+               Action.withdraw, Action.reopen_to_supervisor}
 
 
 def _move_clocks(session: Session, appeal_id: int, action: Action, effects: Effects, paused_at: datetime | None,
@@ -220,13 +234,17 @@ def _info_received(s: Step) -> Effects:
         if due := getattr(s.appeal, column):
             changes[column] = shifted_by_pause(due, paused_at=paused_at, now=s.now, working=working,
                                                calendar=s.calendar)
+    # The requester answering through their link: the department hears of it (the clock runs again).
+    told = s.tell(Event.information_added) if s.staff.role == Role.requester else []
     return Effects(changes, {"information": s.given.text,
-                             "paused_seconds": int((s.now - paused_at).total_seconds())})
+                             "paused_seconds": int((s.now - paused_at).total_seconds())}, told)
 
 
 def _reply(s: Step) -> Effects:
     result = _require(s.given.text, "text", "a reply states the result")
-    return Effects({}, {"result": result, "attachments": s.given.attachments}, s.tell(Event.replied, result=result))
+    # The reply message carries the rating link; no rating by the configured time closes it unrated.
+    return Effects({"replied_at": s.now}, {"result": result, "attachments": s.given.attachments},
+                   s.tell(Event.replied, result=result))
 
 
 def _return(s: Step) -> Effects:
@@ -312,13 +330,79 @@ def _invalidate(s: Step) -> Effects:
     return Effects({}, {"reason": reason}, s.tell(Event.invalidated, reason=reason))
 
 
-def _rate(s: Step) -> Effects:
+def _rating(s: Step) -> tuple[dict, dict]:
     if s.given.satisfaction not in SATISFACTION:
         raise ActionRefused("satisfaction", f"one of {', '.join(SATISFACTION)}")
     if s.given.solved is None:
         raise ActionRefused("solved", "say whether the matter was solved")
-    return Effects({"rated_solved": s.given.solved, "rated_satisfaction": s.given.satisfaction, "rated_at": s.now},
-                   {"solved": s.given.solved, "satisfaction": s.given.satisfaction})
+    detail = {"solved": s.given.solved, "satisfaction": s.given.satisfaction}
+    if s.given.text:
+        detail["comment"] = s.given.text
+    return ({"rated_solved": s.given.solved, "rated_satisfaction": s.given.satisfaction, "rated_at": s.now},
+            detail)
+
+
+def _rate(s: Step) -> Effects:
+    changes, detail = _rating(s)
+    return Effects(changes, detail, s.tell(Event.closed, satisfaction=s.given.satisfaction))
+
+
+def _reopen(s: Step) -> Effects:
+    """重办: back to the department that replied, at raised priority, with deadlines from now."""
+    changes, detail = _rating(s)
+    ref = read_reference(s.session)
+    lineage = ref.catalogue.lineage(s.appeal.category_code) if s.appeal.category_code else []
+    deadlines = deadlines_for(policy_for(ref.policies, s.appeal.appeal_type, Priority.urgent, lineage), s.now,
+                              s.calendar)
+    changes |= {"priority": Priority.urgent, "reopen_count": s.appeal.reopen_count + 1, "replied_at": None,
+                "dispatched_at": s.now, "paused_at": None, "accept_due_at": deadlines.accept_due_at,
+                "contact_due_at": deadlines.contact_due_at, "resolve_due_at": deadlines.resolve_due_at}
+    detail |= {"department": s.appeal.department_code, "resolve_due_at": deadlines.resolve_due_at.isoformat()}
+    return Effects(changes, detail, s.tell(Event.reopened, accept_due=when(deadlines.accept_due_at),
+                                           resolve_due=when(deadlines.resolve_due_at)),
+                   clocks=clock_rows(s.appeal.id, deadlines, s.now, s.calendar))
+
+
+def _reopen_to_supervisor(s: Step) -> Effects:
+    changes, detail = _rating(s)
+    changes |= {"reopen_count": s.appeal.reopen_count + 1, "replied_at": None}
+    return Effects(changes, detail | {"department": s.appeal.department_code},
+                   s.tell(Event.reopened_to_supervisor))
+
+
+def _withdraw(s: Step) -> Effects:
+    reason = (s.given.reason or "").strip()
+    # Only this appeal's requester: the requesters of appeals merged into it still want an answer.
+    told = messages_for(Event.withdrawn, s.appeal, key=s.key, departments=s.departments,
+                        facts={"reason": reason or "-"})
+    return Effects({"paused_at": None}, {"reason": reason} if reason else {}, told)
+
+
+def _add_information(s: Step) -> Effects:
+    information = _require(s.given.text, "text", "say what to add")
+    return Effects({}, {"information": information}, s.tell(Event.information_added))
+
+
+def close_unrated(session: Session, *, now: datetime, older_than, limit: int = 500) -> int:
+    """Close, as not rated, replied appeals whose requester did not rate within `older_than`; the
+    caller commits. Guarded like every transition, so a sweep beside a late rating closes once."""
+    due = session.execute(select(Appeal).where(
+        Appeal.status == AppealStatus.replied, Appeal.replied_at.is_not(None), Appeal.replied_at <= now - older_than)
+        .order_by(Appeal.replied_at).limit(limit)).scalars().all()
+    transitions, told = [], {}
+    departments = DepartmentsOf(session)
+    for appeal in due:
+        transitions.append(Transition(appeal.id, appeal.version, appeal.status, Action.close, "system:rating",
+                                      {"replied_at": None}, {"rated": False}))
+        followers = session.execute(select(Appeal).where(Appeal.parent_id == appeal.id,
+                                                         Appeal.status == AppealStatus.merged)).scalars().all()
+        told[appeal.id] = messages_for(Event.closed, appeal, key=f"v{appeal.version}", departments=departments,
+                                       facts={"satisfaction": "not_rated"}, followers=followers)
+    applied = apply_transitions(session, transitions, now=now)
+    write(session, [m for t in applied for m in told[t.appeal_id]], now=now)
+    for t in applied:
+        stop_clocks(session, t.appeal_id)
+    return len(applied)
 
 
 HANDLERS: dict[Action, Callable[[Step], Effects]] = {
@@ -337,5 +421,8 @@ HANDLERS: dict[Action, Callable[[Step], Effects]] = {
     Action.merge: _merge,
     Action.invalidate: _invalidate,
     Action.close: _rate,
-    Action.reopen: _rate,
+    Action.reopen: _reopen,
+    Action.reopen_to_supervisor: _reopen_to_supervisor,
+    Action.withdraw: _withdraw,
+    Action.add_information: _add_information,
 }

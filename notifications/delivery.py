@@ -1,13 +1,21 @@
 """Sending one outbox row through Apprise."""
 
-import html
+import hashlib
 import logging
+import math
 import ssl
+import threading
+import time
 import types
 from urllib.parse import quote
 
 import apprise
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 
+from appealflow.models.outbox import channel_of
+from appealflow.notifications.messages import Rendered
 from appealflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,18 +93,61 @@ def _with_timeouts(url: str, settings: Settings) -> str:
     return f"{url}{'&' if '?' in url else '?'}cto={timeout}&rto={timeout}"
 
 
-def as_html(text: str) -> str:
-    """Our bodies are plain text holding what citizens typed. Given to Apprise without a format,
-    that text became an e-mail's HTML part as it stood, so a citizen's <a href>/<script> reached
-    mailboxes live. Escaped here and declared HTML, the HTML part shows it as text, and Apprise
-    derives the plain-text part from it (entities decoded back). The subject is a header, not HTML."""
-    return html.escape(text).replace("\n", "<br>")
+def send(target: str, message: Rendered, settings: Settings) -> None:
+    """Deliver or raise; Apprise reports failure as a false result, which we turn into an error.
 
-
-def send(target: str, subject: str, body: str, settings: Settings) -> None:
-    """Deliver or raise; Apprise reports failure as a false result, which we turn into an error."""
+    E-mail gets our HTML (every fact escaped, so what a citizen typed never reaches a mailbox as live
+    HTML) and Apprise derives its plain-text part from it; SMS, bots and webhooks get the plain text."""
     notifier = apprise.Apprise()
     if not notifier.add(apprise_url(target, settings)):
         raise NoRoute(f"not a usable notification URL: {target.split(':', 1)[0]}:...")
-    if not notifier.notify(title=subject, body=as_html(body), body_format=apprise.NotifyFormat.HTML):
-        raise ConnectionError(f"delivery to {target.split(':', 1)[0]} target failed")
+    if channel_of(target) == "email":
+        sent = notifier.notify(title=message.subject, body=message.html, body_format=apprise.NotifyFormat.HTML)
+    else:
+        sent = notifier.notify(title=message.subject, body=message.text, body_format=apprise.NotifyFormat.TEXT)
+    if not sent:
+        raise ConnectionError(f"delivery through {channel_of(target)} ({target.split(':', 1)[0]}) failed")
+
+
+class ChannelLimits:
+    """Per-channel send rates, counted in Redis so every delivery worker shares one count (a moving
+    window, by the `limits` library); each bot or webhook URL has a count of its own. With Redis
+    gone, each process counts alone rather than stopping delivery."""
+
+    def __init__(self, settings: Settings):
+        self._items: dict[str, list[RateLimitItem]] = {
+            "email": parse_many(settings.delivery_rate_limit_email),
+            "sms": parse_many(settings.delivery_rate_limit_sms),
+            "bot": parse_many(settings.delivery_rate_limit_bot),
+            "webhook": parse_many(settings.delivery_rate_limit_webhook),
+        }
+        self._shared = self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._lock = threading.Lock()
+        try:
+            from redis import Redis
+
+            from appealflow.redis_url import redis_url
+
+            connection = Redis.from_url(redis_url(), socket_connect_timeout=1, socket_timeout=1)
+            storage = RedisStorage("redis://", connection_pool=connection.connection_pool,
+                                   key_prefix="appealflow:send")
+            self._shared = MovingWindowRateLimiter(storage)
+        except Exception as error:
+            log.warning("delivery rate limits counted per process, Redis unavailable: %s", error)
+
+    def wait(self, target: str) -> float:
+        """0 if a message to `target` may go now (and count it); else seconds until it may."""
+        channel = channel_of(target)
+        key = channel if channel in ("email", "sms") else hashlib.sha256(target.encode()).hexdigest()[:16]
+        for item in self._items.get(channel, self._items["webhook"]):
+            try:
+                allowed = self._shared.hit(item, channel, key)
+                limiter = self._shared
+            except Exception as error:  # Redis went away mid-run
+                log.warning("delivery rate limit counted locally: %s", error)
+                with self._lock:
+                    allowed, limiter = self._local.hit(item, channel, key), self._local
+            if not allowed:
+                reset_at, _ = limiter.get_window_stats(item, channel, key)
+                return max(0.05, math.ceil((reset_at - time.time()) * 100) / 100)
+        return 0.0

@@ -1,33 +1,59 @@
 """The words of every message, from one templates file per language. Plain Python: no Apprise here.
 
-The domain stores what to say (an event, who hears it, the facts); this turns it into a subject and
-a body in the recipient's language, times in the city's zone as people write them (`12月4日 17:00`).
-Chinese comes first; a Chinese message carries the English beside it.
+The domain stores what to say (an event, who hears it, the facts); this turns it into a subject, a
+plain-text body and an HTML body in the recipient's language, times in the city's zone as people
+write them (`12月4日 17:00`). Chinese comes first; a Chinese message carries the English beside it.
+Links are made here, at delivery, from the appeal's code: the access token they hold is never stored
+in the outbox's facts.
 """
 
+import base64
+import html
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import yaml
+
+from appealflow.models.tracking import local_time, qr_code, rating_link, tracking_link, workbench_link
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGES = ("zh", "en")
 TIME_FACTS = frozenset({"accept_due", "resolve_due", "due"})
-WORD_FACTS = frozenset({"clock", "appeal_type", "priority", "decision"})
+WORD_FACTS = frozenset({"clock", "appeal_type", "priority", "decision", "satisfaction"})
+LINK_FIELDS = ("link", "rating_link", "workbench_link")
+
+__all__ = ["LANGUAGES", "Links", "Rendered", "local_time", "render", "render_in", "templates", "words_of"]
+
+
+@dataclass(frozen=True)
+class Links:
+    """The links a message about one appeal may carry."""
+
+    link: str
+    rating_link: str
+    workbench_link: str
+
+    @classmethod
+    def of(cls, code: str, *, public_url: str, signing_key: bytes) -> "Links":
+        from appealflow.models.tracking import access_token
+
+        token = access_token(signing_key, code)
+        return cls(tracking_link(public_url, code, token), rating_link(public_url, code, token),
+                   workbench_link(public_url, code))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
 
 
 @lru_cache
 def templates(language: str) -> dict:
     return yaml.safe_load((TEMPLATES / f"{language}.yaml").read_text(encoding="utf-8"))
-
-
-def local_time(moment: datetime, language: str, zone: str) -> str:
-    local = moment.astimezone(ZoneInfo(zone))
-    if language == "zh":
-        return f"{local.month}月{local.day}日 {local:%H:%M}"
-    return f"{local.day} {local:%b} {local:%H:%M}"
 
 
 def _in_language(facts: dict, language: str, zone: str) -> dict:
@@ -46,26 +72,62 @@ def _in_language(facts: dict, language: str, zone: str) -> dict:
     return out
 
 
-def render_in(language: str, event: str, audience: str, facts: dict, *, zone: str) -> tuple[str, str]:
-    """Subject and body in one language; a missing fact is an error, never a blank."""
-    template = templates(language)[event][audience]
-    values = _in_language(facts, language, zone)
+def _template(language: str, event: str, audience: str) -> dict:
+    return templates(language)[event][audience]
+
+
+def render_in(language: str, event: str, audience: str, facts: dict, *, zone: str,
+              links: Links | None = None) -> tuple[str, str]:
+    """Subject and plain-text body in one language; a missing fact is an error, never a blank."""
+    template = _template(language, event, audience)
+    values = _in_language(facts, language, zone) | (vars(links) if links else {})
     return template["subject"].format_map(values), template["body"].format_map(values).strip()
 
 
-def render(event: str, audience: str, facts: dict, *, language: str = "zh", zone: str) -> tuple[str, str]:
+def _html_in(language: str, event: str, audience: str, facts: dict, *, zone: str, links: Links | None) -> str:
+    """The body as HTML: our template's text and every fact escaped (facts hold what citizens typed),
+    links as anchors, lines as lines."""
+    template = _template(language, event, audience)
+    values = {k: html.escape(str(v)) for k, v in _in_language(facts, language, zone).items()}
+    for name, url in (vars(links) if links else {}).items():
+        values[name] = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
+    body = html.escape(template["body"].strip(), quote=False).format_map(values)
+    return "<p>" + body.replace("\n", "<br>\n") + "</p>"
+
+
+def render(event: str, audience: str, facts: dict, *, language: str = "zh", zone: str,
+           links: Links | None = None) -> tuple[str, str]:
     """The message as its recipient reads it: in their language, and a Chinese one with English beside."""
-    subject, body = render_in(language, event, audience, facts, zone=zone)
+    rendered = render_message(event, audience, facts, language=language, zone=zone, links=links)
+    return rendered.subject, rendered.text
+
+
+def render_message(event: str, audience: str, facts: dict, *, language: str = "zh", zone: str,
+                   links: Links | None = None, qr: bool = False) -> Rendered:
+    """Subject, plain text and HTML. With `qr`, the HTML shows the tracking link as a QR code too
+    (for e-mail: a phone scans it off a screen or a printout)."""
+    subject, text = render_in(language, event, audience, facts, zone=zone, links=links)
+    parts = [_html_in(language, event, audience, facts, zone=zone, links=links)]
     if language == "zh":
-        _, english = render_in("en", event, audience, facts, zone=zone)
-        body = f"{body}\n\n{english}"
-    return subject, body
+        _, english = render_in("en", event, audience, facts, zone=zone, links=links)
+        text = f"{text}\n\n{english}"
+        parts.append('<hr><div lang="en">' + _html_in("en", event, audience, facts, zone=zone, links=links)
+                     + "</div>")
+    if qr and links is not None:
+        png = base64.b64encode(qr_code(links.link, "png", scale=4)).decode()
+        parts.append(f'<p><img src="data:image/png;base64,{png}" width="180" height="180" '
+                     f'alt="{html.escape(facts.get("code", ""))}"></p>')
+    lang = "zh-CN" if language == "zh" else "en"
+    page = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(subject)}</title>'
+            f'</head><body>{"".join(parts)}</body></html>')
+    return Rendered(subject, text, page)
 
 
-def words_of(notification, *, zone: str) -> tuple[str, str]:
-    """An outbox row's subject and body: the words it was written with (rows from before the
-    outbox kept facts), else rendered now from its facts."""
-    if notification.subject and notification.body:
-        return notification.subject, notification.body
-    return render(notification.event, notification.audience, notification.facts, language=notification.language,
-                  zone=zone)
+def words_of(notification, *, zone: str, links: Links | None = None, qr: bool = False) -> Rendered:
+    """An outbox row's words: those it was written with (rows from before the outbox kept facts),
+    else rendered now from its facts."""
+    if notification.event == "legacy" and notification.subject and notification.body:
+        escaped = "<p>" + html.escape(notification.body).replace("\n", "<br>\n") + "</p>"
+        return Rendered(notification.subject, notification.body, escaped)
+    return render_message(notification.event, notification.audience, notification.facts,
+                          language=notification.language, zone=zone, links=links, qr=qr)

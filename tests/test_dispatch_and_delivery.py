@@ -27,7 +27,8 @@ def _counts(url: str) -> tuple[int, int]:
     with session_scope(url) as session:
         events = session.execute(select(func.count()).select_from(AppealEvent)
                                  .where(AppealEvent.kind.in_(["route", "triage"]))).scalar_one()
-        notes = session.execute(select(func.count()).select_from(Notification)).scalar_one()
+        notes = session.execute(select(func.count()).select_from(Notification)
+                                .where(Notification.event != "received")).scalar_one()  # said at intake
     return events, notes
 
 

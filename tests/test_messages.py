@@ -12,15 +12,23 @@ import pytest
 from appealflow.models.appeal import Appeal
 from appealflow.models.audience import WHO_HEARS, Audience, Event, messages_for, when
 from appealflow.models.department import Department
-from appealflow.notifications.messages import LANGUAGES, render, render_in, templates
+from appealflow.notifications.messages import LANGUAGES, Links, render, render_in, render_message, templates
 
 ROOT = Path(__file__).resolve().parent.parent
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # What each event's callers put in its facts, beyond the appeal's own (see models/workbench.py,
 # models/dispatch.py, models/escalation.py).
+DUES = {"accept_due": "2026-12-04T01:00:00+00:00", "resolve_due": "2026-12-11T09:00:00+00:00"}
 EVENT_FACTS = {
+    Event.received: {},
     Event.triaged: {},
-    Event.dispatched: {"accept_due": "2026-12-04T01:00:00+00:00", "resolve_due": "2026-12-11T09:00:00+00:00"},
+    Event.dispatched: DUES,
+    Event.transferred: DUES,
+    Event.reopened: DUES,
+    Event.reopened_to_supervisor: {},
+    Event.closed: {"satisfaction": "basically_satisfied"},
+    Event.withdrawn: {"reason": "已自行解决"},
+    Event.information_added: {},
     Event.information_requested: {"question": "请提供具体门牌号"},
     Event.replied: {"result": "已修复"},
     Event.merged: {"parent": "261127-ABCDEFG"},
@@ -38,6 +46,7 @@ def _department(code: str, parent: str | None = None) -> Department:
                       parent_code=parent, notify=[f"mailto:{code}@example.test"])
 
 
+LINKS = Links.of("261127-K7Q9XMA", public_url="http://127.0.0.1:8000", signing_key=b"k")
 DEPARTMENTS = {d.code: d for d in (_department("hotline_centre"), _department("housing", parent="city"),
                                    _department("city"), _department("water"))}
 APPEAL = Appeal(id=7, code="261127-K7Q9XMA", channel="web", appeal_type="complaint", priority="normal",
@@ -76,9 +85,23 @@ def test_every_message_renders_from_the_facts_its_callers_give(event):
     assert {m.audience for m in messages} == set(WHO_HEARS[event])
     for message in messages:
         for language in LANGUAGES:
-            subject, body = render_in(language, event.value, message.audience.value, message.facts,
-                                      zone="Asia/Shanghai")
+            subject, body = render_in(language, message.event.value, message.audience.value, message.facts,
+                                      zone="Asia/Shanghai", links=LINKS)
             assert "{" not in subject + body and "None" not in body
+            if language == "en":  # nothing left untranslated in an English message but what people typed
+                typed = subject + body
+                for value in message.facts.values():
+                    typed = typed.replace(value, "") if isinstance(value, str) else typed
+                assert not CJK.search(typed), (event, subject, body)
+            if message.audience == Audience.requester:
+                assert LINKS.link in body, (event, body)  # every requester message opens the appeal
+                assert (LINKS.rating_link in body) == (event == Event.replied)
+            else:
+                assert LINKS.workbench_link in body and LINKS.link not in body  # the token is the requester's
+            rendered = render_message(message.event.value, message.audience.value, message.facts,
+                                      language=language, zone="Asia/Shanghai", links=LINKS, qr=True)
+            assert "楼上漏水 &lt;b&gt;" in rendered.html and "<b>" not in rendered.html  # escaped, real HTML
+            assert rendered.html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in rendered.html
         if message.audience == Audience.requester:
             assert message.targets == ("mailto:r@example.test",)
         else:
@@ -89,8 +112,8 @@ def test_times_are_written_in_the_citys_zone_as_people_write_them():
     facts = messages_for(Event.dispatched, APPEAL, key="v1", departments=DEPARTMENTS, handling="housing",
                          facts={"accept_due": when(datetime(2026, 12, 4, 1, 0, tzinfo=UTC)),
                                 "resolve_due": when(datetime(2026, 12, 4, 9, 0, tzinfo=UTC))})[-1].facts
-    subject, body = render("dispatched", "requester", facts, language="zh", zone="Asia/Shanghai")
+    subject, body = render("dispatched", "requester", facts, language="zh", zone="Asia/Shanghai", links=LINKS)
     assert subject == "您的诉求 261127-K7Q9XMA 已派至housing局"
     assert "12月4日 17:00" in body and "4 Dec 17:00" in body  # English beside the Chinese
-    _, english_only = render("dispatched", "requester", facts, language="en", zone="Asia/Shanghai")
+    _, english_only = render("dispatched", "requester", facts, language="en", zone="Asia/Shanghai", links=LINKS)
     assert "4 Dec 17:00" in english_only and not CJK.search(english_only.replace(APPEAL.title, ""))

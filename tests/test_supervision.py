@@ -147,7 +147,8 @@ def test_overdue_means_one_thing_in_the_queue_its_filter_and_supervision(api):
 def test_a_second_rating_of_the_same_reply_is_refused_as_already_rated(api):
     from appealflow.models.tracking import access_token
 
-    for first, status_after in (("satisfied", "closed"), ("unsatisfied", "reopened")):
+    # Unsatisfied reopens to the same department (重办): dispatched again, with new deadlines.
+    for first, status_after in (("satisfied", "closed"), ("unsatisfied", "dispatched")):
         code, _ = appeal_in("replied")
         token = access_token(get_settings().signing_key(), code)
         rated = api.post(f"/appeals/{code}/rating", params={"token": token},

@@ -19,9 +19,18 @@ from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
-from appealflow.models.outbox import Notification, claim_due, mark_failed, mark_sent, release_abandoned, renew_claim
-from appealflow.notifications.delivery import NoRoute, send
-from appealflow.notifications.messages import words_of
+from appealflow.models.outbox import (
+    Notification,
+    channel_of,
+    claim_due,
+    defer,
+    mark_failed,
+    mark_sent,
+    release_abandoned,
+    renew_claim,
+)
+from appealflow.notifications.delivery import ChannelLimits, NoRoute, send
+from appealflow.notifications.messages import Links, words_of
 from appealflow.settings import Settings, get_settings
 from appealflow.workers.liveness import FLOW_TAG, INSTANCE_TAG_PREFIX, instance
 from appealflow.workers.queues import DELIVERY, DISPATCH, wake_quietly, woken
@@ -88,10 +97,23 @@ def deliver_batch(settings: Settings) -> tuple[Counter, int]:
         batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=utcnow(), worker=worker)
     if not batch:
         return Counter(), 0
+    limits = _channel_limits(settings)
     # An SMTP or HTTP round trip is mostly waiting, so a few run side by side.
     with ThreadPoolExecutor(settings.delivery_concurrency) as pool:
-        outcomes = Counter(pool.map(lambda n: _deliver(n, worker=worker, lease=lease, settings=settings), batch))
+        outcomes = Counter(pool.map(lambda n: _deliver(n, worker=worker, lease=lease, settings=settings,
+                                                       limits=limits), batch))
     return outcomes, len(batch)
+
+
+_limits: tuple[Settings, ChannelLimits] | None = None
+
+
+def _channel_limits(settings: Settings) -> ChannelLimits:
+    """One set of counters per process (and per settings, which tests change)."""
+    global _limits
+    if _limits is None or _limits[0] is not settings:
+        _limits = (settings, ChannelLimits(settings))
+    return _limits[1]
 
 
 class DeliveryPump:
@@ -145,22 +167,39 @@ def _woken_quietly(redis, kind: str) -> None:
         log.warning("could not clear the %s wake-up flag: %s", kind, error)
 
 
-def _deliver(notification: Notification, *, worker: str, lease: timedelta, settings: Settings) -> str:
+def _deliver(notification: Notification, *, worker: str, lease: timedelta, settings: Settings,
+             limits: ChannelLimits) -> str:
     url = settings.sqlalchemy_url
+    target = notification.target or ""
+    channel = channel_of(target)
+    wait = limits.wait(target)
+    if wait:  # the channel's rate is spent: back in the queue, no attempt used up
+        with session_scope(url) as session:
+            defer(session, notification.id, worker=worker, until=utcnow() + timedelta(seconds=wait))
+        return "deferred"
     with session_scope(url) as session:
         if not renew_claim(session, notification.id, worker=worker, until=utcnow() + lease):
             return "taken_over"  # our claim lapsed and another worker sends it
     try:
-        subject, body = words_of(notification, zone=settings.timezone)
-        send(notification.target or "", subject, body, settings)
+        code = notification.facts.get("code") if notification.facts else None
+        links = Links.of(code, public_url=settings.public_url, signing_key=settings.signing_key()) if code else None
+        # A QR code where the channel shows one: the requester's e-mail.
+        message = words_of(notification, zone=settings.timezone, links=links,
+                           qr=channel == "email" and notification.audience == "requester")
+        send(target, message, settings)
     except Exception as error:  # NoRoute, or whatever the channel raised
-        log.warning("delivery failed", extra={"notification": notification.id, "error": str(error)})
         with session_scope(url) as session:
-            mark_failed(session, notification, str(error), worker=worker, now=utcnow(),
-                        backoff_seconds=settings.delivery_backoff_seconds,
-                        max_attempts=settings.delivery_max_attempts,
-                        retryable=not isinstance(error, NoRoute))
-        return "failed"
+            status = mark_failed(session, notification, str(error), worker=worker, now=utcnow(),
+                                 backoff_seconds=settings.delivery_backoff_seconds,
+                                 max_attempts=settings.delivery_max_attempts,
+                                 retryable=not isinstance(error, NoRoute))
+        given_up = status != "pending"
+        (log.error if given_up else log.warning)(
+            "message %s (%s to %s) %s through %s, attempt %s: %s", notification.id, notification.event,
+            notification.recipient, "dead-lettered" if given_up else "not delivered", channel,
+            notification.attempts + 1, error,
+            extra={"notification": notification.id, "channel": channel, "reason": str(error)})
+        return "dead" if given_up else "failed"
     with session_scope(url) as session:
-        mark_sent(session, notification.id, worker=worker, now=utcnow(), subject=subject, body=body)
+        mark_sent(session, notification.id, worker=worker, now=utcnow(), subject=message.subject, body=message.text)
     return "sent"

@@ -129,6 +129,8 @@ def env(database_url, redis_url, prefect_api, smtp, tmp_path, monkeypatch) -> di
         "PREFECT_LOGGING_LEVEL": "WARNING",
         # Tests post hundreds of appeals from one address; tests/test_security.py turns limits on.
         "APPEALFLOW_RATE_LIMITS_ENABLED": "false",
+        # These tests pin the keyword rules' routing; tests/test_routing_model.py turns the model on.
+        "APPEALFLOW_ROUTING_MODEL": "off",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

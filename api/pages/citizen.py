@@ -1,6 +1,7 @@
 """The citizen's pages: file an appeal, the confirmation with code, link and QR code, the tracking
 page, rating and follow-up. Each calls the public JSON API (intake, tracking, rating, information)."""
 
+import io
 import secrets
 from datetime import datetime
 from typing import Annotated, get_args
@@ -135,8 +136,9 @@ async def filed_page(request: Request, code: Code, token: Token = None):
 async def qr_code(request: Request, code: Code, token: Token = None):
     if await _appeal(request, code, token) is None:
         return Response(status_code=404)
-    svg = segno.make(tracking_link(request, code, token), error="m").svg_inline(scale=5, title=code)
-    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
+    out = io.BytesIO()
+    segno.make(tracking_link(request, code, token), error="m").save(out, kind="svg", scale=5, border=4, title=code)
+    return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/track")

@@ -59,7 +59,7 @@ def _day_starts(days: int, zone: ZoneInfo, now: datetime) -> list[datetime]:
 def _history(now: datetime) -> dict:
     """Backlog at the end of each of the last days, and breaches by department in the last 30 days."""
     zone = ZoneInfo(get_settings().timezone)
-    ends = [day + timedelta(days=1) for day in _day_starts(DAYS, zone, now)]
+    ends = [min(day + timedelta(days=1), now) for day in _day_starts(DAYS, zone, now)]
     with session_scope(get_settings().sqlalchemy_url) as session:
         first_reply = (select(AppealEvent.appeal_id, func.min(AppealEvent.at).label("at"))
                        .where(AppealEvent.kind.in_(["reply", "return", "return_to_supervisor", "merge",
@@ -79,7 +79,8 @@ def _history(now: datetime) -> dict:
             .group_by(Appeal.department_code)).all()
         names = {d.code: {"name_zh": d.name_zh, "name_en": d.name_en}
                  for d in session.execute(select(Department)).scalars()}
-    return {"backlog": {"days": [f"{e - timedelta(days=1):%m-%d}" for e in ends], "open": backlog},
+    days = [f"{day:%m-%d}" for day in _day_starts(DAYS, zone, now)]
+    return {"backlog": {"days": days, "open": backlog},
             "breaches": [{"department": code or "-", "count": n} for code, n in breaches], "names": names}
 
 

@@ -68,14 +68,17 @@
       return {x: weeks, y: figures.trend.rates.map(function (r) { return r[key]; }), name: w("col." + key),
               type: "scatter", mode: "lines+markers", connectgaps: true};
     });
-    window.Plotly.react("chart-rates", series, layout({yaxis: {tickformat: ".0%", range: [0, 1.05]}}), config);
+    window.Plotly.react("chart-rates", series, layout({xaxis: {type: "category"},
+                                                         yaxis: {tickformat: ".0%", range: [0, 1.05]}}), config);
     window.Plotly.react("chart-backlog", [{x: figures.backlog.days, y: figures.backlog.open, type: "bar",
-                                           name: w("col.backlog"), marker: {color: "#3b6ea5"}}], layout(), config);
+                                           name: w("col.backlog"), marker: {color: "#3b6ea5"}}],
+                        layout({xaxis: {type: "category"}, yaxis: {rangemode: "tozero"}}), config);
     var breaches = figures.breaches.slice().sort(function (a, b) { return b.count - a.count; });
     window.Plotly.react("chart-breaches", [{y: breaches.map(function (b) { return name(figures, b.department); }),
                                             x: breaches.map(function (b) { return b.count; }), type: "bar",
                                             orientation: "h", marker: {color: "#b3261e"}, name: w("col.count")}],
-                        layout({margin: {l: 160, r: 10, t: 10, b: 30}}), config);
+                        layout({margin: {l: 160, r: 10, t: 10, b: 30}, xaxis: {rangemode: "tozero"},
+                                yaxis: {type: "category"}}), config);
   }
 
   function draw(figures) {

@@ -12,6 +12,13 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet -e ".[test]"
     echo "$WANT" > "$STAMP"
 fi
+# The browser tests (tests/browser) drive Debian's Chromium, with a CJK font for the Chinese pages;
+# Playwright never downloads a browser of its own here.
+if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+fi
 .venv/bin/ruff check .
 # Two test processes (pytest-xdist): most tests wait on real servers, so two share two cores well.
 exec .venv/bin/python -m pytest -n "${APPEALFLOW_TEST_PROCESSES:-2}" "$@"

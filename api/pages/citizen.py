@@ -11,6 +11,7 @@ import segno
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from appealflow.api import tracking
 from appealflow.api.pages.client import Api, field_errors
 from appealflow.api.pages.common import check_csrf, finish, render
 from appealflow.api.schemas import CODE_PATTERN, AppealIn, Requester
@@ -155,7 +156,15 @@ def _timeline(appeal: dict) -> list[dict]:
     return appeal["history"]
 
 
-NOTICES = ("rated", "information_sent")
+NOTICES = ("rated", "information_sent", "withdrawn")
+
+
+def _offers(request: Request, what: str) -> bool:
+    """Whether the running API takes a rating comment, or a withdrawal: the pages offer what it takes."""
+    if what == "comment":
+        rating = getattr(tracking, "Rating", None)
+        return rating is not None and "comment" in rating.model_fields
+    return any(getattr(route, "path", "") == "/appeals/{code}/withdraw" for route in request.app.routes)
 
 
 @router.get("/t/{code}", name="track_page")
@@ -173,6 +182,8 @@ async def _track(request: Request, code: str, token: str | None, *, errors: dict
     for key, value in appeal["deadlines"].items():
         appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
     return render(request, "track.html", {"appeal": appeal, "token": token, "errors": errors or {},
+                                          "can_comment": _offers(request, "comment"),
+                                          "can_withdraw": _offers(request, "withdraw"),
                                           "notice": notice, "satisfaction": SATISFACTION,
                                           "link": tracking_link(request, code, token)}, status=status)
 
@@ -185,7 +196,8 @@ async def rating_page(request: Request, code: Code, token: Token = None):
 @router.post("/t/{code}/rate")
 async def rate(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
                csrf: Annotated[str, Form(max_length=200)], solved: Annotated[str | None, Form(max_length=10)] = None,
-               satisfaction: Annotated[str | None, Form(max_length=40)] = None):
+               satisfaction: Annotated[str | None, Form(max_length=40)] = None,
+               comment: Annotated[str, Form(max_length=2000)] = ""):
     check_csrf(request, csrf)
     errors = {}
     if solved not in ("yes", "no"):
@@ -193,8 +205,10 @@ async def rate(request: Request, code: Code, token: Annotated[str, Form(max_leng
     if satisfaction not in SATISFACTION:
         errors["satisfaction"] = "required"
     if not errors:
-        answer = await Api(request).post(f"/appeals/{code}/rating", params={"token": token},
-                                         json={"solved": solved == "yes", "satisfaction": satisfaction})
+        rating = {"solved": solved == "yes", "satisfaction": satisfaction}
+        if comment.strip() and _offers(request, "comment"):
+            rating["comment"] = comment.strip()
+        answer = await Api(request).post(f"/appeals/{code}/rating", params={"token": token}, json=rating)
         if answer.status_code == 200:
             return _back_to(request, code, token, "rated")
         if answer.status_code == 404:
@@ -212,6 +226,20 @@ async def give_information(request: Request, code: Code, token: Annotated[str, F
     answer = await Api(request).post(f"/appeals/{code}/information", params={"token": token}, json={"text": text})
     if answer.status_code == 200:
         return _back_to(request, code, token, "information_sent")
+    if answer.status_code == 404:
+        return _not_found(request)
+    errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}
+    return await _track(request, code, token, errors=errors, status=answer.status_code)
+
+
+@router.post("/t/{code}/withdraw")
+async def withdraw(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
+                   csrf: Annotated[str, Form(max_length=200)], reason: Annotated[str, Form(max_length=1000)] = ""):
+    check_csrf(request, csrf)
+    answer = await Api(request).post(f"/appeals/{code}/withdraw", params={"token": token},
+                                     json={"reason": reason.strip()} if reason.strip() else None)
+    if answer.status_code == 200:
+        return _back_to(request, code, token, "withdrawn")
     if answer.status_code == 404:
         return _not_found(request)
     errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}

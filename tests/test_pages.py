@@ -11,7 +11,8 @@ import httpx
 import yaml
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.settings import get_settings
 from tests.staff import PASSWORD, appeal_in, create_staff
@@ -165,6 +166,8 @@ def test_pages(stack):
     assert "赵**" in seen and "赵小明" not in seen and "139****5678" in seen
     dashboard = page(boss, "/supervise")
     assert 'id="rates"' in dashboard and "urban_management" in dashboard
+    exported = boss.get("/supervise/export/overdue.csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     figures = boss.get("/supervise/figures.json").json()
     assert {"rates", "overdue", "at_risk", "pending", "trend", "backlog", "breaches"} <= set(figures)
 
@@ -173,7 +176,14 @@ def test_pages(stack):
     hidden = Form(page(desk, "/staff/sign-in")).hidden
     desk.post("/staff/sign-in", data={**hidden, "username": "dispatcher", "password": PASSWORD})
     triaged, triage_version = appeal_in("triage")
+    with session_scope(get_settings().sqlalchemy_url) as session:  # what routing records when unsure
+        appeal_id = session.execute(select(Appeal.id).where(Appeal.code == triaged)).scalar_one()
+        session.add(AppealEvent(appeal_id=appeal_id, kind="triage", actor="system:dispatch", at=utcnow(),
+                                from_status="received", to_status="triage", detail={"suggestions": [
+                                    {"department": "urban_management", "category": "municipal_facilities",
+                                     "probability": 0.41, "why": "路灯"}]}))
     detail = page(desk, f"/work/appeals/{triaged}")
+    assert 'id="suggestions"' in detail and '<option value="urban_management" selected>' in detail
     assert set(re.findall(r'id="action-([a-z_]+)"', detail)) == {"dispatch", "merge", "invalidate", "note"}
     sent = desk.post(f"/work/appeals/{triaged}/dispatch", data={
         "csrf": Form(detail).hidden["csrf"], "version": triage_version, "department": "urban_management"},

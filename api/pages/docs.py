@@ -19,7 +19,9 @@ def swagger_ui(request: Request):
                                swagger_js_url="/static/docs/swagger-ui-bundle.js",
                                swagger_css_url="/static/docs/swagger-ui.css",
                                swagger_favicon_url="/static/docs/favicon.png",
-                               oauth2_redirect_url="/docs/oauth2-redirect")
+                               oauth2_redirect_url="/docs/oauth2-redirect",
+                               # No badge from the public validator: nothing leaves this server.
+                               swagger_ui_parameters={"validatorUrl": None})
 
 
 @router.get("/docs/oauth2-redirect")

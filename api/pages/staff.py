@@ -209,7 +209,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
     suggestions = []
     if "dispatch" in allowed_actions(staff, appeal):
-        suggestions = await _suggestions(request, code)
+        suggestions = await _suggestions(request, code) or _recorded_suggestions(appeal)
     return render(request, "appeal.html", {
         "appeal": appeal, "actions": allowed_actions(staff, appeal), "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
@@ -226,6 +226,17 @@ async def _suggestions(request: Request, code: str) -> list[dict]:
         return []
     body = answer.json()
     return body.get("suggestions", body) if isinstance(body, dict) else body
+
+
+def _recorded_suggestions(appeal: dict) -> list[dict]:
+    """The suggestions routing recorded when it sent the appeal to triage (the latest event that has
+    them): department, category, probability and why."""
+    for event in reversed(appeal["history"]):
+        found = (event.get("detail") or {}).get("suggestions")
+        if found:
+            return [{"department": s.get("department"), "category": s.get("category"),
+                     "confidence": s.get("probability"), "reason": s.get("why")} for s in found if isinstance(s, dict)]
+    return []
 
 
 @router.get("/work/appeals/{code}", name="staff_appeal_page")

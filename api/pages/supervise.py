@@ -7,14 +7,16 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from appealflow.api.pages.common import catalogue, language, render, sign_in_redirect
+from appealflow.api.pages.common import catalogue, check_csrf, language, render, sign_in_redirect
 from appealflow.api.pages.staff import api_for, current
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.columns import utcnow
@@ -122,6 +124,36 @@ async def dashboard(request: Request):
     figures = _jsonable(await dashboard_figures(request))
     return render(request, "dashboard.html", {"figures": figures, "names": figures["names"], "now": utcnow(),
                                               "words": catalogue(language(request))}, staff=staff)
+
+
+EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered")
+
+
+@router.get("/supervise/export/{name}.csv")
+async def export(request: Request, name: str):
+    """The supervision API's CSV, for a browser signed in with the page cookie."""
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    if name not in EXPORTS or staff.role not in OVERSIGHT_ROLES:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    answer = await api_for(request).get(f"/supervision/{name}", params={"format": "csv"})
+    return Response(answer.content, status_code=answer.status_code, media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@router.post("/supervise/undelivered/{notification_id}/retry")
+async def retry_undelivered(request: Request, notification_id: Annotated[int, PathParam(ge=1, le=2**62)],
+                            csrf: Annotated[str, Form(max_length=200)]):
+    """A dead letter sent again, through the supervision API's retry."""
+    check_csrf(request, csrf)
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    answer = await api_for(request).post(f"/supervision/undelivered/{notification_id}/retry")
+    if answer.status_code not in (200, 404, 409):
+        answer.raise_for_status()
+    return RedirectResponse("/supervise", status_code=303)
 
 
 @router.get("/supervise/figures.json")

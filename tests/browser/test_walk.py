@@ -189,5 +189,11 @@ def test_citizen_handler_supervisor_public(browser, stack, smtp, lang, tmp_path)
     assert words["title"] not in public.content()
     walk.shot(public, "public-after")
 
+    # /docs renders offline, from the app's own copy of Swagger UI.
+    docs = walk.page(walk.context(**DESK))
+    docs.goto("/docs")
+    docs.wait_for_selector(".swagger-ui .info .title")
+    walk.shot(docs, "api-docs")
+
     assert walk.errors == []
     assert len(list(tmp_path.glob(f"{lang}-*.png"))) == walk.step

@@ -95,7 +95,14 @@
     fill("hot-list", figures.hot_topics, function (h) {
       return el("li", [h.category, h.district, h.street].filter(Boolean).join(" / ") + " · " + h.appeals); });
     fill("undelivered-list", figures.undelivered.slice(0, 50), function (m) {
-      return el("li", [m.id, m.event, m.channel || m.target, m.error || m.last_error].filter(Boolean).join(" · ")); });
+      var li = appealLine(figures)({code: m.appeal, title: [m.event, m.recipient, m.channel, m.status, m.last_error]
+        .filter(Boolean).join(" · ")});
+      var form = el("form"); form.method = "post"; form.className = "inline";
+      form.action = "/supervise/undelivered/" + encodeURIComponent(m.id) + "/retry";
+      var csrf = el("input"); csrf.type = "hidden"; csrf.name = "csrf"; csrf.value = document.getElementById("csrf").value;
+      var button = el("button", w("dash.retry")); button.type = "submit";
+      form.appendChild(csrf); form.appendChild(button); li.appendChild(document.createTextNode(" ")); li.appendChild(form);
+      return li; });
     document.getElementById("updated").textContent = w("dash.updated").replace("{at}", localTime(figures.at));
     document.body.dataset.figuresAt = figures.at;
     charts(figures);

@@ -73,15 +73,21 @@ FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "add
                  "language", "preferred_channel", "idempotency_key", "csrf")
 
 
+def _text(value) -> str:
+    """A form value as text; a file where text belongs counts as nothing."""
+    return value if isinstance(value, str) else ""
+
+
 def _blank_to_none(value: str | None) -> str | None:
     return value.strip() or None if isinstance(value, str) else value
 
 
 @router.post("/file")
 async def file_appeal(request: Request):
-    form = {name: (await request.form()).get(name, "") for name in FILING_FIELDS}
+    posted = await request.form()
+    form = {name: _text(posted.get(name)) for name in FILING_FIELDS}
     check_csrf(request, form.pop("csrf"))
-    body = {
+    body: dict = {
         "type": form["type"], "title": form["title"], "text": form["text"],
         "category": _blank_to_none(form["category"]),
         "location": {"district": _blank_to_none(form["district"]), "street": _blank_to_none(form["street"]),
@@ -130,7 +136,7 @@ async def filed_page(request: Request, code: Code, token: Token = None):
     if appeal is None:
         return _not_found(request)
     return render(request, "filed.html", {"appeal": appeal, "token": token,
-                                          "link": tracking_link(request, code, token)})
+                                          "link": tracking_link(request, code, token or "")})
 
 
 @router.get("/t/{code}/qr.svg", name="qr_code")
@@ -138,7 +144,8 @@ async def qr_code(request: Request, code: Code, token: Token = None):
     if await _appeal(request, code, token) is None:
         return Response(status_code=404)
     out = io.BytesIO()
-    segno.make(tracking_link(request, code, token), error="m").save(out, kind="svg", scale=5, border=4, title=code)
+    qr = segno.make(tracking_link(request, code, token or ""), error="m")
+    qr.save(out, kind="svg", scale=5, border=4, title=code)
     return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -185,7 +192,7 @@ async def _track(request: Request, code: str, token: str | None, *, errors: dict
                                           "can_comment": _offers(request, "comment"),
                                           "can_withdraw": _offers(request, "withdraw"),
                                           "notice": notice, "satisfaction": SATISFACTION,
-                                          "link": tracking_link(request, code, token)}, status=status)
+                                          "link": tracking_link(request, code, token or "")}, status=status)
 
 
 @router.get("/t/{code}/rate")

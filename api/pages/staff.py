@@ -247,20 +247,24 @@ async def appeal_page(request: Request, code: Code, notice: Annotated[str | None
     return await _appeal_page(request, staff, code, notice="done" if notice == "done" else None)
 
 
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
 @router.post("/work/appeals/{code}/{action}")
 async def take_action(request: Request, code: Code, action: Action):
     staff = await current(request)
     if staff is None:
         return sign_in_redirect(request)
     form = await request.form()
-    check_csrf(request, form.get("csrf"))
-    body: dict = {"version": form.get("version", "")}
+    check_csrf(request, _text(form.get("csrf")))
+    body: dict = {"version": _text(form.get("version"))}
     for name in ("reason", "text", "department", "parent", "extra", "extension_id"):
-        value = (form.get(name) or "").strip()
+        value = _text(form.get(name)).strip()
         if value:
             body[name] = value
     if form.getlist("assisting"):
-        body["assisting"] = [code_ for code_ in form.getlist("assisting") if code_]
+        body["assisting"] = [_text(code_) for code_ in form.getlist("assisting") if _text(code_)]
     if form.get("approve") in ("yes", "no"):
         body["approve"] = form.get("approve") == "yes"
     answer = await api_for(request).post(f"/staff/appeals/{code}/{action.value}", json=body)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
 from appealflow.api.pages.common import catalogue, check_csrf, language, render, sign_in_redirect
@@ -63,21 +64,21 @@ def _history(now: datetime) -> dict:
     zone = ZoneInfo(get_settings().timezone)
     ends = [min(day + timedelta(days=1), now) for day in _day_starts(DAYS, zone, now)]
     with session_scope(get_settings().sqlalchemy_url) as session:
-        first_reply = (select(AppealEvent.appeal_id, func.min(AppealEvent.at).label("at"))
-                       .where(AppealEvent.kind.in_(["reply", "return", "return_to_supervisor", "merge",
+        first_reply = (select(col(AppealEvent.appeal_id), func.min(AppealEvent.at).label("at"))
+                       .where(col(AppealEvent.kind).in_(["reply", "return", "return_to_supervisor", "merge",
                                                     "invalidate"]))
-                       .group_by(AppealEvent.appeal_id).subquery())
-        rows = session.execute(select(Appeal.dispatched_at, first_reply.c.at)
+                       .group_by(col(AppealEvent.appeal_id)).subquery())
+        rows = session.execute(select(col(Appeal.dispatched_at), first_reply.c.at)
                                .outerjoin(first_reply, first_reply.c.appeal_id == Appeal.id)
-                               .where(Appeal.dispatched_at.is_not(None), Appeal.dispatched_at < ends[-1])
+                               .where(col(Appeal.dispatched_at).is_not(None), col(Appeal.dispatched_at) < ends[-1])
                                .where((first_reply.c.at.is_(None)) | (first_reply.c.at >= ends[0] - timedelta(days=1)))
                                ).all()
         backlog = [sum(1 for dispatched, done in rows if dispatched < end and (done is None or done >= end))
                    for end in ends]
         breaches = session.execute(
-            select(Appeal.department_code, func.count()).select_from(Escalation)
-            .join(Appeal, Appeal.id == Escalation.appeal_id)
-            .where(Escalation.tier == "breach", Escalation.fired_at >= now - timedelta(days=30))
+            select(col(Appeal.department_code), func.count()).select_from(Escalation)
+            .join(Appeal, col(Appeal.id) == col(Escalation.appeal_id))
+            .where(col(Escalation.tier) == "breach", col(Escalation.fired_at) >= now - timedelta(days=30))
             .group_by(Appeal.department_code)).all()
         names = {d.code: {"name_zh": d.name_zh, "name_en": d.name_en}
                  for d in session.execute(select(Department)).scalars()}
@@ -183,10 +184,12 @@ def public_figures() -> dict:
     now = utcnow()
     with session_scope(get_settings().sqlalchemy_url) as session:
         total = session.execute(select(func.count()).select_from(Appeal)).scalar_one()
-        by_status = dict(session.execute(select(Appeal.status, func.count()).group_by(Appeal.status)).all())
+        by_status: dict[str, int] = {status: n for status, n in session.execute(
+            select(col(Appeal.status), func.count()).group_by(Appeal.status))}
         categories = {c.code: c for c in session.execute(select(Category)).scalars()}
         themes: dict[str, int] = {}
-        for code, count in session.execute(select(Appeal.category_code, func.count()).group_by(Appeal.category_code)):
+        for code, count in session.execute(
+                select(col(Appeal.category_code), func.count()).group_by(Appeal.category_code)):
             category = categories.get(code)
             while category is not None and category.parent_code:
                 category = categories.get(category.parent_code)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from appealflow.api import ratelimit, schemas
 from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
@@ -55,7 +55,7 @@ def _own_appeal(session: Session, settings: Settings, code: str, token: str | No
     real code from a made-up one."""
     if not token_matches(settings.signing_key(), code, token):
         raise HTTPException(404, NOT_FOUND)
-    appeal = session.exec(select(Appeal).where(Appeal.code == code)).first()
+    appeal = session.exec(select(Appeal).where(col(Appeal.code) == code)).first()
     if appeal is None:
         raise HTTPException(404, NOT_FOUND)
     return appeal
@@ -66,7 +66,7 @@ def _by_phone(request: Request, session: Session, code: str, last_four: str) -> 
     against the caller's address and against the code, whoever guesses at it."""
     ratelimit.check(request, "tracking_phone", f"ip:{ratelimit.client_ip(request)}")
     ratelimit.check(request, "tracking_phone", f"code:{code.upper()}")
-    appeal = session.exec(select(Appeal).where(Appeal.code == code)).first()
+    appeal = session.exec(select(Appeal).where(col(Appeal.code) == code)).first()
     if appeal is None or not phone_matches(appeal.requester_phone, last_four):
         raise HTTPException(404, "没有这个编号和手机尾号的诉求 / no appeal with this code and phone number")
     return appeal
@@ -175,13 +175,13 @@ def track_appeal(code: Code, request: Request, session: SessionDep, settings: Se
     """The appeal and its whole life cycle, for the requester holding its link (or its code and the
     phone's last four digits: then the requester's own details are masked, since a guess may be right)."""
     by_phone = not (x_access_token or token) and phone_last4 is not None
-    if by_phone:
+    if by_phone and phone_last4 is not None:
         appeal = _by_phone(request, session, code, phone_last4)
     else:
         appeal = _own_appeal(session, settings, code, x_access_token or token)
     assisting = session.exec(
-        select(Department).join(AppealAssist, AppealAssist.department_code == Department.code)
-        .where(AppealAssist.appeal_id == appeal.id)
+        select(Department).join(AppealAssist, col(AppealAssist.department_code) == col(Department.code))
+        .where(col(AppealAssist.appeal_id) == appeal.id)
     ).all()
     departments = {d.code: d for d in session.exec(select(Department))}
     primary = departments.get(appeal.department_code or "")

@@ -5,12 +5,14 @@ recipient's language, when it delivers. So a rule like "a merged appeal's reques
 parent's hears" lives here once, for every event.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from appealflow.models.appeal import Appeal
+from appealflow.models.columns import stored_id
 from appealflow.models.department import Department
 
 SUPERVISION_CENTRE = "hotline_centre"
@@ -112,7 +114,13 @@ def when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Mapping[str, Department],
+class Departments(Protocol):
+    """Departments by code: a dict read once per batch, or a look-up per action."""
+
+    def get(self, code: str, /) -> Department | None: ...
+
+
+def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Departments,
                  facts: dict | None = None, handling: str | None = None, assisting: Sequence[str] = (),
                  helper: str | None = None, followers: Iterable[Appeal] = ()) -> list[Message]:
     """The messages `event` on `appeal` sends, one per recipient that the table names.
@@ -131,13 +139,13 @@ def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Mapping
 
     def to_department(audience: Audience, department: Department | None) -> None:
         if department is not None:
-            out.append(Message(appeal.id, f"{event}:{key}", event, audience, f"department:{department.code}",
+            out.append(Message(stored_id(appeal), f"{event}:{key}", event, audience, f"department:{department.code}",
                                tuple(department.notify), base | {"recipient_name": names(department)}))
 
     for audience in WHO_HEARS[event]:
         if audience == A.requester:
             for each in (appeal, *followers):
-                out.append(Message(each.id, f"{event}:{appeal.id}:{key}", event, audience, "requester",
+                out.append(Message(stored_id(each), f"{event}:{appeal.id}:{key}", event, audience, "requester",
                                    requester_targets(each), appeal_facts(each) | event_facts,
                                    language=each.language or "zh"))
         elif audience == A.department:

@@ -66,7 +66,7 @@ class CharGramEmbedder:
         return out / np.where(norms == 0, 1, norms)
 
 
-BACKENDS = {"e5": E5Embedder, "chargram": CharGramEmbedder}
+BACKENDS: dict[str, type[Embedder]] = {"e5": E5Embedder, "chargram": CharGramEmbedder}
 _loaded: dict[str, Embedder] = {}
 _load_lock = threading.Lock()
 
@@ -273,7 +273,7 @@ def outcome(verdicts: list[Verdict], labelled: list[Labelled]) -> Outcome:
             top3 += 1
         if not v.decided:
             triage += 1
-        elif v.top.department_code in lab.departments:
+        elif v.top is not None and v.top.department_code in lab.departments:
             correct += 1
         else:
             wrong += 1

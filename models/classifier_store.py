@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Column, LargeBinary, func, update
-from sqlmodel import JSON, Field, Session, SQLModel, select
+from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from appealflow.models.appeal import Appeal
 from appealflow.models.classifier import (
@@ -33,7 +33,7 @@ from appealflow.models.classifier import (
     outcome,
     split,
 )
-from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.columns import UTCDateTime, stored_id, utcnow
 from appealflow.models.department import Category
 from appealflow.models.enums import AppealStatus
 from appealflow.models.routing import Catalogue
@@ -58,7 +58,7 @@ class ClassifierVersion(SQLModel, table=True):
 
 def category_texts(session: Session) -> list[CategoryText]:
     return [CategoryText(c.code, c.name_zh, c.name_en, tuple(c.keywords))
-            for c in session.exec(select(Category).order_by(Category.code))]
+            for c in session.exec(select(Category).order_by(col(Category.code)))]
 
 
 def _save(session: Session, model: CategoryModel, *, status: str, trained_on: int, metrics: dict) -> ClassifierVersion:
@@ -94,8 +94,8 @@ def zero_shot(categories: list[CategoryText], backend: str, cache_dir: Path | No
 
 def ensure_active(session: Session, backend: str = "e5", cache_dir: Path | None = None) -> ClassifierVersion:
     """The active version; the first call builds the zero-shot one from the category tree."""
-    row = session.exec(select(ClassifierVersion).where(ClassifierVersion.status == "active")
-                       .order_by(ClassifierVersion.promoted_at.desc())).first()
+    row = session.exec(select(ClassifierVersion).where(col(ClassifierVersion.status) == "active")
+                       .order_by(col(ClassifierVersion.promoted_at).desc())).first()
     if row is not None:
         return row
     model = zero_shot(category_texts(session), backend, cache_dir)
@@ -108,16 +108,17 @@ _cache_lock = threading.Lock()
 
 def active_model(session: Session, backend: str = "e5", cache_dir: Path | None = None) -> CategoryModel:
     """The active model, from this process's cache unless another version was promoted since."""
-    current = session.execute(select(ClassifierVersion.id).where(ClassifierVersion.status == "active")
-                              .order_by(ClassifierVersion.promoted_at.desc()).limit(1)).scalar()
+    current = session.execute(select(col(ClassifierVersion.id)).where(col(ClassifierVersion.status) == "active")
+                              .order_by(col(ClassifierVersion.promoted_at).desc()).limit(1)).scalar()
     with _cache_lock:
         cached = _cache.get(backend)
         if cached and cached[0] == current:
             return cached[1]
     row = ensure_active(session, backend, cache_dir) if current is None else session.get(ClassifierVersion, current)
+    assert row is not None, "the active version is a stored row"
     model = CategoryModel.from_bytes(row.blob)
     with _cache_lock:
-        _cache[backend] = (row.id, model)
+        _cache[backend] = (stored_id(row), model)
     return model
 
 
@@ -128,13 +129,14 @@ def confirmed_history(session: Session, catalogue: Catalogue, limit: int = 20000
     """Appeals a department accepted as its own, with the category they were placed under: the
     department's acceptance is the confirmation. A category that would route elsewhere at that place
     (a dispatcher overrode it) teaches the department, not the category."""
-    rows = session.exec(select(Appeal).where(Appeal.status.in_(CONFIRMED), Appeal.department_code.is_not(None))
-                        .order_by(Appeal.id.desc()).limit(limit)).all()
+    rows = session.exec(select(Appeal).where(col(Appeal.status).in_(CONFIRMED),
+                                             col(Appeal.department_code).is_not(None))
+                        .order_by(col(Appeal.id).desc()).limit(limit)).all()
     out = []
     for a in rows:
         route = catalogue.route(a.category_code, a.district, a.street) if a.category_code else None
         category = a.category_code if route and route.department_code == a.department_code else None
-        out.append(Labelled(Item(a.title, a.text, a.district, a.street), (a.department_code,), category,
+        out.append(Labelled(Item(a.title, a.text, a.district, a.street), (a.department_code or "",), category,
                             a.priority == "urgent"))
     return out
 
@@ -172,7 +174,7 @@ def train(session: Session, catalogue: Catalogue, labelled: list[Labelled], *, b
     row = _save(session, candidate, status="candidate", trained_on=len(labelled), metrics=metrics)
     better = cand_out.score() > act_out.score()
     if better and promote_if_better:
-        promote(session, row.id)
+        promote(session, stored_id(row))
     return TrainReport(row, active_row.label, cand_out, act_out, better and promote_if_better)
 
 
@@ -180,7 +182,7 @@ def promote(session: Session, version_id: int) -> ClassifierVersion:
     row = session.get(ClassifierVersion, version_id)
     if row is None:
         raise LookupError(f"no model version v{version_id}")
-    session.execute(update(ClassifierVersion).where(ClassifierVersion.status == "active")
+    session.execute(update(ClassifierVersion).where(col(ClassifierVersion.status) == "active")
                     .values(status="retired"))
     row.status, row.promoted_at = "active", utcnow()
     session.add(row)
@@ -190,12 +192,13 @@ def promote(session: Session, version_id: int) -> ClassifierVersion:
 
 def rollback(session: Session) -> ClassifierVersion:
     """Back to the version that was active before the current one."""
-    current = session.exec(select(ClassifierVersion).where(ClassifierVersion.status == "active")).first()
+    current = session.exec(select(ClassifierVersion).where(col(ClassifierVersion.status) == "active")).first()
     if current is None:
         raise LookupError("no active model version to roll back from")
     previous = session.exec(select(ClassifierVersion).where(
-        ClassifierVersion.promoted_at.is_not(None), ClassifierVersion.id != current.id,
-        ClassifierVersion.promoted_at <= current.promoted_at).order_by(ClassifierVersion.promoted_at.desc())).first()
+        col(ClassifierVersion.promoted_at).is_not(None), col(ClassifierVersion.id) != current.id,
+        col(ClassifierVersion.promoted_at) <= current.promoted_at)
+        .order_by(col(ClassifierVersion.promoted_at).desc())).first()
     if previous is None:
         raise LookupError(f"{current.label} is the first promoted version; nothing to roll back to")
     current.status = "retired"
@@ -209,7 +212,7 @@ def rollback(session: Session) -> ClassifierVersion:
 
 
 def versions(session: Session) -> list[ClassifierVersion]:
-    return list(session.exec(select(ClassifierVersion).order_by(ClassifierVersion.id)))
+    return list(session.exec(select(ClassifierVersion).order_by(col(ClassifierVersion.id))))
 
 
 def count_versions(session: Session) -> int:

@@ -1,8 +1,9 @@
 """Column types shared by the tables, and the one clock every part of the system reads."""
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import DateTime
+from sqlalchemy import CursorResult, DateTime, Result
 from sqlalchemy.types import TypeDecorator
 
 from appealflow.settings import get_settings
@@ -24,6 +25,18 @@ def _clock_offset() -> float:
             return float(f.read().strip() or 0)
     except FileNotFoundError:
         return 0.0
+
+
+def rows_changed(result: Result) -> int:
+    """How many rows an UPDATE or DELETE changed (its result is a cursor result)."""
+    return cast(CursorResult, result).rowcount
+
+
+def stored_id(row) -> int:
+    """The primary key of a row that is in the database (loaded, or flushed in this transaction)."""
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} is not stored yet")
+    return row.id
 
 
 class UTCDateTime(TypeDecorator):

@@ -7,13 +7,15 @@ batch recorded twice dispatches and notifies once.
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from appealflow.models.appeal import Appeal, AppealAssist
 from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
+from appealflow.models.columns import stored_id
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import clock_rows, start_clocks
@@ -52,31 +54,31 @@ class DispatchSummary:
 
 def _claimable(now: datetime):
     """Received, and held by no live worker: a claim past its lease belongs to a dead one."""
-    return and_(Appeal.status == AppealStatus.received,
-                or_(Appeal.claimed_until.is_(None), Appeal.claimed_until < now))
+    return and_(col(Appeal.status) == AppealStatus.received,
+                or_(col(Appeal.claimed_until).is_(None), col(Appeal.claimed_until) < now))
 
 
 def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received appeals no live worker holds; a dead worker's claim lapses."""
     waiting = (
-        select(Appeal.id)
+        select(col(Appeal.id))
         .where(_claimable(now))
-        .order_by(Appeal.id)
+        .order_by(col(Appeal.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     return list(session.execute(
         update(Appeal)
-        .where(Appeal.id.in_(waiting.scalar_subquery()))
+        .where(col(Appeal.id).in_(waiting.scalar_subquery()))
         .values(claimed_until=now + lease)
-        .returning(Appeal.id)
+        .returning(col(Appeal.id))
         .execution_options(synchronize_session=False)
     ).scalars())
 
 
 def has_waiting(session: Session, *, now: datetime) -> bool:
     return session.execute(
-        select(Appeal.id)
+        select(col(Appeal.id))
         .where(_claimable(now))
         .limit(1)
     ).first() is not None
@@ -98,8 +100,8 @@ def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence
     catalogue = ref.catalogue
     if appeal.category_code or verdict is None:
         found = catalogue.classify(appeal.title, appeal.text, appeal.category_code)
-        common = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
-                      category_code=found.category_code, confidence=found.confidence)
+        common: dict[str, Any] = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
+                                      category_code=found.category_code, confidence=found.confidence)
         tie = found.confidence <= 0.5 and not appeal.category_code
         if found.category_code is None or found.confidence < min_confidence or tie:
             return Decision(**common, action=Action.triage, reason=f"rule: unsure of category: {found.reason}")
@@ -111,7 +113,7 @@ def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence
                         department_code=route.department_code, assisting=route.assisting,
                         deadlines=deadlines_of(appeal, found.category_code, ref, appeal.received_at, calendar))
     top = verdict.top
-    common = dict(appeal_id=appeal.id, version=appeal.version, code=appeal.code,
+    common = dict[str, Any](appeal_id=appeal.id, version=appeal.version, code=appeal.code,
                   category_code=top.category_code if top else None,
                   confidence=top.probability if top else 0.0, suggestions=verdict.suggestions,
                   model_version=model_version)
@@ -130,7 +132,7 @@ def decide(appeal: Appeal, ref: Reference, *, calendar: Calendar, min_confidence
 def by_hand(appeal: Appeal, ref: Reference, *, department_code: str, assisting: tuple[str, ...], reason: str,
             now: datetime, calendar: Calendar) -> Decision:
     """A dispatcher's decision: the department they name, deadlines counted from now."""
-    return Decision(appeal.id, appeal.version, appeal.code, Action.dispatch, appeal.category_code, 1.0, reason,
+    return Decision(stored_id(appeal), appeal.version, appeal.code, Action.dispatch, appeal.category_code, 1.0, reason,
                     department_code, assisting, deadlines_of(appeal, appeal.category_code, ref, now, calendar))
 
 
@@ -146,12 +148,12 @@ def placement(d: Decision, now: datetime) -> tuple[dict, dict]:
 
 def set_assisting(session: Session, appeal_id: int, codes: tuple[str, ...]) -> None:
     """The assisting departments become exactly `codes`: one dropped stops reading the appeal."""
-    existing = set(session.execute(select(AppealAssist.department_code)
-                                   .where(AppealAssist.appeal_id == appeal_id)).scalars())
+    existing = set(session.execute(select(col(AppealAssist.department_code))
+                                   .where(col(AppealAssist.appeal_id) == appeal_id)).scalars())
     wanted = set(codes)
     if existing - wanted:
-        session.execute(delete(AppealAssist).where(AppealAssist.appeal_id == appeal_id,
-                                                   AppealAssist.department_code.in_(existing - wanted)))
+        session.execute(delete(AppealAssist).where(col(AppealAssist.appeal_id) == appeal_id,
+                                                   col(AppealAssist.department_code).in_(existing - wanted)))
     if wanted - existing:
         session.execute(insert(AppealAssist), [dict(appeal_id=appeal_id, department_code=c)
                                                for c in sorted(wanted - existing)])
@@ -174,7 +176,7 @@ def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar, min
     for appeal in appeals:
         try:
             decisions.append(decide(appeal, ref, calendar=calendar, min_confidence=min_confidence,
-                                    verdict=verdicts.get(appeal.id),
+                                    verdict=verdicts.get(stored_id(appeal)),
                                     model_version=model.version if model is not None else None))
         except Exception:
             log.exception("dispatch decision failed", extra={"appeal": appeal.code})
@@ -191,12 +193,13 @@ def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed
     row_of = {t: i for i, t in enumerate(distinct)}
     ordered = vectors[[row_of[t] for t in texts]]
     items = [Item(a.title, a.text, a.district, a.street) for a in appeals]
-    return {a.id: v for a, v in zip(appeals, judge(model, ref.catalogue, items, ordered), strict=True)}
+    return {stored_id(a): v for a, v in zip(appeals, judge(model, ref.catalogue, items, ordered), strict=True)}
 
 
 def load_claimed(session: Session, ids: list[int]) -> list[Appeal]:
     return list(session.execute(
-        select(Appeal).where(Appeal.id.in_(ids), Appeal.status == AppealStatus.received).order_by(Appeal.id)
+        select(Appeal).where(col(Appeal.id).in_(ids), col(Appeal.status) == AppealStatus.received)
+        .order_by(col(Appeal.id))
     ).scalars())
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from appealflow.models.appeal import Appeal
+from appealflow.models.columns import stored_id
 from appealflow.models.enums import AppealStatus
 
 OPEN = (AppealStatus.received, AppealStatus.triage, AppealStatus.dispatched, AppealStatus.accepted,
@@ -114,9 +115,10 @@ def candidates_for(session: Session, appeal: Appeal, embed, *, limit: int = 5,
     if not appeal.district:
         return []
     others = session.exec(select(Appeal).where(
-        Appeal.district == appeal.district, Appeal.id != appeal.id, Appeal.status.in_(OPEN),
-        Appeal.parent_id.is_(None), Appeal.received_at >= appeal.received_at - window,
-        Appeal.received_at <= appeal.received_at + window).order_by(Appeal.received_at.desc()).limit(200)).all()
+        col(Appeal.district) == appeal.district, col(Appeal.id) != appeal.id, col(Appeal.status).in_(OPEN),
+        col(Appeal.parent_id).is_(None), col(Appeal.received_at) >= appeal.received_at - window,
+        col(Appeal.received_at) <= appeal.received_at + window)
+        .order_by(col(Appeal.received_at).desc()).limit(200)).all()
     if not others:
         return []
     texts = [f"{a.title}。{a.text}" for a in [appeal, *others]]
@@ -128,7 +130,7 @@ def candidates_for(session: Session, appeal: Appeal, embed, *, limit: int = 5,
         shared = mine & places(text)
         if is_duplicate(float(sim), shared, other.street == appeal.street and appeal.street is not None):
             where = ", ".join(sorted(shared)) or "the same street"
-            found.append(Candidate(other.id, other.code, round(float(sim), 3), tuple(sorted(shared)),
+            found.append(Candidate(stored_id(other), other.code, round(float(sim), 3), tuple(sorted(shared)),
                                    f"probably the same matter as {other.code} / 疑似与 {other.code} 为同一事项: "
                                    f"text {sim:.0%} alike, same place ({where})"))
     return sorted(found, key=lambda c: -c.similarity)[:limit]

@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
 from appealflow.models.audience import Event, messages_for
+from appealflow.models.columns import stored_id
 from appealflow.models.department import Category, Department
 from appealflow.models.enums import AppealStatus, Channel
 from appealflow.models.outbox import write
@@ -68,9 +69,10 @@ def check(session: Session, new: NewAppeal) -> None:
         raise IntakeError("category", f"unknown category {new.category_code!r}")
     if new.street and not new.district:
         raise IntakeError("location.district", "name the district the street is in")
-    if new.district and not known_place(session, new.district, None):
-        raise IntakeError("location.district", f"unknown district {new.district!r}; see GET /reference/districts")
-    if new.street and not known_place(session, new.district, new.street):
+    # A known street is in a known district, so the usual case is one query, not two.
+    if new.district and not known_place(session, new.district, new.street):
+        if new.street is None or not known_place(session, new.district, None):
+            raise IntakeError("location.district", f"unknown district {new.district!r}; see GET /reference/districts")
         raise IntakeError("location.street",
                           f"unknown street {new.street!r} in {new.district!r}; see GET /reference/districts")
     if not (new.requester_phone or new.requester_email):
@@ -80,9 +82,9 @@ def check(session: Session, new: NewAppeal) -> None:
 def known_place(session: Session, district: str, street: str | None) -> bool:
     """A district (or a street in it) the city's departments cover: routing can only place what
     the catalogue names, and a made-up place would silently fall back to the city level."""
-    query = select(Department.code).where(Department.district == district)
+    query = select(col(Department.code)).where(col(Department.district) == district)
     if street is not None:
-        query = query.where(Department.street == street)
+        query = query.where(col(Department.street) == street)
     return session.exec(query.limit(1)).first() is not None
 
 
@@ -104,13 +106,13 @@ def receive(session: Session, new: NewAppeal, *, now: datetime, actor: str,
                     received_at=now, updated_at=now)
     session.add(appeal)
     session.flush()
-    session.add(AppealEvent(appeal_id=appeal.id, kind="received", actor=actor, at=now,
+    session.add(AppealEvent(appeal_id=stored_id(appeal), kind="received", actor=actor, at=now,
                             to_status=AppealStatus.received, detail={"channel": new.channel}))
     # "Received" is said once, here, in the transaction that stores the appeal.
     write(session, messages_for(Event.received, appeal, key="v1", departments={}), now=now)
     if idempotency_key:
         session.add(IdempotencyKey(key=idempotency_key, request_hash=new.fingerprint(),
-                                   appeal_id=appeal.id, created_at=now))
+                                   appeal_id=stored_id(appeal), created_at=now))
     return appeal
 
 
@@ -118,13 +120,10 @@ def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
                  idempotency_key: str | None) -> tuple[Appeal, bool]:
     """Receive, or return what an earlier request with the same key created; the caller commits.
 
-    Two concurrent requests with one key race to insert the key; the loser's insert fails on the
-    primary key (inside a savepoint, so its transaction lives on), and it returns the winner's appeal.
+    A retry (or a concurrent request with the same key) fails to insert the key on its primary key,
+    inside a savepoint so the transaction lives on, and returns the first appeal. Nothing is looked
+    up before the insert: retries are rare, and the look-up cost every first request a query.
     """
-    if idempotency_key:
-        existing = find_by_key(session, idempotency_key, new)
-        if existing is not None:
-            return existing, False
     try:
         with session.begin_nested():
             appeal = receive(session, new, now=now, actor=actor, idempotency_key=idempotency_key)
@@ -138,17 +137,19 @@ def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
 
 
 def history(session: Session, appeal_id: int | None) -> list[AppealEvent]:
-    return list(session.exec(select(AppealEvent).where(AppealEvent.appeal_id == appeal_id)
-                             .order_by(AppealEvent.id)))
+    return list(session.exec(select(AppealEvent).where(col(AppealEvent.appeal_id) == appeal_id)
+                             .order_by(col(AppealEvent.id))))
 
 
 def districts(session: Session) -> list[dict]:
     """The districts and streets intake accepts, named as the city's departments are named (the
     district government, the street office), Chinese first with English beside it."""
-    rows = session.exec(select(Department).where(Department.district.is_not(None))
-                        .order_by(Department.district, Department.street)).all()
+    rows = session.exec(select(Department).where(col(Department.district).is_not(None))
+                        .order_by(col(Department.district), col(Department.street))).all()
     found: dict[str, dict] = {}
     for row in rows:
+        if row.district is None:
+            continue
         place = found.setdefault(row.district, {"code": row.district, "name_zh": None, "name_en": None,
                                                 "streets": []})
         if row.street is None:

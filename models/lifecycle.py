@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel, col
 
 from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.enums import CENTRE_ROLES, DEPARTMENT_ROLES, OPEN_STATUSES, Role
@@ -167,7 +167,8 @@ def apply_transitions(session: Session, transitions: list[Transition], *, now: d
         return []
     wanted = {t.appeal_id: t for t in transitions}
     current = session.execute(
-        select(Appeal.id, Appeal.status, Appeal.version).where(Appeal.id.in_(wanted)).with_for_update()
+        select(col(Appeal.id), col(Appeal.status), col(Appeal.version))
+        .where(col(Appeal.id).in_(wanted)).with_for_update()
     ).all()
     applied = [wanted[id_] for id_, status, version in current
                if (status, version) == (wanted[id_].from_status, wanted[id_].version)]
@@ -180,7 +181,7 @@ def apply_transitions(session: Session, transitions: list[Transition], *, now: d
              "b_next": t.version + 1, "b_now": now, **{f"b_{k}": v for k, v in t.changes.items()}})
         events.append(dict(appeal_id=t.appeal_id, kind=t.action.value, actor=t.actor, at=now,
                            from_status=t.from_status, to_status=to_status, detail=t.detail))
-    table = Appeal.__table__
+    table = SQLModel.metadata.tables["appeal"]
     for columns, rows in by_columns.items():
         session.execute(
             update(table)

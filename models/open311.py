@@ -20,7 +20,7 @@ from sqlalchemy import JSON, Column, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.columns import UTCDateTime, stored_id, utcnow
 from appealflow.models.department import Category, Department
 from appealflow.models.enums import AppealStatus, AppealType, Channel, Priority
 
@@ -186,11 +186,11 @@ def attributes(session: Session) -> list[Attribute]:
                   values=tuple((p.value, PRIORITY_NAMES[p]) for p in Priority)),
         Attribute("district", "singlevaluelist", order=4,
                   description="所在区（用于派单）/ District, used to route the appeal",
-                  values=tuple((d.district, _both(d.name_zh, d.name_en)) for d in districts)),
+                  values=tuple((d.district or "", _both(d.name_zh, d.name_en)) for d in districts)),
         Attribute("street", "singlevaluelist", order=5,
                   description="所在街道（用于派单，区可省略）/ Subdistrict, used to route the appeal "
                               "(implies its district)",
-                  values=tuple((d.street, _both(d.name_zh, d.name_en)) for d in streets)),
+                  values=tuple((d.street or "", _both(d.name_zh, d.name_en)) for d in streets)),
         Attribute("title", "string", order=6,
                   description="标题（默认取描述开头）/ Title (default: the start of the description)",
                   datatype_description="最多200字 / at most 200 characters"),
@@ -355,7 +355,8 @@ def read_submission(session: Session, pairs: Sequence[tuple[str, str]]) -> Submi
 
 def record_submission(session: Session, appeal: Appeal, client: Open311Client, extras: dict) -> Open311Request:
     """The Open311 side of a new appeal, with the token that GET tokens/{token} resolves."""
-    row = Open311Request(appeal_id=appeal.id, client_id=client.id, token=secrets.token_urlsafe(18), **extras)
+    row = Open311Request(appeal_id=stored_id(appeal), client_id=stored_id(client), token=secrets.token_urlsafe(18),
+                         **extras)
     session.add(row)
     return row
 
@@ -445,9 +446,9 @@ def find_requests(session: Session, query: Query, *, now: datetime) -> list[Appe
     start, end = query.start, query.end
     if start is None and end is None:
         start, end = now - MAX_WINDOW, None
-    elif start is None:
+    elif start is None and end is not None:
         start = end - MAX_WINDOW
-    elif end is None:
+    elif end is None and start is not None:
         end = start + MAX_WINDOW
     statement = statement.where(col(Appeal.received_at) >= start)
     if end is not None:
@@ -523,7 +524,7 @@ def context_for(session: Session, appeals: Iterable[Appeal], zone: str) -> Conte
     parent_ids = {a.parent_id for a in appeals if a.parent_id}
     parent_codes = dict(session.exec(select(col(Appeal.id), col(Appeal.code))
                                      .where(col(Appeal.id).in_(parent_ids))).all()) if parent_ids else {}
-    parents = {a.id: parent_codes.get(a.parent_id, "") for a in appeals if a.parent_id}
+    parents = {stored_id(a): parent_codes.get(a.parent_id, "") for a in appeals if a.parent_id}
     closing = [a.id for a in appeals if a.status == AppealStatus.closed]
     closed_by = {}
     if closing:
@@ -538,12 +539,13 @@ def context_for(session: Session, appeals: Iterable[Appeal], zone: str) -> Conte
 
 def _status_notes(appeal: Appeal, agency: str, context: Context) -> str:
     if appeal.status == AppealStatus.closed:
-        if context.closed_by.get(appeal.id) == "invalidate":
+        if context.closed_by.get(stored_id(appeal)) == "invalidate":
             return "经核实不属于有效诉求，已关闭 / Closed: not a valid appeal"
         rating = SATISFACTION.get(appeal.rated_satisfaction or "")
         return "已办结 / Resolved" + (f"；诉求人评价：{rating}" if rating else "")
     template = STATUS_NOTES.get(appeal.status, appeal.status)
-    return template.format(agency=agency or "承办单位 / the department", parent=context.parents.get(appeal.id, ""))
+    return template.format(agency=agency or "承办单位 / the department",
+                           parent=context.parents.get(stored_id(appeal), ""))
 
 
 def _service_notice(appeal: Appeal, context: Context) -> str | None:
@@ -562,7 +564,7 @@ def request_view(appeal: Appeal, context: Context) -> dict:
     category = context.categories.get(appeal.category_code or "")
     department = context.departments.get(appeal.department_code or "")
     agency = _both(department.name_zh, department.name_en) if department else None
-    row = context.submissions.get(appeal.id)
+    row = context.submissions.get(stored_id(appeal))
     return dict(
         service_request_id=appeal.code,
         status="closed" if appeal.status in CLOSED else "open",

@@ -4,10 +4,10 @@ import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Column, Index, Text, func, insert, select, update
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from appealflow.models.audience import Message
-from appealflow.models.columns import UTCDateTime, utcnow
+from appealflow.models.columns import UTCDateTime, rows_changed, stored_id, utcnow
 from appealflow.models.enums import NotificationStatus
 
 
@@ -95,34 +95,34 @@ def write(session: Session, messages: list[Message], *, now: datetime) -> int:
 def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime, worker: str) -> list[Notification]:
     """Mark up to `limit` due notifications as being sent by `worker`, and return them."""
     due = (
-        select(Notification.id)
-        .where(Notification.status == NotificationStatus.pending, Notification.next_attempt_at <= now)
-        .order_by(Notification.id)
+        select(col(Notification.id))
+        .where(col(Notification.status) == NotificationStatus.pending, col(Notification.next_attempt_at) <= now)
+        .order_by(col(Notification.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     claimed = session.execute(
         update(Notification)
-        .where(Notification.id.in_(due.scalar_subquery()), Notification.status == NotificationStatus.pending)
+        .where(col(Notification.id).in_(due.scalar_subquery()), col(Notification.status) == NotificationStatus.pending)
         .values(status=NotificationStatus.sending, claimed_until=now + lease, claimed_by=worker)
-        .returning(Notification.id)
+        .returning(col(Notification.id))
     ).scalars().all()
     if not claimed:
         return []
     return list(session.execute(
-        select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).scalars())
+        select(Notification).where(col(Notification.id).in_(claimed)).order_by(col(Notification.id))).scalars())
 
 
 def _ours(notification_id: int, worker: str):
-    return (Notification.id == notification_id, Notification.status == NotificationStatus.sending,
-            Notification.claimed_by == worker)
+    return (col(Notification.id) == notification_id, col(Notification.status) == NotificationStatus.sending,
+            col(Notification.claimed_by) == worker)
 
 
 def renew_claim(session: Session, notification_id: int, *, worker: str, until: datetime) -> bool:
     """Extend `worker`'s claim just before sending; false if the claim lapsed and was taken over,
     in which case the other worker sends it and this one must not."""
     result = session.execute(update(Notification).where(*_ours(notification_id, worker)).values(claimed_until=until))
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime,
@@ -132,14 +132,14 @@ def mark_sent(session: Session, notification_id: int, *, worker: str, now: datet
         update(Notification)
         .where(*_ours(notification_id, worker))
         .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
-                attempts=Notification.attempts + 1, subject=subject, body=body)
+                attempts=col(Notification.attempts) + 1, subject=subject, body=body)
     )
-    if done.rowcount == 1:
+    if rows_changed(done) == 1:
         _attempted(session, notification_id, now, "sent", None)
 
 
 def _attempted(session: Session, notification_id: int, now: datetime, result: str, error: str | None) -> None:
-    target = session.execute(select(Notification.target).where(Notification.id == notification_id)).scalar()
+    target = session.execute(select(col(Notification.target)).where(col(Notification.id) == notification_id)).scalar()
     session.execute(insert(DeliveryAttempt).values(notification_id=notification_id, at=now,
                                                    channel=channel_of(target), result=result,
                                                    error=error[:1000] if error else None))
@@ -172,7 +172,7 @@ def mark_failed(
         status = NotificationStatus.pending
     done = session.execute(
         update(Notification)
-        .where(*_ours(notification.id, worker))
+        .where(*_ours(stored_id(notification), worker))
         .values(
             status=status,
             attempts=attempts,
@@ -182,9 +182,9 @@ def mark_failed(
             next_attempt_at=now + timedelta(seconds=backoff(attempts, backoff_seconds)),
         )
     )
-    if done.rowcount == 1:
+    if rows_changed(done) == 1:
         result = {NotificationStatus.failed: "dead", NotificationStatus.undeliverable: "undeliverable"}
-        _attempted(session, notification.id, now, result.get(status, "failed"), error)
+        _attempted(session, stored_id(notification), now, result.get(status, "failed"), error)
     return status
 
 
@@ -192,17 +192,17 @@ def release_abandoned(session: Session, *, now: datetime) -> int:
     """Give back claims whose worker died; they are sent again (at-least-once at the crash point)."""
     result = session.execute(
         update(Notification)
-        .where(Notification.status == NotificationStatus.sending, Notification.claimed_until < now)
+        .where(col(Notification.status) == NotificationStatus.sending, col(Notification.claimed_until) < now)
         .values(status=NotificationStatus.pending, claimed_until=None, claimed_by=None)
     )
-    return result.rowcount or 0
+    return rows_changed(result) or 0
 
 
 def next_due_at(session: Session) -> datetime | None:
     return session.execute(
-        select(Notification.next_attempt_at)
-        .where(Notification.status == NotificationStatus.pending)
-        .order_by(Notification.next_attempt_at)
+        select(col(Notification.next_attempt_at))
+        .where(col(Notification.status) == NotificationStatus.pending)
+        .order_by(col(Notification.next_attempt_at))
         .limit(1)
     ).scalar_one_or_none()
 
@@ -217,8 +217,8 @@ def undelivered(session: Session, *, limit: int = 500) -> list[dict]:
     from appealflow.models.appeal import Appeal
 
     rows = session.execute(
-        select(Notification, Appeal.code).join(Appeal, Appeal.id == Notification.appeal_id)
-        .where(Notification.status.in_(UNDELIVERED)).order_by(Notification.id.desc()).limit(limit)).all()
+        select(Notification, col(Appeal.code)).join(Appeal, col(Appeal.id) == col(Notification.appeal_id))
+        .where(col(Notification.status).in_(UNDELIVERED)).order_by(col(Notification.id).desc()).limit(limit)).all()
     return [dict(id=n.id, appeal=code, event=n.event, recipient=n.recipient, channel=channel_of(n.target),
                  status=n.status, attempts=n.attempts, last_error=n.last_error,
                  last_attempt_at=_last_attempt(session, n.id),
@@ -227,20 +227,21 @@ def undelivered(session: Session, *, limit: int = 500) -> list[dict]:
 
 
 def _last_attempt(session: Session, notification_id: int) -> str | None:
-    at = session.execute(select(func.max(DeliveryAttempt.at))
-                         .where(DeliveryAttempt.notification_id == notification_id)).scalar()
+    at = session.execute(select(func.max(col(DeliveryAttempt.at)))
+                         .where(col(DeliveryAttempt.notification_id) == notification_id)).scalar()
     return at.isoformat() if at else None
 
 
 def attempts_of(session: Session, notification_id: int) -> list[DeliveryAttempt]:
-    return list(session.execute(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == notification_id)
-                                .order_by(DeliveryAttempt.id)).scalars())
+    return list(session.execute(select(DeliveryAttempt).where(col(DeliveryAttempt.notification_id) == notification_id)
+                                .order_by(col(DeliveryAttempt.id))).scalars())
 
 
 def retry(session: Session, notification_id: int, *, now: datetime) -> bool:
     """Send a dead letter again from the start (a supervisor fixed the gateway or the address);
     false if it is not one. Its earlier attempts stay recorded."""
     result = session.execute(update(Notification).where(
-        Notification.id == notification_id, Notification.status.in_(UNDELIVERED), Notification.target.is_not(None))
+        col(Notification.id) == notification_id, col(Notification.status).in_(UNDELIVERED),
+        col(Notification.target).is_not(None))
         .values(status=NotificationStatus.pending, attempts=0, next_attempt_at=now, last_error=None))
-    return result.rowcount == 1
+    return rows_changed(result) == 1

@@ -20,7 +20,7 @@ from datetime import date
 
 import numpy as np
 from sqlalchemy import Column, LargeBinary, delete, func
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 
 class PolicyAnswer(SQLModel, table=True):
@@ -59,7 +59,7 @@ def parse(text: str, fmt: str) -> list[dict]:
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise QAImportError(n, "not an object")
-        entry = {}
+        entry: dict[str, object] = {}
         for name in ("question", "answer", "theme", "source"):
             value = str(row.get(name) or "").strip()
             if not value:
@@ -71,7 +71,8 @@ def parse(text: str, fmt: str) -> list[dict]:
                 entry[name] = date.fromisoformat(value) if value else None
             except ValueError:
                 raise QAImportError(n, f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
-        if entry["valid_from"] and entry["valid_to"] and entry["valid_to"] < entry["valid_from"]:
+        since, until = entry["valid_from"], entry["valid_to"]
+        if isinstance(since, date) and isinstance(until, date) and until < since:
             raise QAImportError(n, "valid_to is before valid_from")
         out.append(entry)
     return out
@@ -105,7 +106,7 @@ def tokens(text: str) -> list[str]:
 
 class BM25:
     def __init__(self, docs: list[list[str]], k1: float = 1.2, b: float = 0.75):
-        self.docs = [dict() for _ in docs]
+        self.docs: list[dict[str, int]] = [dict() for _ in docs]
         df: dict[str, int] = {}
         for counts, doc in zip(self.docs, docs, strict=True):
             for tok in doc:
@@ -150,15 +151,15 @@ _lock = threading.Lock()
 
 def _load(session: Session, today: date) -> Index:
     """Entries valid today, indexed once per process until the base changes."""
-    stamp = (session.execute(select(func.count(), func.max(PolicyAnswer.id))).one(), today)
-    key = str(session.get_bind().url)
+    stamp = (session.execute(select(func.count(), func.max(col(PolicyAnswer.id)))).one(), today)
+    key = str(session.get_bind().engine.url)
     with _lock:
         cached = _index.get(key)
         if cached and cached[0] == stamp:
             return cached[1]
-    rows = [r for r in session.exec(select(PolicyAnswer).order_by(PolicyAnswer.id))
+    rows = [r for r in session.exec(select(PolicyAnswer).order_by(col(PolicyAnswer.id)))
             if (r.valid_from is None or r.valid_from <= today) and (r.valid_to is None or r.valid_to >= today)]
-    vectors = (np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows])
+    vectors = (np.stack([np.frombuffer(r.vector or b"", dtype=np.float32) for r in rows])
                if rows and all(r.vector for r in rows) else np.zeros((len(rows), 0)))
     index = Index(rows, BM25([tokens(f"{r.question} {r.question} {r.answer}") for r in rows]), vectors)
     with _lock:

@@ -7,17 +7,18 @@ from datetime import datetime
 from functools import cached_property
 
 from sqlalchemy import delete, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from appealflow.models.access import merge_parent_condition
 from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
 from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.calendar import WorkingCalendar
+from appealflow.models.columns import stored_id
 from appealflow.models.deadlines import Duration, deadlines_for, policy_for
 from appealflow.models.department import Department
 from appealflow.models.dispatch import by_hand, placement, set_assisting
 from appealflow.models.dispatch import messages as dispatch_messages
-from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, Priority, Role
+from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, ExtensionStatus, Priority, Role
 from appealflow.models.escalation import (
     clock_rows,
     extended_clocks,
@@ -109,8 +110,8 @@ class DepartmentsOf:
     def __init__(self, session: Session):
         self._session = session
 
-    def get(self, code: str, default: Department | None = None) -> Department | None:
-        return self._session.get(Department, code) if code else default
+    def get(self, code: str, /) -> Department | None:
+        return self._session.get(Department, code) if code else None
 
 
 @dataclass
@@ -126,6 +127,10 @@ class Step:
     calendar: WorkingCalendar
 
     @property
+    def appeal_id(self) -> int:
+        return stored_id(self.appeal)
+
+    @property
     def key(self) -> str:
         return f"v{self.appeal.version}"  # one message per action taken, however often a request is retried
 
@@ -136,7 +141,7 @@ class Step:
     def followers(self) -> list[Appeal]:
         """Appeals merged into this one: their requesters hear what this one's hears."""
         return list(self.session.execute(select(Appeal).where(
-            Appeal.parent_id == self.appeal.id, Appeal.status == AppealStatus.merged)).scalars())
+            col(Appeal.parent_id) == self.appeal_id, col(Appeal.status) == AppealStatus.merged)).scalars())
 
     def tell(self, event: Event, **facts) -> list[Message]:
         return messages_for(event, self.appeal, key=self.key, departments=self.departments, facts=facts,
@@ -168,13 +173,14 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
     if handler is None:
         raise ActionRefused("action", f"{action.value} is not taken through the workbench")
     effects = handler(Step(session, staff, appeal, action, given, now, calendar))
-    applied = apply_transitions(session, [Transition(appeal.id, appeal.version, appeal.status, action, staff.actor,
-                                                     effects.changes, effects.detail)], now=now)
+    transition = Transition(stored_id(appeal), appeal.version, appeal.status, action, staff.actor,
+                            effects.changes, effects.detail)
+    applied = apply_transitions(session, [transition], now=now)
     if not applied:  # changed between our read and our write; the caller rolls back
         session.refresh(appeal)
         raise StaleVersion(appeal)
     write(session, effects.messages, now=now)
-    _move_clocks(session, appeal.id, action, effects, paused_at, now, calendar)
+    _move_clocks(session, stored_id(appeal), action, effects, paused_at, now, calendar)
     session.refresh(appeal)
     return appeal
 
@@ -228,7 +234,7 @@ def _request_info(s: Step) -> Effects:
 
 def _info_received(s: Step) -> Effects:
     paused_at = s.appeal.paused_at or s.now
-    working = paused_on_working_clock(s.session, s.appeal.id)
+    working = paused_on_working_clock(s.session, s.appeal_id)
     changes: dict = {"paused_at": None}
     for column in ("accept_due_at", "contact_due_at", "resolve_due_at"):
         if due := getattr(s.appeal, column):
@@ -252,7 +258,7 @@ def _return(s: Step) -> Effects:
     returned_by = s.departments.get(s.staff.department_code or "")
     # Back to the centre: no department keeps reading it, assisting ones included; whoever
     # dispatches it again names the assisting departments anew.
-    s.session.execute(delete(AppealAssist).where(AppealAssist.appeal_id == s.appeal.id))
+    s.session.execute(delete(AppealAssist).where(col(AppealAssist.appeal_id) == s.appeal_id))
     names = {"zh": returned_by.name_zh, "en": returned_by.name_en} if returned_by else s.staff.department_code
     return Effects({"department_code": None, "return_count": s.appeal.return_count + 1},
                    {"reason": reason, "department": s.appeal.department_code},
@@ -266,7 +272,7 @@ def _request_extension(s: Step) -> Effects:
     except ValueError as error:
         raise ActionRefused("extra", str(error)) from None
     reason = _require(s.given.reason, "reason", "an extension needs a reason")
-    request = ExtensionRequest(appeal_id=s.appeal.id, requested_by=s.staff.actor, reason=reason, extra=extra,
+    request = ExtensionRequest(appeal_id=s.appeal_id, requested_by=s.staff.actor, reason=reason, extra=extra,
                                created_at=s.now)
     s.session.add(request)
     s.session.flush()
@@ -275,26 +281,27 @@ def _request_extension(s: Step) -> Effects:
 
 def _decide_extension(s: Step) -> Effects:
     request = s.session.get(ExtensionRequest, _require(s.given.extension_id, "extension_id", "name the request"))
-    if request is None or request.appeal_id != s.appeal.id or request.status != "pending":
+    if request is None or request.appeal_id != s.appeal_id or request.status != ExtensionStatus.pending:
         raise ActionRefused("extension_id", "no pending extension request with this id on this appeal")
     if s.given.approve is None:
         raise ActionRefused("approve", "say whether the extension is approved")
-    request.status = "approved" if s.given.approve else "denied"
+    request.status = ExtensionStatus.approved if s.given.approve else ExtensionStatus.denied
     request.decided_by, request.decided_at = s.staff.actor, s.now
     effects = Effects(detail={"extension_id": request.id, "decision": request.status, "reason": s.given.reason},
                       messages=s.tell(Event.extension_decided, decision=request.status, extra=request.extra))
     if s.given.approve and s.appeal.resolve_due_at:
         due = s.calendar.add(s.appeal.resolve_due_at, Duration.parse(request.extra), working=True)
         effects.changes["resolve_due_at"] = due
-        effects.clocks = extended_clocks(s.session, s.appeal.id, due, s.calendar)
+        effects.clocks = extended_clocks(s.session, s.appeal_id, due, s.calendar)
     return effects
 
 
 def _add_assist(s: Step) -> Effects:
     helper = _department(s.session, s.given.department)
-    if helper.code == s.appeal.department_code or s.session.get(AppealAssist, (s.appeal.id, helper.code)):
+    assisting = s.session.get(AppealAssist, (s.appeal_id, helper.code)) is not None
+    if helper.code == s.appeal.department_code or assisting:
         raise ActionRefused("department", f"{helper.code} already works on this appeal")
-    s.session.add(AppealAssist(appeal_id=s.appeal.id, department_code=helper.code))
+    s.session.add(AppealAssist(appeal_id=s.appeal_id, department_code=helper.code))
     return Effects({}, {"department": helper.code, "reason": s.given.reason},
                    messages_for(Event.assist_requested, s.appeal, key=s.key, departments=s.departments,
                                 helper=helper.code, facts={"reason": s.given.reason or "-"}))
@@ -308,18 +315,19 @@ def _dispatch(s: Step) -> Effects:
     ref = read_reference(s.session)
     decision = by_hand(s.appeal, ref, department_code=primary.code, assisting=helpers,
                        reason=s.given.reason or "dispatched by hand", now=s.now, calendar=s.calendar)
-    set_assisting(s.session, s.appeal.id, helpers)
+    set_assisting(s.session, s.appeal_id, helpers)
     changes, detail = placement(decision, s.now)
     assert decision.deadlines
     return Effects(changes | {"paused_at": None}, detail | {"reason": s.given.reason},
                    dispatch_messages(decision, s.appeal, ref.departments, s.followers()),
-                   clocks=clock_rows(s.appeal.id, decision.deadlines, s.now, s.calendar))
+                   clocks=clock_rows(s.appeal_id, decision.deadlines, s.now, s.calendar))
 
 
 def _merge(s: Step) -> Effects:
     wanted = _require(s.given.parent, "parent", "name the parent appeal")
     parent = s.session.execute(select(Appeal).where(
-        Appeal.code == wanted, Appeal.id != s.appeal.id, merge_parent_condition(s.staff))).scalar_one_or_none()
+        col(Appeal.code) == wanted, col(Appeal.id) != s.appeal_id,
+        merge_parent_condition(s.staff))).scalar_one_or_none()
     if parent is None:
         raise ActionRefused("parent", "no appeal with this code that this one can join")
     return Effects({"parent_id": parent.id}, {"parent": parent.code}, s.tell(Event.merged, parent=parent.code))
@@ -360,7 +368,7 @@ def _reopen(s: Step) -> Effects:
     detail |= {"department": s.appeal.department_code, "resolve_due_at": deadlines.resolve_due_at.isoformat()}
     return Effects(changes, detail, s.tell(Event.reopened, accept_due=when(deadlines.accept_due_at),
                                            resolve_due=when(deadlines.resolve_due_at)),
-                   clocks=clock_rows(s.appeal.id, deadlines, s.now, s.calendar))
+                   clocks=clock_rows(s.appeal_id, deadlines, s.now, s.calendar))
 
 
 def _reopen_to_supervisor(s: Step) -> Effects:
@@ -387,15 +395,16 @@ def close_unrated(session: Session, *, now: datetime, older_than, limit: int = 5
     """Close, as not rated, replied appeals whose requester did not rate within `older_than`; the
     caller commits. Guarded like every transition, so a sweep beside a late rating closes once."""
     due = session.execute(select(Appeal).where(
-        Appeal.status == AppealStatus.replied, Appeal.replied_at.is_not(None), Appeal.replied_at <= now - older_than)
-        .order_by(Appeal.replied_at).limit(limit)).scalars().all()
+        col(Appeal.status) == AppealStatus.replied, col(Appeal.replied_at).is_not(None),
+        col(Appeal.replied_at) <= now - older_than)
+        .order_by(col(Appeal.replied_at)).limit(limit)).scalars().all()
     transitions, told = [], {}
     departments = DepartmentsOf(session)
     for appeal in due:
-        transitions.append(Transition(appeal.id, appeal.version, appeal.status, Action.close, "system:rating",
+        transitions.append(Transition(stored_id(appeal), appeal.version, appeal.status, Action.close, "system:rating",
                                       {"replied_at": None}, {"rated": False}))
-        followers = session.execute(select(Appeal).where(Appeal.parent_id == appeal.id,
-                                                         Appeal.status == AppealStatus.merged)).scalars().all()
+        followers = session.execute(select(Appeal).where(col(Appeal.parent_id) == appeal.id,
+                                                         col(Appeal.status) == AppealStatus.merged)).scalars().all()
         told[appeal.id] = messages_for(Event.closed, appeal, key=f"v{appeal.version}", departments=departments,
                                        facts={"satisfaction": "not_rated"}, followers=followers)
     applied = apply_transitions(session, transitions, now=now)

@@ -48,12 +48,12 @@ def _patch_apprise_smtp_ssl() -> bool:
     try:
         from apprise.plugins.email import smtp as apprise_smtp
     except ImportError:
-        apprise_smtp = None
+        apprise_smtp = None  # type: ignore[assignment]
     if apprise_smtp is None or getattr(apprise_smtp, "ssl", None) is not ssl:
         log.info("apprise %s: SMTP module not as expected; not deferring its SSL context",
                  getattr(apprise, "__version__", "?"))
         return False
-    apprise_smtp.ssl = types.SimpleNamespace(
+    apprise_smtp.ssl = types.SimpleNamespace(  # type: ignore[assignment]
         **{name: getattr(ssl, name) for name in dir(ssl) if not name.startswith("__")}
         | {"create_default_context": _LazySSLContext},
     )

@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from appealflow import metrics
 from appealflow.api import auth, errors, intake, open311, outage, pages, reference, supervision, tracking, workbench
 from appealflow.settings import get_settings
 
@@ -26,6 +27,7 @@ def create_app() -> FastAPI:
     app.include_router(open311.admin)
     app.include_router(reference.router)
     pages.install(app)  # the HTML pages for citizens, staff and the public (api/pages)
+    metrics.install(app)  # GET /metrics, and latency by route around everything above
     return app
 
 

@@ -65,12 +65,18 @@ def cmd_user_key(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
+    from appealflow import metrics
+
+    metrics.prepare()  # before anything imports prometheus-client
     import uvicorn
 
     uvicorn.run("appealflow.api.app:app", host=args.host, port=args.port, log_level="warning")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from appealflow import metrics
+
+    metrics.prepare()  # before Prefect imports prometheus-client
     from appealflow.workers.worker import run_worker
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
@@ -123,6 +129,7 @@ def _say(message: str) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     """Everything on embedded defaults: Redis, Prefect server and UI, API, workers, a mail catcher,
     each child supervised: one that exits is started again with backoff, the others keep running."""
+    from appealflow import metrics
     from appealflow.demo import post_demo_appeals
     from appealflow.models.db import session_scope
     from appealflow.models.people import ensure_demo_staff
@@ -142,6 +149,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     data = settings.data_dir.resolve()
+    metrics.reset(settings)  # a new run counts from zero (prometheus-client's multiprocess files)
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     settings.signing_key()

@@ -15,8 +15,9 @@ from prefect import tags
 from redis.exceptions import RedisError
 from rq import get_current_job
 
+from appealflow import metrics
 from appealflow.flows.dispatch import dispatch_appeals
-from appealflow.models.columns import utcnow
+from appealflow.models.columns import stored_id, utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
 from appealflow.models.outbox import (
@@ -38,11 +39,20 @@ from appealflow.workers.queues import DELIVERY, DISPATCH, wake_quietly, woken
 log = logging.getLogger(__name__)
 
 
+def _current_connection():
+    """The Redis connection of the job this worker is running."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("called outside an RQ job")
+    return job.connection
+
+
 def dispatch_waiting() -> dict:
     """Claim a batch of received appeals (waiting briefly to fill it) and run one flow over it."""
     settings = get_settings()
-    redis = get_current_job().connection
+    redis = _current_connection()
     _woken_quietly(redis, DISPATCH)
+    started = time.perf_counter()
     lease = timedelta(seconds=settings.claim_lease_seconds)
     size = settings.dispatch_batch_size
     with session_scope(settings.sqlalchemy_url) as session:
@@ -58,6 +68,7 @@ def dispatch_waiting() -> dict:
     # Tagged with this process, so a reconciler can mark the run crashed if the process dies in it.
     with tags(FLOW_TAG, INSTANCE_TAG_PREFIX + instance()):
         summary = dispatch_appeals(ids)
+    metrics.observe_dispatch_batch(time.perf_counter() - started)
     if summary.notifications:
         wake_quietly(redis, DELIVERY)
     log.info("dispatched batch", extra={"claimed": len(ids), "dispatched": summary.dispatched,
@@ -69,7 +80,7 @@ def dispatch_waiting() -> dict:
 def deliver_due() -> dict:
     """Hand due notifications to this process's delivery pump and return at once, so an RQ worker
     never sits waiting on a mail server; without a pump (a burst worker), send them here."""
-    _woken_quietly(get_current_job().connection, DELIVERY)
+    _woken_quietly(_current_connection(), DELIVERY)
     if _pump is not None and _pump.running:
         _pump.kick()
         return {"handed_to": "pump"}
@@ -175,10 +186,10 @@ def _deliver(notification: Notification, *, worker: str, lease: timedelta, setti
     wait = limits.wait(target)
     if wait:  # the channel's rate is spent: back in the queue, no attempt used up
         with session_scope(url) as session:
-            defer(session, notification.id, worker=worker, until=utcnow() + timedelta(seconds=wait))
+            defer(session, stored_id(notification), worker=worker, until=utcnow() + timedelta(seconds=wait))
         return "deferred"
     with session_scope(url) as session:
-        if not renew_claim(session, notification.id, worker=worker, until=utcnow() + lease):
+        if not renew_claim(session, stored_id(notification), worker=worker, until=utcnow() + lease):
             return "taken_over"  # our claim lapsed and another worker sends it
     try:
         code = notification.facts.get("code") if notification.facts else None
@@ -201,5 +212,6 @@ def _deliver(notification: Notification, *, worker: str, lease: timedelta, setti
             extra={"notification": notification.id, "channel": channel, "reason": str(error)})
         return "dead" if given_up else "failed"
     with session_scope(url) as session:
-        mark_sent(session, notification.id, worker=worker, now=utcnow(), subject=message.subject, body=message.text)
+        mark_sent(session, stored_id(notification), worker=worker, now=utcnow(), subject=message.subject,
+                  body=message.text)
     return "sent"

@@ -1,0 +1,183 @@
+"""The whole system for the end-to-end and soak benchmarks, as `appealflow up` runs it: Redis, a
+Prefect server, one API process, dispatch workers, a delivery worker, and a local SMTP receiver
+(on 127.0.0.1) that notes when each message arrives and which appeal code its subject names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from pathlib import Path
+
+import httpx
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = re.compile(r"\d{6}-[0-9A-Z]{7}")
+BENCH_DOMAIN = "bench.test"
+
+
+class Receiver:
+    """Every message: (arrival wall time, recipient, appeal code in the subject)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.arrivals: list[tuple[float, str, str | None]] = []
+        self._lock = threading.Lock()
+        self._controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        at = time.time()
+        subject = str(make_header(decode_header(message_from_bytes(envelope.content)["Subject"] or "")))
+        found = CODE.search(subject)
+        with self._lock:
+            self.arrivals.extend((at, rcpt, found.group(0) if found else None) for rcpt in envelope.rcpt_tos)
+        return "250 OK"
+
+    def department_notices(self) -> dict[str, float]:
+        """The first notice to a department (not to a requester at the bench's domain) per code."""
+        first: dict[str, float] = {}
+        with self._lock:
+            for at, rcpt, code in self.arrivals:
+                if code and not rcpt.endswith("@" + BENCH_DOMAIN) and code not in first:
+                    first[code] = at
+        return first
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.arrivals)
+
+    def start(self) -> Receiver:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class System:
+    def __init__(self, *, postgres: bool, dispatch_workers: int = 2, delivery_workers: int = 1,
+                 extra_env: dict[str, str] | None = None):
+        self.postgres = postgres
+        self.dispatch_workers = dispatch_workers
+        self.delivery_workers = delivery_workers
+        self.extra_env = extra_env or {}
+        self.work = Path(tempfile.mkdtemp(prefix="appealflow-system-"))
+        self.exits = ExitStack()
+        self.processes: dict[str, object] = {}
+
+    def __enter__(self) -> System:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from appealflow.models.db import session_scope
+        from appealflow.models.reference import load_reference_files
+        from appealflow.models.schema import migrate
+        from appealflow.services import free_port, spawn, start_prefect_server, start_redis, wait_until
+        from appealflow.settings import get_settings
+        from tests.postgres import new_database, postgres_server
+
+        redis_process, redis_url = start_redis(self.work / "redis")
+        self.processes["redis"] = redis_process
+        if self.postgres:
+            database_url = new_database(self.exits.enter_context(postgres_server(self.work / "pgdata")))
+        else:
+            database_url = f"sqlite:///{self.work / 'appealflow.db'}"
+        print("starting a Prefect server...", flush=True)
+        prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False)
+        self.processes["prefect"] = prefect_process
+        self.receiver = Receiver(free_port()).start()
+        self.exits.callback(self.receiver.stop)
+        self.api_port = free_port()
+        self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PREFECT_API_URL=prefect_api,
+                        APPEALFLOW_DATA_DIR=str(self.work / "var"), PREFECT_LOGGING_LEVEL="WARNING",
+                        APPEALFLOW_SMTP_URL=f"mailto://127.0.0.1:{self.receiver.port}?from=12345@appealflow.test",
+                        APPEALFLOW_PUBLIC_URL=f"http://127.0.0.1:{self.api_port}",
+                        # One client address posts everything: the limit stays on (its Redis check is
+                        # paid) but never trips.
+                        APPEALFLOW_RATE_LIMIT_INTAKE="100000000/minute", **self.extra_env)
+        os.environ.update(self.env)
+        get_settings.cache_clear()
+        self.url = get_settings().sqlalchemy_url
+        migrate(self.url)
+        with session_scope(self.url) as session:
+            load_reference_files(session)
+        from appealflow import metrics
+
+        metrics.reset(get_settings())
+        exe = str(Path(sys.executable).with_name("appealflow"))
+        logs = self.work / "logs"
+        self.processes["api"] = spawn([exe, "api", "--port", str(self.api_port)], env=self.env,
+                                      log_file=logs / "api.log")
+        for i in range(self.dispatch_workers):
+            self.processes[f"dispatch-{i + 1}"] = spawn(
+                [exe, "worker", "--queues", "dispatch", "--name", f"bench-dispatch-{i + 1}"], env=self.env,
+                log_file=logs / f"dispatch-{i + 1}.log")
+        for i in range(self.delivery_workers):
+            self.processes[f"delivery-{i + 1}"] = spawn(
+                [exe, "worker", "--queues", "delivery", "--name", f"bench-delivery-{i + 1}"], env=self.env,
+                log_file=logs / f"delivery-{i + 1}.log")
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        wait_until(lambda: httpx.get(f"{self.api}/health").status_code == 200, timeout=120, what="API",
+                   process=self.processes["api"])
+        import redis
+        from rq import Worker
+
+        connection = redis.Redis.from_url(redis_url)
+        workers = self.dispatch_workers + self.delivery_workers
+        wait_until(lambda: len(Worker.all(connection=connection)) == workers, timeout=180, what="workers")
+
+    def rss_mb(self) -> dict[str, float]:
+        import psutil
+
+        sizes = {}
+        for name, process in self.processes.items():
+            if name in ("api",) or name.startswith(("dispatch-", "delivery-")):
+                try:
+                    sizes[name] = round(psutil.Process(process.pid).memory_info().rss / 2**20, 1)
+                except psutil.Error:
+                    sizes[name] = float("nan")
+        return sizes
+
+    def alive(self) -> dict[str, bool]:
+        return {name: process.poll() is None for name, process in self.processes.items()}
+
+    def log_errors(self) -> int:
+        """Tracebacks written by the API and workers (each a failure the operator would see)."""
+        return sum(log.read_text(errors="replace").count("Traceback") for log in (self.work / "logs").glob("*.log"))
+
+    def __exit__(self, *_) -> None:
+        from appealflow.services import stop
+
+        for process in reversed(list(self.processes.values())):
+            stop(process, timeout=20)
+        self.exits.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def appeal_body(n: int) -> dict:
+    """Appeals the catalogue routes to a department (so each has a department's notice), over several
+    departments, from requesters at the bench's own mail domain."""
+    kinds = [
+        ("楼上漏水", "楼上邻居家漏水到我家，协商无果。", "neighbourhood_disputes", "shinan", "badaguan"),
+        ("工地夜间施工噪音", "每天晚上十一点以后还在施工，影响休息", "construction_noise", "shinan", "badaguan"),
+        ("小区停水两天", "小区停水两天没有任何通知", "water_supply_interruption", "shibei", "taidong"),
+        ("垃圾清运不及时", "小区垃圾三天没有清运，气味很大", "garbage_sanitation", "licang", "licun"),
+    ]
+    title, text, category, district, street = kinds[n % len(kinds)]
+    return {"type": "complaint", "title": f"{title} {n}", "text": text, "category": category,
+            "location": {"district": district, "street": street},
+            "requester": {"email": f"r{n}@{BENCH_DOMAIN}"}}

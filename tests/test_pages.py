@@ -151,6 +151,15 @@ def test_pages(stack):
     assert missing.status_code == 422 and 'id="reason-error"' in missing.text
     assert handler.post(f"/work/appeals/{mine}/note", data={"version": version + 1, "text": "x"}).status_code == 403
 
+    # Signing out ends the session; `next` only ever names a path on this site.
+    hidden = Form(page(handler, "/work")).hidden
+    assert handler.post("/staff/sign-out", data={"csrf": hidden["csrf"]}, follow_redirects=False).status_code == 303
+    assert "/staff/sign-in" in handler.get("/work", follow_redirects=False).headers["location"]
+    hidden = Form(page(handler, "/staff/sign-in")).hidden
+    elsewhere = handler.post("/staff/sign-in", data={**hidden, "username": "handler", "password": PASSWORD,
+                                                     "next": "//evil.example/x"}, follow_redirects=False)
+    assert elsewhere.headers["location"] == "/work"
+
     # Another department's appeal is not found; the supervisor sees the requester masked.
     other = httpx.Client(base_url=base, timeout=30)
     hidden = Form(page(other, "/staff/sign-in")).hidden

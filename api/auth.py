@@ -5,6 +5,7 @@ from typing import Annotated
 
 import jwt
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 
 from appealflow.api import ratelimit
@@ -52,6 +53,15 @@ def current_staff(request: Request, session: SessionDep, settings: SettingsDep,
     return staff
 
 
+async def _optional_staff(request: Request, session: SessionDep, settings: SettingsDep,
+                          token: Annotated[str | None, Depends(_bearer)],
+                          api_key: Annotated[str | None, Depends(_api_key)]) -> Staff | None:
+    # A coroutine, so the public's requests (no credentials) skip a thread pool hand-off.
+    if not api_key and not token:
+        return None
+    return await run_in_threadpool(optional_staff, request, session, settings, token, api_key)
+
+
 def optional_staff(request: Request, session: SessionDep, settings: SettingsDep,
                    token: Annotated[str | None, Depends(_bearer)],
                    api_key: Annotated[str | None, Depends(_api_key)]) -> Staff | None:
@@ -79,4 +89,4 @@ def optional_staff(request: Request, session: SessionDep, settings: SettingsDep,
 
 
 CurrentStaff = Annotated[Staff, Depends(current_staff)]
-OptionalStaff = Annotated[Staff | None, Depends(optional_staff)]
+OptionalStaff = Annotated[Staff | None, Depends(_optional_staff)]

@@ -1,11 +1,13 @@
 """Engines and sessions. SQLite is tuned for several processes writing at once."""
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlmodel import Session
 
 
@@ -18,7 +20,34 @@ def engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat in the pool a while: a ping on every
+    checkout was one round trip in each of intake's dozen. A connection used a moment ago that
+    then fails is a 503 for that one request, and the pool drops every connection it holds."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:  # the pool discards it and checks out another
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -33,11 +62,38 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
+    writers = _writer_lock(engine.url.database or "")
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
-        # fail at once with "database is locked" when another process committed in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Threads of one process queue here for the write lock and are handed it the moment it is
+        # free. Left to SQLite they would poll for it, sleeping up to 100 ms between tries, which
+        # made ten concurrent intake requests wait seconds at p99. Bounded, so a lock somehow never
+        # released costs a wait, never a hang; other processes still meet SQLite's busy timeout.
+        conn.info["writer_lock"] = writers.acquire(timeout=WRITER_LOCK_WAIT_SECONDS)
+        try:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
+            # fail at once with "database is locked" when another process committed in between.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn, *_):
+        if conn.info.pop("writer_lock", False):
+            writers.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
+
+
+WRITER_LOCK_WAIT_SECONDS = 30
+_writer_locks: dict[str, threading.Lock] = {}
+
+
+def _writer_lock(database: str) -> threading.Lock:
+    """One lock per database file per process, shared by every engine on it."""
+    return _writer_locks.setdefault(str(Path(database).resolve()) if database else ":memory:", threading.Lock())
 
 
 @contextmanager

@@ -94,6 +94,13 @@ def postgres_template(postgres_server) -> str:
     return url.split("?")[0].rsplit("/", 1)[1]
 
 
+# Tests about storage (claims, races, SQL figures) run on both backends. A long walk through the
+# whole system runs on one, marked with these, so that between them every walk covers both backends
+# and the suite stays fast.
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     """A fresh, migrated, seeded database on each backend."""

@@ -107,7 +107,8 @@ async def dashboard_figures(request: Request) -> dict:
     weekly = [_overall(a.json()["rows"]) for a in answers[5:5 + WEEKS]]
     history = await run_in_threadpool(_history, now)
     return {
-        "at": now.isoformat(), "rates": rates["rows"], "formulas": FORMULAS, "overdue": overdue["rows"],
+        "at": now.isoformat(), "zone": get_settings().timezone, "rates": rates["rows"], "formulas": FORMULAS,
+        "overdue": overdue["rows"],
         "at_risk": risky["rows"], "hot_topics": hot["rows"], "pending": pending,
         "undelivered": answers[-1].json().get("rows", []) if undelivered else [],
         "trend": {"weeks": [f"{e.astimezone(zone):%m-%d}" for e in week_ends], "rates": weekly},

@@ -8,11 +8,12 @@
   var pct = function (v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%"; };
   var el = function (tag, text, cls) { var e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
   var name = function (figures, code) { var n = figures.names[code]; return n ? (n["name_" + lang] || n.name_zh) : code; };
+  var zone = "Asia/Shanghai";
   var localTime = function (iso) {
     var d = new Date(iso);
-    var parts = new Intl.DateTimeFormat("en-GB", {timeZone: "Asia/Shanghai", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23"}).formatToParts(d);
+    var parts = new Intl.DateTimeFormat("en-GB", {timeZone: zone, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23"}).formatToParts(d);
     var get = function (t) { return (parts.find(function (p) { return p.type === t; }) || {}).value; };
-    var monthNumber = new Intl.DateTimeFormat("en", {timeZone: "Asia/Shanghai", month: "numeric"}).format(d);
+    var monthNumber = new Intl.DateTimeFormat("en", {timeZone: zone, month: "numeric"}).format(d);
     return lang === "zh" ? monthNumber + "月" + get("day") + "日 " + get("hour") + ":" + get("minute")
                          : get("day") + " " + get("month") + " " + get("hour") + ":" + get("minute");
   };
@@ -82,6 +83,7 @@
   }
 
   function draw(figures) {
+    zone = figures.zone || zone;  // the city's zone, from the server's settings
     rates(figures);
     document.getElementById("overdue-count").textContent = figures.overdue.length;
     document.getElementById("at-risk-count").textContent = figures.at_risk.length;

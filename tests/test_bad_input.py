@@ -23,6 +23,7 @@ from appealflow.models.db import session_scope
 from appealflow.models.outbox import Notification
 from appealflow.models.tracking import access_token
 from appealflow.settings import get_settings
+from tests.conftest import on_postgresql, on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in
 
 GOOD = {
@@ -187,6 +188,7 @@ def test_every_bad_input_is_a_4xx_naming_the_field_and_stores_nothing(given):
     assert given.api.get("/queue", headers=given.staff("handler")).status_code == 200
 
 
+@on_postgresql
 def test_a_422_names_the_field_without_echoing_the_input(staff_api):
     long_text = "长" * 6000
     response = staff_api.post("/appeals", json={**GOOD, "text": long_text})
@@ -196,6 +198,7 @@ def test_a_422_names_the_field_without_echoing_the_input(staff_api):
     assert len(response.content) < 300 and "长长" not in response.text
 
 
+@on_sqlite
 def test_dates_are_the_citys_local_days(staff_api):
     response = staff_api.get("/supervision/rates", params={"start": "2026-11-01", "end": "2026-11-30"},
                              headers=staff_api.staff["supervisor"])
@@ -209,6 +212,7 @@ def test_dates_are_the_citys_local_days(staff_api):
     assert local_time.status_code == 200 and local_time.json()["start"].startswith("2026-11-01T00:00:00")
 
 
+@on_postgresql
 def test_the_valid_places_and_categories_are_published(staff_api):
     districts = {d["code"]: d for d in staff_api.get("/reference/districts").json()}
     assert districts["shinan"]["name_zh"] == "市南区" and districts["shinan"]["name_en"] == "Shinan District"
@@ -261,6 +265,7 @@ def test_two_hand_dispatches_with_an_assisting_department_at_once(staff_api):
         assert [e["kind"] for e in detail["history"]].count("dispatch") == 1
 
 
+@on_sqlite
 def test_a_chunked_body_past_the_limit_is_refused_without_reading_it(staff_api):
     """20 MB offered in chunks, no Content-Length: the answer is 413 after about 64 KiB, and the
     server stops reading; the client sees the answer while it is still sending."""

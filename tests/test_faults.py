@@ -31,7 +31,7 @@ from appealflow.models.schema import migrate
 from appealflow.services import free_port, start_redis, stop
 from appealflow.settings import get_settings
 from appealflow.supervisor import Supervisor
-from tests.conftest import Stack
+from tests.conftest import Stack, on_postgresql, on_sqlite
 from tests.factories import received_appeals
 from tests.postgres import new_database
 from tests.receivers import SmtpReceiver
@@ -46,6 +46,7 @@ def _all_dispatched(url: str, total: int) -> bool:
     return sum(counts.values()) == total and counts[AppealStatus.received] == 0
 
 
+@on_postgresql
 def test_workers_ride_out_redis_dying_under_load(stack, tmp_path, monkeypatch):
     """Redis SIGKILLed while workers are inside jobs, down for OUTAGE seconds, then back on the same
     port and data: both workers are still running and every appeal is dispatched exactly once."""
@@ -235,6 +236,7 @@ def _dispatch_time(url: str, count: int, total_before: int) -> float:
     return time.monotonic() - started
 
 
+@on_sqlite
 def test_a_hung_mail_server_does_not_slow_dispatch(stack, monkeypatch):
     hung = HungSmtp()
     timeout = 30  # far longer than a batch takes: any wait on the mail server would show
@@ -264,6 +266,7 @@ def _running_runs_of(instance_tag: str) -> list:
         return client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag])))
 
 
+@on_sqlite
 def test_a_worker_killed_mid_flow_restarts_under_its_name_and_its_run_is_marked_crashed(stack, env, monkeypatch):
     monkeypatch.setitem(stack.env, "APPEALFLOW_DISPATCH_BATCH_SIZE", "100")
     monkeypatch.setitem(stack.env, "APPEALFLOW_CLAIM_LEASE_SECONDS", "4")
@@ -350,6 +353,7 @@ def _html_parts(raw: bytes) -> list[str]:
             for part in message.walk() if part.get_content_type() == "text/html"]
 
 
+@on_postgresql
 def test_a_citizens_html_reaches_mailboxes_escaped(stack, monkeypatch):
     title = '<a href="http://x">点我</a><script>alert(1)</script>'
     with RawSmtp() as mail:

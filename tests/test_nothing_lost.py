@@ -14,6 +14,7 @@ from appealflow.models.db import session_scope
 from appealflow.models.enums import AppealStatus, NotificationStatus
 from appealflow.models.outbox import Notification
 from appealflow.settings import get_settings
+from tests.conftest import on_sqlite
 from tests.factories import received_appeals
 from tests.test_dispatch_end_to_end import count_by_status, wait_for
 
@@ -71,6 +72,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(stack, smtp, monkeypatch):
     print(f"killed with {stranded} appeals in flight; all {total} dispatched {recovered_in:.1f}s after the kill")
 
 
+@on_sqlite
 def test_appeals_whose_jobs_vanished_from_redis_are_still_dispatched(stack, env):
     url = get_settings().sqlalchemy_url
     received_appeals(50)

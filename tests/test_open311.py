@@ -14,7 +14,7 @@ import jsonschema
 
 from appealflow.services import wait_until
 from tests.appeals import CatalogueOracle
-from tests.conftest import BIN
+from tests.conftest import BIN, on_postgresql, on_sqlite
 from tests.staff import HOME, sign_in
 
 SCHEMAS = json.loads((Path(__file__).parent / "georeport_v2_schemas.json").read_text(encoding="utf-8"))
@@ -99,6 +99,7 @@ def no_contact(text: str) -> None:
         assert secret not in text
 
 
+@on_sqlite
 def test_every_endpoint_in_json_and_xml_follows_the_georeport_v2_schemas(staff_api):
     api = staff_api
     key = new_client(api, "schema-check")
@@ -190,6 +191,7 @@ def test_every_endpoint_in_json_and_xml_follows_the_georeport_v2_schemas(staff_a
         valid("errors", body)
 
 
+@on_postgresql
 def test_a_city_app_files_with_an_open311_client_and_follows_it_to_closed(staff_api, stack, smtp):
     """civicbot (PyPI) files and follows in JSON; georeport (PyPI) follows the same request in XML."""
     from civicbot.http import HttpTransport, RateLimiter
@@ -265,6 +267,7 @@ def test_a_city_app_files_with_an_open311_client_and_follows_it_to_closed(staff_
     assert reader.get_service_requests(service_request_id=request_id)["status"] == "closed"
 
 
+@on_sqlite
 def test_client_keys_are_per_app_revocable_and_rate_limited(staff_api, stack):
     api = staff_api
     code = routed_here()

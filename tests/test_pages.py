@@ -15,6 +15,7 @@ from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.settings import get_settings
+from tests.conftest import on_sqlite
 from tests.staff import PASSWORD, appeal_in, create_staff
 
 LOCALES = Path(__file__).parent.parent / "api" / "pages" / "locales"
@@ -69,6 +70,7 @@ def test_catalogues_have_the_same_words():
     assert all(isinstance(v, str) and v for v in [*zh.values(), *en.values()])
 
 
+@on_sqlite
 def test_pages(stack):
     create_staff()
     base = stack.start_api()

@@ -19,6 +19,7 @@ from appealflow.models.outbox import DeliveryAttempt, Notification
 from appealflow.models.people import StaffUser, add_user
 from appealflow.models.tracking import EVENT_WORDS, STATUS_WORDS
 from appealflow.settings import get_settings
+from tests.conftest import on_postgresql, on_sqlite
 from tests.requester_receivers import Gateway, Mailbox
 from tests.staff import PASSWORD, sign_in
 from tests.test_dispatch_end_to_end import wait_for
@@ -81,6 +82,7 @@ def _subjects(messages: list[dict], key: str = "subject") -> list[str]:
     return [m[key] for m in messages]
 
 
+@on_postgresql
 def test_three_requesters_hear_every_step_in_their_language_with_links_that_open_their_appeal(
         staff_api, stack, mailbox, gateway):
     api = staff_api
@@ -225,6 +227,7 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
              what="the withdrawal message")
 
 
+@on_sqlite
 def test_a_gateway_down_for_a_while_gets_every_message_once_and_dead_letters_are_retried_from_the_list(
         staff_api, stack, mailbox, gateway):
     api = staff_api

@@ -15,6 +15,7 @@ from appealflow.models.duplicates import places
 from appealflow.models.evaluation import EVAL_DIR, labelled, read_labelled
 from appealflow.models.policy_qa import import_base, parse, search
 from appealflow.models.reference import read_reference
+from tests.conftest import on_postgresql, on_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,7 @@ def test_the_same_road_in_chinese_and_english_is_one_place():
     assert not places("辽宁路路灯坏了") & places("湘潭路菜市场门口")
 
 
+@on_postgresql
 def test_versions_train_promote_and_roll_back_and_triage_carries_suggestions(database_url, tmp_path):
     rows = read_labelled(EVAL_DIR / "appeals.jsonl")[:40]
     with session_scope(database_url) as session:
@@ -55,6 +57,7 @@ def test_versions_train_promote_and_roll_back_and_triage_carries_suggestions(dat
         assert all(s.why and s.department_code for s in verdict.suggestions)
 
 
+@on_sqlite
 def test_policy_answers_are_found_and_nothing_close_hands_over(database_url):
     entries = parse((EVAL_DIR / "qa_base.json").read_text(encoding="utf-8"), "json")
     embed = embedder("e5").embed

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from tests.conftest import on_postgresql
 from tests.staff import appeal_in
 
 EXAMPLES_PER_OPERATION_AND_MODE = 32
@@ -21,6 +22,7 @@ STATUSES = ("triage", "dispatched", "accepted", "in_progress", "waiting_requeste
             "arbitration", "closed")
 
 
+@on_postgresql
 def test_no_operation_answers_with_a_server_error(staff_api):
     base = str(staff_api.base_url).rstrip("/")
     real_codes = [appeal_in(status, extension=status == "accepted")[0] for status in STATUSES]

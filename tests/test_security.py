@@ -11,6 +11,7 @@ from appealflow.models.appeal import Appeal
 from appealflow.models.db import session_scope
 from appealflow.models.tracking import access_token
 from appealflow.settings import get_settings
+from tests.conftest import on_postgresql, on_sqlite
 from tests.staff import ELSEWHERE, HOME, PASSWORD, appeal_in, create_staff, sign_in
 
 GOOD = {
@@ -41,6 +42,7 @@ class Acting:
         return response.json()
 
 
+@on_sqlite
 def test_the_requester_never_reads_internal_notes_or_staff_names(staff_api):
     code, version = appeal_in("dispatched")
     act = Acting(staff_api, code, version)
@@ -70,6 +72,7 @@ def test_the_requester_never_reads_internal_notes_or_staff_names(staff_api):
     assert history[1]["detail"] == history[2]["detail"] == {}  # staff reasons stay with staff
 
 
+@on_postgresql
 def test_hotline_intake_only_by_a_signed_in_operator(staff_api, stack):
     hotline = {**GOOD, "channel": "hotline", "operator_id": "op-007"}
     anonymous = staff_api.post("/appeals", json=hotline)
@@ -98,6 +101,7 @@ def test_hotline_intake_only_by_a_signed_in_operator(staff_api, stack):
     assert seen.status_code == 200
 
 
+@on_sqlite
 def test_merge_answers_the_same_for_an_unknown_parent_and_one_outside_the_view(staff_api):
     child, version = appeal_in("triage")
     closed, _ = appeal_in("closed")
@@ -117,6 +121,7 @@ def test_merge_answers_the_same_for_an_unknown_parent_and_one_outside_the_view(s
     assert joined.status_code == 200 and joined.json()["status"] == "merged"
 
 
+@on_postgresql
 def test_a_department_removed_by_a_return_or_a_redispatch_reads_the_appeal_no_more(staff_api):
     code, version = appeal_in("triage")
     act = Acting(staff_api, code, version)
@@ -156,6 +161,7 @@ def _retry_after(response: httpx.Response) -> int:
     return wait
 
 
+@on_sqlite
 def test_public_intake_and_tracking_are_rate_limited_per_address(stack):
     with _limited_api(stack, intake="3/minute", tracking="4/minute") as api:
         created = [api.post("/appeals", json=GOOD) for _ in range(3)]
@@ -177,6 +183,7 @@ def test_public_intake_and_tracking_are_rate_limited_per_address(stack):
         assert hotline.status_code == 201
 
 
+@on_postgresql
 def test_sign_in_is_rate_limited_per_username_and_address(stack):
     create_staff()
     with _limited_api(stack, sign_in="6/minute", sign_in_user="3/minute") as api:
@@ -190,6 +197,7 @@ def test_sign_in_is_rate_limited_per_username_and_address(stack):
         _retry_after(api.post("/auth/token", data={"username": "admin", "password": PASSWORD}))
 
 
+@on_sqlite
 def test_a_redis_outage_lifts_the_limits_rather_than_refusing_citizens(stack):
     from appealflow.services import free_port
 

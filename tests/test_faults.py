@@ -48,9 +48,9 @@ def _all_dispatched(url: str, total: int) -> bool:
 
 @on_postgresql
 def test_workers_ride_out_redis_dying_under_load(stack, tmp_path, monkeypatch):
-    """Redis SIGKILLed while workers are inside jobs, down for OUTAGE seconds, then back on the same
+    """Redis SIGKILLed while workers are inside jobs, down for 20 s (as in the issue), then back on the same
     port and data: both workers are still running and every appeal is dispatched exactly once."""
-    outage = 15
+    outage = 20
     folder = tmp_path / "private-redis"
     port = free_port()
     server, redis_url = start_redis(folder, port)

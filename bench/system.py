@@ -32,7 +32,8 @@ class Receiver:
         self.port = port
         self.arrivals: list[tuple[float, str, str | None]] = []
         self._lock = threading.Lock()
-        self._controller = Controller(self, hostname="127.0.0.1", port=port)
+        # A fixed name: otherwise each connection looks up this host's FQDN.
+        self._controller = Controller(self, hostname="127.0.0.1", port=port, server_hostname="receiver.bench.test")
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         at = time.time()

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from appealflow.api.auth import current_staff
-from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
+from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import OVERSIGHT_ROLES
@@ -20,7 +20,7 @@ from appealflow.models.lifecycle import NotPermitted
 from appealflow.models.outbox import attempts_of, retry, undelivered
 from appealflow.models.people import Staff
 from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
-from appealflow.workers.queues import DELIVERY, wake_quietly
+from appealflow.workers.queues import DELIVERY
 
 Format = Annotated[Literal["json", "csv"], Query()]
 
@@ -127,17 +127,16 @@ def undelivered_list(session: SessionDep, format: Format = "json"):
 
 
 @router.get("/undelivered/{notification_id}/attempts")
-def delivery_attempts(session: SessionDep, notification_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+def delivery_attempts(session: SessionDep, notification_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict:
     return {"rows": [dict(at=a.at.isoformat(), channel=a.channel, result=a.result, error=a.error)
                      for a in attempts_of(session, notification_id)]}
 
 
 @router.post("/undelivered/{notification_id}/retry")
-def retry_undelivered(session: SessionDep, redis: RedisDep,
-                      notification_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+def retry_undelivered(unit: UnitOfWorkDep, notification_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict:
     """Send a dead letter again, with a fresh set of attempts (once the gateway or target is mended)."""
-    if not retry(session, notification_id, now=utcnow()):
+    if not retry(unit.session, notification_id, now=utcnow()):
         raise HTTPException(404, "没有这条未送达消息 / no undelivered message with this id (or it has no target)")
-    session.commit()
-    wake_quietly(redis, DELIVERY)
+    unit.wake(DELIVERY)
+    unit.commit()
     return {"id": notification_id, "status": "pending"}

@@ -22,6 +22,8 @@ import shutil
 import time
 from pathlib import Path
 
+from sqlmodel import col
+
 from appealflow.settings import Settings, get_settings
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -172,8 +174,8 @@ def _appeals_waiting(session) -> list[tuple[str, int]]:
     from appealflow.models.enums import AppealStatus
 
     done = (AppealStatus.closed, AppealStatus.merged)
-    counts = dict(session.execute(select(Appeal.status, func.count()).where(Appeal.status.not_in(done))
-                                  .group_by(Appeal.status)).all())
+    counts = dict(session.execute(select(col(Appeal.status), func.count()).where(col(Appeal.status).not_in(done))
+                                  .group_by(col(Appeal.status))).all())
     # Every status present, zeros too, so a graph shows a queue emptying rather than vanishing.
     return [(str(status), counts.get(status, 0)) for status in AppealStatus if status not in done]
 
@@ -184,10 +186,11 @@ def _clocks(session, now) -> tuple[int, int]:
     from appealflow.models.enums import ClockState
     from appealflow.models.escalation import DeadlineClock
 
+    at_risk = (col(DeadlineClock.warn_at) <= now) & (col(DeadlineClock.due_at) > now)
     row = session.execute(select(
-        func.coalesce(func.sum(case(((DeadlineClock.warn_at <= now) & (DeadlineClock.due_at > now), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((DeadlineClock.due_at <= now, 1), else_=0)), 0),
-    ).where(DeadlineClock.state == ClockState.running)).one()
+        func.coalesce(func.sum(case((at_risk, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((col(DeadlineClock.due_at) <= now, 1), else_=0)), 0),
+    ).where(col(DeadlineClock.state) == ClockState.running)).one()
     return int(row[0]), int(row[1])
 
 
@@ -197,8 +200,8 @@ def _deliveries(session) -> list[tuple[str, str, int]]:
     from appealflow.models.outbox import DeliveryAttempt
 
     return [(channel, result, count) for channel, result, count in session.execute(
-        select(DeliveryAttempt.channel, DeliveryAttempt.result, func.count())
-        .group_by(DeliveryAttempt.channel, DeliveryAttempt.result)).all()]
+        select(col(DeliveryAttempt.channel), col(DeliveryAttempt.result), func.count())
+        .group_by(col(DeliveryAttempt.channel), col(DeliveryAttempt.result))).all()]
 
 
 def render(settings: Settings) -> tuple[bytes, str]:

@@ -20,5 +20,6 @@ if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; the
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 .venv/bin/ruff check .
+bash deploy/typecheck.sh
 # Two test processes (pytest-xdist): most tests wait on real servers, so two share two cores well.
 exec .venv/bin/python -m pytest -n "${APPEALFLOW_TEST_PROCESSES:-2}" "$@"

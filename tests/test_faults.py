@@ -184,7 +184,7 @@ def test_database_outage_answers_503_and_recovers_without_restarts(
                 assert retry_after and body["unavailable"] == "database" and "detail" in body
         accepted = {a[2]["code"] for a in answers if a[1] == 201}
         url = get_settings().sqlalchemy_url
-        wait_for(lambda: _all_dispatched(url, len(accepted)), timeout=30, what="dispatch after the outage")
+        wait_for(lambda: _all_dispatched(url, len(accepted)), timeout=90, what="dispatch after the outage")
         with session_scope(url) as session:
             stored = set(session.execute(select(Appeal.code)).scalars())
         assert stored == accepted  # every 201 was kept; no 503 left an appeal behind

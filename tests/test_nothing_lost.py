@@ -53,8 +53,9 @@ def test_a_worker_killed_mid_batch_loses_nothing(stack, smtp, monkeypatch):
     stack.start_worker()
     wait_for(lambda: count_by_status(url)[AppealStatus.received] == 0, timeout=120, what="recovery")
     recovered_in = time.monotonic() - killed_at
-    # The stranded claims wait out their lease; the reconciler looks every RECONCILE seconds.
-    assert recovered_in < LEASE + RECONCILE + 15, recovered_in
+    # The stranded claims wait out their lease; the reconciler looks every RECONCILE seconds; the
+    # rest is starting a worker and working off the backlog, which a loaded 2-core machine slows.
+    assert recovered_in < LEASE + RECONCILE + 30, recovered_in
 
     per_appeal = decisions_per_appeal(url)
     assert len(per_appeal) == total and set(per_appeal.values()) == {1}

@@ -17,6 +17,6 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the database to the newest schema."""
-    # Every head: features developed side by side add migrations on branches of their own, which
-    # a merge revision later joins; until then each branch applies.
+    # Every head: features developed side by side may add migrations on branches of their own
+    # until a merge revision joins them (as 0009 joins 0007 and 0008).
     command.upgrade(alembic_config(url), "heads")

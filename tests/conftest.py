@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,21 +14,42 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from sqlalchemy import insert, select, text
+from sqlmodel import SQLModel
 
 from appealflow.models.db import engine_for, session_scope
 from appealflow.models.reference import load_reference_files
 from appealflow.models.schema import migrate
-from appealflow.services import free_port, spawn, start_prefect_server, start_redis, stop, wait_until
+from appealflow.services import free_port, spawn, spawn_prefect_server, start_redis, stop, wait_until
 from appealflow.settings import get_settings
 from tests.postgres import new_database
 from tests.postgres import postgres_server as postgres_server_for
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 BIN = Path(sys.executable).parent
-# Prefect reads its settings when first imported, which collecting the tests does: name the
-# server's address now, or in-process flow runs would start an ephemeral server of their own.
-PREFECT_PORT = free_port()
+# One Prefect server for the whole run, parallel test processes included: the first process to load
+# this file (pytest-xdist's controller, or the only one) picks the port and starts the server, and the
+# test processes it spawns inherit the address. Prefect reads its settings when first imported, which
+# collecting the tests does: name the address now, or in-process flow runs would start their own server.
+os.environ.setdefault("APPEALFLOW_TEST_PREFECT_PORT", str(free_port()))
+PREFECT_PORT = int(os.environ["APPEALFLOW_TEST_PREFECT_PORT"])
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_PORT}/api"
+
+
+def pytest_configure(config) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist test process: the controller started it
+        return
+    home = Path(tempfile.mkdtemp(prefix="appealflow-test-prefect-"))
+    # Not waited for here: it starts while the tests are collected; `prefect_api` waits for it.
+    config._appealflow_prefect = (spawn_prefect_server(home, PREFECT_PORT, ui=False, log_file=home / "prefect.log"),
+                                  home)
+
+
+def pytest_unconfigure(config) -> None:
+    started = getattr(config, "_appealflow_prefect", None)
+    if started:
+        stop(started[0])
+        shutil.rmtree(started[1], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +77,12 @@ def redis_url(workdir) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(workdir) -> Iterator[str]:
-    process, api = start_prefect_server(workdir / "prefect", PREFECT_PORT, ui=False,
-                                        log_file=workdir / "prefect.log")
-    assert api == os.environ["PREFECT_API_URL"]
-    yield api
-    stop(process)
+def prefect_api() -> str:
+    api = os.environ["PREFECT_API_URL"]
+    # Minutes, not seconds: on a busy machine the server can take two to start.
+    wait_until(lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200, timeout=300,
+               what="the Prefect server")
+    return api
 
 
 @pytest.fixture(scope="session")
@@ -70,28 +92,53 @@ def postgres_server(workdir) -> Iterator[str]:
         yield url
 
 
-def _migrated_and_seeded(url: str) -> None:
-    settings_url = url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
-    migrate(settings_url)
-    with session_scope(settings_url) as session:
-        load_reference_files(session)
-    engine_for(settings_url).dispose()  # a template database must have no connections left
+def _sqlalchemy_url(url: str) -> str:
+    return url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+class SharedDatabase:
+    """One migrated, seeded database per backend in each test process, with the test staff in it, put
+    back to exactly those rows before every test. Tests share it rather than each having a copy so
+    that one API process serves them all (it keeps its connections), and nothing of one test is seen
+    by the next."""
+
+    def __init__(self, url: str):
+        from tests.staff import create_staff
+
+        self.url = url
+        self._engine_url = _sqlalchemy_url(url)
+        migrate(self._engine_url)
+        with session_scope(self._engine_url) as session:
+            load_reference_files(session)
+        create_staff(self._engine_url)  # password hashing is slow on purpose: once, not per test
+        self._tables = list(SQLModel.metadata.sorted_tables)
+        with engine_for(self._engine_url).connect() as connection:  # rows in the order they were added
+            self._rows = {table: [dict(row._mapping) for row in connection.execute(select(table))]
+                          for table in self._tables}
+
+    def reset(self) -> str:
+        engine = engine_for(self._engine_url)
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in self._tables)))
+            else:
+                for table in reversed(self._tables):
+                    connection.execute(table.delete())
+            for table in self._tables:
+                if self._rows[table]:
+                    connection.execute(insert(table), self._rows[table])
+        engine.dispose()
+        return self.url
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(workdir) -> Path:
-    """Migrated and seeded once; each test gets a copy of the file."""
-    path = workdir / "template.db"
-    _migrated_and_seeded(f"sqlite:///{path}")
-    return path
+def shared_sqlite(workdir) -> SharedDatabase:
+    return SharedDatabase(f"sqlite:///{workdir / 'appealflow.db'}")
 
 
 @pytest.fixture(scope="session")
-def postgres_template(postgres_server) -> str:
-    """Migrated and seeded once; each test's database is created from it."""
-    url = new_database(postgres_server)
-    _migrated_and_seeded(url)
-    return url.split("?")[0].rsplit("/", 1)[1]
+def shared_postgresql(postgres_server) -> SharedDatabase:
+    return SharedDatabase(new_database(postgres_server))
 
 
 # Tests about storage (claims, races, SQL figures) run on both backends. A long walk through the
@@ -102,20 +149,23 @@ on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """A fresh, migrated, seeded database on each backend."""
-    if request.param == "sqlite":
-        path = tmp_path / "appealflow.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    return new_database(request.getfixturevalue("postgres_server"),
-                        template=request.getfixturevalue("postgres_template"))
+def database_url(request) -> str:
+    """A migrated, seeded database on each backend, holding nothing but the seed and the test staff."""
+    return request.getfixturevalue(f"shared_{request.param}").reset()
+
+
+@pytest.fixture(scope="session")
+def _smtp_receiver() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    with SmtpReceiver() as receiver:
-        yield receiver
+def smtp(_smtp_receiver) -> SmtpReceiver:
+    """A local SMTP server, holding no message from an earlier test (the processes that sent those
+    were stopped with their test)."""
+    _smtp_receiver.clear()
+    return _smtp_receiver
 
 
 @pytest.fixture
@@ -125,13 +175,16 @@ def http_receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
-def env(database_url, redis_url, prefect_api, smtp, tmp_path, monkeypatch) -> dict[str, str]:
-    """The environment every process of one test shares, applied to this process too."""
+def env(database_url, redis_url, prefect_api, smtp, workdir, monkeypatch) -> dict[str, str]:
+    """The environment every process of one test shares, applied to this process too. The data folder
+    (signing key, metrics files) goes with the database: tests on one backend share both."""
     connection = redis.Redis.from_url(redis_url)
     connection.flushdb()
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     values = {
         "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
-        "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
+        "APPEALFLOW_DATA_DIR": str(workdir / f"var-{backend}"),
+        "APPEALFLOW_SMTP_URL": smtp.apprise_url,
         "APPEALFLOW_DELIVERY_BACKOFF_SECONDS": "0.2", "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         # Tests post hundreds of appeals from one address; tests/test_security.py turns limits on.
@@ -147,26 +200,75 @@ def env(database_url, redis_url, prefect_api, smtp, tmp_path, monkeypatch) -> di
     engine_for(get_settings().sqlalchemy_url).dispose()
 
 
-class Stack:
-    """API and worker processes of one test, stopped at its end."""
+# What an API process's behaviour depends on; anything else in the environment is the test runner's.
+APP_ENV_PREFIXES = ("APPEALFLOW_", "DATABASE_URL", "REDIS_URL", "PREFECT_")
 
-    def __init__(self, env: dict[str, str], logs: Path):
+
+def _app_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((key, value) for key, value in env.items() if key.startswith(APP_ENV_PREFIXES)))
+
+
+class SharedApis:
+    """API processes kept for the whole session, one per environment: a test that leaves the
+    environment as `env` made it uses the one already running instead of waiting for its own to start."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self._running: dict[tuple, tuple[subprocess.Popen, str, Path]] = {}
+
+    def get(self, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
+        key = _app_env(env)
+        running = self._running.get(key)
+        if running is None or running[0].poll() is not None:
+            log = self.logs / f"api-shared-{len(self._running) + 1}.log"
+            running = (*start_api_process(env, log), log)
+            self._running[key] = running
+        return running
+
+    def stop(self) -> None:
+        for process, _, _ in self._running.values():
+            stop(process)
+
+
+def start_api_process(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = spawn([str(BIN / "appealflow"), "api", "--port", str(port)], env=env, log_file=log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, timeout=60, what="API", process=process)
+    return process, url
+
+
+@pytest.fixture(scope="session")
+def shared_apis(workdir) -> Iterator[SharedApis]:
+    apis = SharedApis(workdir / "logs")
+    yield apis
+    apis.stop()
+
+
+class Stack:
+    """API and worker processes of one test, stopped at its end. The API is a shared one when the
+    test did not change the environment it runs in."""
+
+    def __init__(self, env: dict[str, str], logs: Path, shared_apis: SharedApis | None = None):
         self.env = dict(os.environ, **env)
         self.logs = logs
         self.workers: list[subprocess.Popen] = []
         self.api: subprocess.Popen | None = None
         self.api_url = ""
+        self._as_given = _app_env(self.env)
+        self._shared_apis = shared_apis
+        self.shared_log: tuple[Path, int] | None = None  # the shared API's log, and where this test began
 
     def _spawn(self, args: list[str], log_name: str, **extra_env: str) -> subprocess.Popen:
         return spawn([str(BIN / "appealflow"), *args], env=dict(self.env, **extra_env),
                      log_file=self.logs / log_name)
 
     def start_api(self) -> str:
-        port = free_port()
-        self.api = self._spawn(["api", "--port", str(port)], "api.log")
-        self.api_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{self.api_url}/health").status_code == 200, timeout=60,
-                   what="API", process=self.api)
+        if self._shared_apis is not None and _app_env(self.env) == self._as_given:
+            _, self.api_url, log = self._shared_apis.get(self.env)
+            self.shared_log = (log, log.stat().st_size)
+        else:
+            self.api, self.api_url = start_api_process(self.env, self.logs / "api.log")
         return self.api_url
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen:
@@ -178,29 +280,43 @@ class Stack:
         for process in [*self.workers, *([self.api] if self.api else [])]:
             stop(process)
 
+    def log_texts(self) -> dict[str, str]:
+        """This test's logs: its own processes', and what the shared API wrote while it ran."""
+        texts = {log.name: log.read_text(errors="replace") for log in sorted(self.logs.glob("*.log"))}
+        if self.shared_log:
+            log, start = self.shared_log
+            with open(log, "rb") as out:
+                out.seek(start)
+                texts[log.name] = out.read().decode(errors="replace")
+        return texts
+
 
 @pytest.fixture
-def stack(env, tmp_path) -> Iterator[Stack]:
-    running = Stack(env, tmp_path / "logs")
+def stack(env, tmp_path, shared_apis) -> Iterator[Stack]:
+    running = Stack(env, tmp_path / "logs", shared_apis)
     yield running
     running.stop()
     if os.environ.get("CI"):
-        for log in sorted((tmp_path / "logs").glob("*.log")):
-            tail = log.read_text(errors="replace")[-3000:]
-            if "Traceback" in tail:
-                print(f"--- {log.name} ---\n{tail}")
+        for name, text in running.log_texts().items():
+            if "Traceback" in text[-3000:]:
+                print(f"--- {name} ---\n{text[-3000:]}")
     if not os.environ.get("KEEP_LOGS"):
         shutil.rmtree(tmp_path / "logs", ignore_errors=True)
 
 
+_tokens: dict[str, dict[str, dict[str, str]]] = {}
+
+
 @pytest.fixture
 def staff_api(stack) -> Iterator[httpx.Client]:
-    """An HTTP client on a running API, with a signed-in header set per account of tests.staff."""
-    from tests.staff import ACCOUNTS, create_staff, sign_in
+    """An HTTP client on a running API, with a signed-in header set per account of tests.staff (kept
+    for the session per API process: signing in is slow on purpose)."""
+    from tests.staff import ACCOUNTS, sign_in
 
-    create_staff()
     with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
-        client.staff = {name: sign_in(client, name) for name in ACCOUNTS}
+        if stack.api is not None or stack.api_url not in _tokens:
+            _tokens[stack.api_url] = {name: sign_in(client, name) for name in ACCOUNTS}
+        client.staff = _tokens[stack.api_url]
         yield client
 
 

@@ -37,6 +37,10 @@ class SmtpReceiver:
         with self._lock:
             return Counter(self.messages)
 
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
     def __enter__(self) -> SmtpReceiver:
         self._controller.start()
         return self

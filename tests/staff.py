@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from appealflow.models.appeal import Appeal, ExtensionRequest
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.enums import Role
 from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.people import add_user
+from appealflow.models.people import StaffUser, add_user
 from appealflow.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
@@ -29,10 +29,13 @@ ACCOUNTS = {
 }
 
 
-def create_staff() -> None:
-    with session_scope(get_settings().sqlalchemy_url) as session:
+def create_staff(url: str | None = None) -> None:
+    """The accounts above, where they are missing (the test databases are seeded with them)."""
+    with session_scope(url or get_settings().sqlalchemy_url) as session:
+        existing = set(session.execute(select(StaffUser.username)).scalars())
         for username, (role, department) in ACCOUNTS.items():
-            add_user(session, username=username, password=PASSWORD, role=role, department_code=department)
+            if username not in existing:
+                add_user(session, username=username, password=PASSWORD, role=role, department_code=department)
 
 
 def sign_in(api: httpx.Client, username: str) -> dict[str, str]:

@@ -28,8 +28,10 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
 def test_metrics_after_a_small_run(stack, smtp, tmp_path, monkeypatch):
     clock = tmp_path / "clock"
     clock.write_text("0")
-    monkeypatch.setenv("APPEALFLOW_CLOCK_FILE", str(clock))
-    stack.env["APPEALFLOW_CLOCK_FILE"] = str(clock)
+    # A system of its own (clock, and the data folder its counts are kept in), counting from zero.
+    for key, value_ in {"APPEALFLOW_CLOCK_FILE": str(clock), "APPEALFLOW_DATA_DIR": str(tmp_path / "var")}.items():
+        monkeypatch.setenv(key, value_)
+        stack.env[key] = value_
     get_settings.cache_clear()
     api = httpx.Client(base_url=stack.start_api(), timeout=30)
     stack.start_worker()

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -27,29 +28,37 @@ from tests.postgres import postgres_server as postgres_server_for
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 BIN = Path(sys.executable).parent
-# One Prefect server for the whole run, parallel test processes included: the first process to load
-# this file (pytest-xdist's controller, or the only one) picks the port and starts the server, and the
-# test processes it spawns inherit the address. Prefect reads its settings when first imported, which
-# collecting the tests does: name the address now, or in-process flow runs would start their own server.
+# One Prefect server, one Redis and one PostgreSQL for the whole run, parallel test processes
+# included: the first process to load this file (pytest-xdist's controller, or the only one) starts
+# them, and the test processes it spawns inherit their addresses. Prefect reads its settings when
+# first imported, which collecting the tests does: name its address now, or in-process flow runs
+# would start a server of their own.
 os.environ.setdefault("APPEALFLOW_TEST_PREFECT_PORT", str(free_port()))
 PREFECT_PORT = int(os.environ["APPEALFLOW_TEST_PREFECT_PORT"])
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_PORT}/api"
 
 
 def pytest_configure(config) -> None:
-    if hasattr(config, "workerinput"):  # a pytest-xdist test process: the controller started it
+    if hasattr(config, "workerinput"):  # a pytest-xdist test process: the controller started them
         return
-    home = Path(tempfile.mkdtemp(prefix="appealflow-test-prefect-"))
-    # Not waited for here: it starts while the tests are collected; `prefect_api` waits for it.
-    config._appealflow_prefect = (spawn_prefect_server(home, PREFECT_PORT, ui=False, log_file=home / "prefect.log"),
-                                  home)
+    started = config._appealflow_servers = ExitStack()
+    home = Path(tempfile.mkdtemp(prefix="appealflow-test-servers-"))
+    started.callback(shutil.rmtree, home, ignore_errors=True)
+    # Not waited for: it starts while the tests are collected, and `prefect_api` waits for it.
+    started.callback(stop, spawn_prefect_server(home / "prefect", PREFECT_PORT, ui=False,
+                                                log_file=home / "prefect.log"))
+    if not os.environ.get("REDIS_URL"):
+        process, url = start_redis(home / "redis")
+        started.callback(stop, process)
+        os.environ["APPEALFLOW_TEST_REDIS_URL"] = url
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        os.environ["APPEALFLOW_TEST_POSTGRES_URL"] = started.enter_context(postgres_server_for(home / "pgdata"))
 
 
 def pytest_unconfigure(config) -> None:
-    started = getattr(config, "_appealflow_prefect", None)
+    started = getattr(config, "_appealflow_servers", None)
     if started:
-        stop(started[0])
-        shutil.rmtree(started[1], ignore_errors=True)
+        started.close()
 
 
 @pytest.fixture(scope="session")
@@ -62,18 +71,13 @@ def _xdist_worker_number() -> int:
 
 
 @pytest.fixture(scope="session")
-def redis_url(workdir) -> Iterator[str]:
-    """REDIS_URL when given (a database of its own per parallel test process, since tests flush
-    theirs); otherwise the Redis the project brings itself."""
-    if os.environ.get("REDIS_URL"):
-        base = os.environ["REDIS_URL"].split("?")[0].rstrip("/")
-        if base.count("/") > 2:  # redis://host:port/N: the database number goes
-            base = base.rsplit("/", 1)[0]
-        yield f"{base}/{_xdist_worker_number() % 16}"
-        return
-    process, url = start_redis(workdir / "redis")
-    yield url
-    stop(process)
+def redis_url() -> str:
+    """The run's Redis (REDIS_URL when given), a database of its own per parallel test process,
+    since tests flush theirs."""
+    base = (os.environ.get("REDIS_URL") or os.environ["APPEALFLOW_TEST_REDIS_URL"]).split("?")[0].rstrip("/")
+    if base.count("/") > 2:  # redis://host:port/N: the database number goes
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{_xdist_worker_number() % 16}"
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +90,11 @@ def prefect_api() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(workdir) -> Iterator[str]:
-    """A PostgreSQL server: DATABASE_URL when it names one, otherwise one started here."""
-    with postgres_server_for(workdir / "pgdata") as url:
-        yield url
+def postgres_server() -> str:
+    """The run's PostgreSQL server: DATABASE_URL when it names one, otherwise the one started above.
+    Each test process makes its own databases on it."""
+    given = os.environ.get("DATABASE_URL", "")
+    return given if given.startswith("postgres") else os.environ["APPEALFLOW_TEST_POSTGRES_URL"]
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -277,7 +282,11 @@ class Stack:
         return process
 
     def stop(self) -> None:
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        """All at once: each is asked to stop, then waited for (a straggler is killed)."""
+        processes = [p for p in [*self.workers, *([self.api] if self.api else [])] if p.poll() is None]
+        for process in processes:
+            process.terminate()
+        for process in processes:
             stop(process)
 
     def log_texts(self) -> dict[str, str]:

@@ -39,7 +39,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(stack, smtp, monkeypatch):
     monkeypatch.setitem(stack.env, "APPEALFLOW_CLAIM_LEASE_SECONDS", str(LEASE))
     monkeypatch.setitem(stack.env, "APPEALFLOW_DISPATCH_BATCH_SIZE", "100")
     url = get_settings().sqlalchemy_url
-    total = 600
+    total = 300
     received_appeals(total)
 
     doomed = stack.start_worker()

@@ -18,7 +18,9 @@ from tests.test_escalation import dispatched_appeal
 
 
 def test_the_sweep_runs_on_its_schedule_as_a_prefect_deployment(stack, prefect_api):
-    scheduler = stack._spawn(["scheduler"], "scheduler.log", APPEALFLOW_SWEEP_INTERVAL_SECONDS="5")
+    # The runner looks for due runs every second instead of every ten.
+    scheduler = stack._spawn(["scheduler"], "scheduler.log", APPEALFLOW_SWEEP_INTERVAL_SECONDS="5",
+                             PREFECT_RUNNER_POLL_FREQUENCY="1")
     stack.workers.append(scheduler)  # stopped with the rest
 
     def completed_runs():

@@ -246,7 +246,10 @@ def test_one_department_added_twice_at_once_is_one_assist_and_a_409(staff_api):
         body = {"version": version, "department": ELSEWHERE}
         responses = _together([partial(staff_api.post, f"/staff/appeals/{code}/add_assist", json=body,
                                        headers=staff_api.staff[role]) for role in ("handler", "department_head")])
-        assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+        # The loser either finds the appeal changed (409) or, reading the assists a moment after the
+        # winner committed, the department already there (422); never a second assist.
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses[0] == 200 and statuses[1] in (409, 422), [r.text for r in responses]
         detail = staff_api.get(f"/staff/appeals/{code}", headers=staff_api.staff["handler"]).json()
         assert detail["assisting"] == [ELSEWHERE]
 

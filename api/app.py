@@ -3,7 +3,19 @@
 from fastapi import FastAPI
 
 from appealflow import metrics
-from appealflow.api import auth, errors, intake, open311, outage, pages, reference, supervision, tracking, workbench
+from appealflow.api import (
+    auth,
+    errors,
+    intake,
+    open311,
+    outage,
+    pages,
+    reference,
+    routing,
+    supervision,
+    tracking,
+    workbench,
+)
 from appealflow.settings import get_settings
 
 
@@ -26,6 +38,7 @@ def create_app() -> FastAPI:
     app.include_router(open311.router)
     app.include_router(open311.admin)
     app.include_router(reference.router)
+    app.include_router(routing.router)
     pages.install(app)  # the HTML pages for citizens, staff and the public (api/pages)
     metrics.install(app)  # GET /metrics, and latency by route around everything above
     return app

@@ -37,6 +37,7 @@ def _limiter(request: Request) -> _Limiter | None:
         state.rate_limiter = _Limiter(MovingWindowRateLimiter(storage), {
             "intake": parse_many(settings.rate_limit_intake),
             "tracking": parse_many(settings.rate_limit_tracking),
+            "policy_search": parse_many(settings.rate_limit_policy_search),
             "sign_in": parse_many(settings.rate_limit_sign_in),
             "sign_in_user": parse_many(settings.rate_limit_sign_in_user),
             "tracking_phone": parse_many(settings.rate_limit_tracking_phone),

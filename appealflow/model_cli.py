@@ -9,9 +9,7 @@ from appealflow.settings import get_settings
 
 
 def _backend() -> str:
-    """The backend these commands work on: the configured one, or e5 while dispatch uses the rules alone."""
-    backend = get_settings().routing_model
-    return "e5" if backend == "off" else backend
+    return get_settings().embedding_backend
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

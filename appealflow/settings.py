@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limit_intake: str = "20/minute;200/day"
     rate_limit_tracking: str = "120/minute"
+    rate_limit_policy_search: str = "60/minute"
     rate_limit_sign_in: str = "30/minute"
     rate_limit_sign_in_user: str = "10/minute"
     # Follow-up by code + the phone's last four digits: few tries per address and per code.
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
         from appealflow.models.calendar import load_calendar
 
         return load_calendar(session, hours=self.working_hours, zone=self.timezone)
+
+    @property
+    def embedding_backend(self) -> str:
+        """What texts are compared with (duplicates, the Q&A base): the routing model's backend, or e5
+        while dispatch routes by the rules alone."""
+        return "e5" if self.routing_model == "off" else self.routing_model
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -74,11 +74,15 @@ SIMILAR = 0.86  # cosine of e5 query vectors: same matter in other words
 VERY_SIMILAR = 0.93  # so close that no place need be named twice
 
 
+def _named(shared: set[str]) -> set[str]:
+    """Named places, without bare building numbers."""
+    return {p for p in shared if not p.startswith("#")}
+
+
 def is_duplicate(similarity: float, shared: set[str], same_street: bool) -> bool:
     """Text alone is not enough: one complaint about noise reads like any other. A named place shared
     by both, or the same street with near-identical text, confirms it."""
-    named = {p for p in shared if not p.startswith("#")}
-    if named and similarity >= SIMILAR - 0.03:
+    if _named(shared) and similarity >= SIMILAR - 0.03:
         return True
     return similarity >= VERY_SIMILAR and same_street
 
@@ -119,15 +123,19 @@ def candidates_for(session: Session, appeal: Appeal, embed, *, limit: int = 5,
         col(Appeal.parent_id).is_(None), col(Appeal.received_at) >= appeal.received_at - window,
         col(Appeal.received_at) <= appeal.received_at + window)
         .order_by(col(Appeal.received_at).desc()).limit(200)).all()
-    if not others:
+    text = f"{appeal.title}。{appeal.text}"
+    mine = places(text)
+    # Only an appeal naming a place of ours, or on our street, can pass `is_duplicate`: embed just those.
+    near = [(other, f"{other.title}。{other.text}") for other in others]
+    near = [(other, t) for other, t in near
+            if _named(mine & places(t)) or (other.street == appeal.street and appeal.street is not None)][:50]
+    if not near:
         return []
-    texts = [f"{a.title}。{a.text}" for a in [appeal, *others]]
-    vectors = embed(texts)
+    vectors = embed([text, *(t for _, t in near)])
     sims = vectors[1:] @ vectors[0]
-    mine = places(texts[0])
     found = []
-    for other, sim, text in zip(others, sims, texts[1:], strict=True):
-        shared = mine & places(text)
+    for (other, other_text), sim in zip(near, sims, strict=True):
+        shared = mine & places(other_text)
         if is_duplicate(float(sim), shared, other.street == appeal.street and appeal.street is not None):
             where = ", ".join(sorted(shared)) or "the same street"
             found.append(Candidate(stored_id(other), other.code, round(float(sim), 3), tuple(sorted(shared)),

@@ -1,0 +1,73 @@
+"""Help for the people who route and answer: the suggestions routing recorded and the open appeals
+that are probably the same matter (dispatchers only), and the policy Q&A base searched while a
+citizen types or an operator is on the line; on real e5 embeddings, through the running API."""
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.classifier import embedder
+from appealflow.models.columns import utcnow
+from appealflow.models.db import session_scope
+from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.policy_qa import import_base
+from appealflow.settings import get_settings
+from tests.conftest import on_postgresql, on_sqlite
+
+BASE = Path(__file__).parent / "eval" / "qa_base.json"
+
+
+def _appeal(title: str, text: str, street: str = "badaguan") -> str:
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        appeal = receive(session, NewAppeal(
+            channel="web", appeal_type="complaint", priority="normal", title=title, text=text, district="shinan",
+            street=street, requester_name="钱小红", requester_phone="13800001111"), now=utcnow(), actor="requester")
+        return appeal.code
+
+
+@on_sqlite
+def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staff_api):
+    first = _appeal("工地夜间施工噪音", "居庸关路12号旁边的工地每天夜里施工到凌晨，噪音很大")
+    same = _appeal("晚上施工太吵", "居庸关路12号那个工地晚上一直施工，吵得没法睡觉", street="zhongshanlu")
+    _appeal("路灯不亮", "湘潭路菜市场门口的路灯坏了一个月")  # same district, another matter and place
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        appeal_id = session.execute(select(Appeal.id).where(Appeal.code == first)).scalar_one()
+        # Routing could not place it: in triage, with what it suggested, as the dispatch flow records it.
+        session.execute(update(Appeal).where(Appeal.id == appeal_id).values(status="triage"))
+        session.add(AppealEvent(appeal_id=appeal_id, kind="triage", actor="system:routing", at=utcnow(),
+                                detail={"suggestions": [{"department": "shinan_badaguan", "category": "noise",
+                                                         "probability": 0.46, "why": "施工 / construction"}]}))
+
+    answer = staff_api.get(f"/routing/suggestions/{first}", headers=staff_api.staff["dispatcher"])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [d["code"] for d in body["duplicates"]] == [same]
+    assert body["duplicates"][0]["why"].startswith(f"probably the same matter as {same}")
+    assert body["suggestions"] == [{"department": "shinan_badaguan", "category": "noise", "confidence": 0.46,
+                                    "reason": "施工 / construction"}]
+    # A handler has no business routing; a code outside anyone's records is not found.
+    assert staff_api.get(f"/routing/suggestions/{first}", headers=staff_api.staff["handler"]).status_code == 403
+    assert staff_api.get(f"/routing/suggestions/{first}").status_code == 401
+    assert staff_api.get("/routing/suggestions/261128-ZZZZZZZ",
+                         headers=staff_api.staff["dispatcher"]).status_code == 404
+
+
+@on_postgresql
+def test_the_policy_base_answers_while_citizens_type_and_hands_over_when_nothing_is_close(staff_api):
+    entries = json.loads(BASE.read_text(encoding="utf-8"))
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        import_base(session, entries, embedder(get_settings().embedding_backend).embed)
+
+    found = staff_api.get("/policy/search", params={"q": "灵活就业养老保险怎么交"})  # no sign-in needed
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["found"] and body["handover"] is None and 1 <= len(body["answers"]) <= 3
+    assert body["answers"][0]["question"] == "灵活就业人员怎么缴纳养老保险？"
+    assert body["answers"][0]["source"]
+
+    nothing = staff_api.get("/policy/search", params={"q": "火星上的天气怎么样"}).json()
+    assert not nothing["found"] and nothing["answers"] == [] and "person" in nothing["handover"]
+    assert staff_api.get("/policy/search", params={"q": "x"}).status_code == 422
+    assert staff_api.get("/policy/search", params={"q": "养老保险", "limit": 50}).status_code == 422

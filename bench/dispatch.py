@@ -7,6 +7,8 @@ Both phases use the same worker processes (`appealflow worker`, an RQ SimpleWork
 idle before timing begins:
   1. no-op: 10,000 jobs of `os.getpid` enqueued on the dispatch queue; rate = jobs / (last job's
      end - first job's start), from RQ's own job timestamps.
+  0. bare SQL: the same number of received appeals routed by dispatch's writes alone
+     (bench/bare_dispatch.py), before any worker runs; the ratio to it is reported.
   2. dispatch: 10,000 received appeals committed to the database in one transaction, then one
      wake-up; rate = appeals / (time the last appeal changed status - time of the wake-up).
 Delivery of the resulting messages to a local SMTP receiver is reported too. The last line of
@@ -51,6 +53,7 @@ from appealflow.services import (  # noqa: E402
 )
 from appealflow.settings import get_settings  # noqa: E402
 from appealflow.workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
+from bench import bare_dispatch  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 from tests.receivers import SmtpReceiver  # noqa: E402
 
@@ -141,6 +144,11 @@ def main() -> None:
             migrate(url)
             with session_scope(url) as session:
                 load_reference_files(session)
+            # Phase 0, before any worker runs: the bare SQL of dispatch's writes for as many appeals.
+            bulk_received(url, args.appeals, random.Random(1))
+            bare_appeals, bare_seconds = bare_dispatch.run(url, postgres=args.postgres)
+            bare_rate = bare_appeals / bare_seconds
+            print(f"  bare SQL  {bare_appeals} appeals in {bare_seconds:.2f}s", flush=True)
             connection = redis.Redis.from_url(redis_url)
             exe = str(Path(sys.executable).with_name("appealflow"))
             workers = [spawn([exe, "worker", "--name", f"bench-{i}"], env=env, log_file=work / f"worker-{i}.log")
@@ -196,6 +204,8 @@ def main() -> None:
     print(f"  dispatch     {dispatch_rate:8.0f} appeals/s  ({args.appeals} appeals in {dispatch_seconds:.2f}s, "
           f"{flow_runs} flow runs, {by_status})")
     print(f"  ratio        {dispatch_rate / noop_rate:8.2f}x  dispatched appeals per no-op job, same workers")
+    print(f"  bare SQL     {bare_rate:8.0f} appeals/s  (dispatch's writes alone, batches of {bare_dispatch.BATCH}, "
+          f"one process; dispatch is {dispatch_rate / bare_rate:.2f}x of it)")
     print(f"  delivery     {total_messages / delivery_seconds:8.0f} messages/s ({total_messages} SMTP messages, "
           f"{duplicates} duplicates, all sent {delivery_seconds:.1f}s after the wake-up)")
     print(json.dumps({
@@ -203,6 +213,8 @@ def main() -> None:
         "batch_size": settings.dispatch_batch_size, "noop_jobs_per_s": round(noop_rate, 1),
         "noop_seconds": round(noop_seconds, 3), "dispatch_appeals_per_s": round(dispatch_rate, 1),
         "dispatch_seconds": round(dispatch_seconds, 3), "ratio_dispatch_to_noop": round(dispatch_rate / noop_rate, 3),
+        "bare_sql_appeals_per_s": round(bare_rate, 1),
+        "ratio_dispatch_to_bare_sql": round(dispatch_rate / bare_rate, 3),
         "flow_runs": flow_runs, "messages": total_messages,
         "delivery_messages_per_s": round(total_messages / delivery_seconds, 1), "duplicate_messages": duplicates,
     }))

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import re
+import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -79,13 +81,28 @@ def check(session: Session, new: NewAppeal) -> None:
         raise IntakeError("requester", "give a phone number or an e-mail address so we can reply")
 
 
+PLACES_TTL_SECONDS = 60.0
+_places: dict[str, tuple[float, frozenset[tuple[str, str | None]]]] = {}
+_places_lock = threading.Lock()
+
+
 def known_place(session: Session, district: str, street: str | None) -> bool:
     """A district (or a street in it) the city's departments cover: routing can only place what
-    the catalogue names, and a made-up place would silently fall back to the city level."""
-    query = select(col(Department.code)).where(col(Department.district) == district)
-    if street is not None:
-        query = query.where(col(Department.street) == street)
-    return session.exec(query.limit(1)).first() is not None
+    the catalogue names, and a made-up place would silently fall back to the city level.
+
+    Read once a minute per process rather than on every intake (it was one query in five): a street
+    added to the catalogue is accepted within PLACES_TTL_SECONDS."""
+    key = str(session.get_bind().engine.url)
+    with _places_lock:
+        cached = _places.get(key)
+    if cached is None or cached[0] < time.monotonic():
+        rows = session.execute(select(col(Department.district), col(Department.street))
+                               .where(col(Department.district).is_not(None))).all()
+        places = frozenset((d, s) for d, s in rows) | frozenset((d, None) for d, _ in rows)
+        cached = (time.monotonic() + PLACES_TTL_SECONDS, places)
+        with _places_lock:
+            _places[key] = cached
+    return (district, street) in cached[1]
 
 
 def find_by_key(session: Session, key: str, new: NewAppeal) -> Appeal | None:
@@ -119,16 +136,19 @@ def receive(session: Session, new: NewAppeal, *, now: datetime, actor: str,
 def receive_once(session: Session, new: NewAppeal, *, now: datetime, actor: str,
                  idempotency_key: str | None) -> tuple[Appeal, bool]:
     """Receive, or return what an earlier request with the same key created; the caller commits.
+    Call it before anything else is written in the transaction.
 
-    A retry (or a concurrent request with the same key) fails to insert the key on its primary key,
-    inside a savepoint so the transaction lives on, and returns the first appeal. Nothing is looked
-    up before the insert: retries are rare, and the look-up cost every first request a query.
+    A retry (or a concurrent request with the same key) fails to insert the key on its primary key;
+    the transaction, holding nothing but this appeal's rows, is rolled back and the first appeal
+    returned. Nothing is looked up before the insert and no savepoint is taken: retries are rare, and
+    those cost every first request three statements of its eight.
     """
     try:
-        with session.begin_nested():
-            appeal = receive(session, new, now=now, actor=actor, idempotency_key=idempotency_key)
+        appeal = receive(session, new, now=now, actor=actor, idempotency_key=idempotency_key)
+        session.flush()
         return appeal, True
     except IntegrityError:
+        session.rollback()
         if idempotency_key:
             existing = find_by_key(session, idempotency_key, new)
             if existing is not None:

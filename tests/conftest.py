@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -313,19 +314,22 @@ def stack(env, tmp_path, shared_apis) -> Iterator[Stack]:
         shutil.rmtree(tmp_path / "logs", ignore_errors=True)
 
 
-_tokens: dict[str, dict[str, dict[str, str]]] = {}
+_tokens: dict[str, tuple[float, dict[str, dict[str, str]]]] = {}
+TOKEN_REUSE_SECONDS = 5 * 60  # well inside the tokens' 15 minutes, however slow the run
 
 
 @pytest.fixture
 def staff_api(stack) -> Iterator[httpx.Client]:
     """An HTTP client on a running API, with a signed-in header set per account of tests.staff (kept
-    for the session per API process: signing in is slow on purpose)."""
+    a few minutes per API process: signing in is slow on purpose)."""
     from tests.staff import ACCOUNTS, sign_in
 
     with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
-        if stack.api is not None or stack.api_url not in _tokens:
-            _tokens[stack.api_url] = {name: sign_in(client, name) for name in ACCOUNTS}
-        client.staff = _tokens[stack.api_url]
+        signed_at, tokens = _tokens.get(stack.api_url, (0.0, {}))
+        if stack.api is not None or time.monotonic() - signed_at > TOKEN_REUSE_SECONDS:
+            tokens = {name: sign_in(client, name) for name in ACCOUNTS}
+            _tokens[stack.api_url] = (time.monotonic(), tokens)
+        client.staff = tokens
         yield client
 
 

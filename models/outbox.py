@@ -1,9 +1,10 @@
 """The notification outbox: rows written in the same transaction as the change they announce."""
 
 import random
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, Index, Text, func, insert, select, update
+from sqlalchemy import JSON, Column, Index, Text, bindparam, func, insert, select, update
 from sqlmodel import Field, Session, SQLModel, col
 
 from appealflow.models.audience import Message
@@ -125,17 +126,55 @@ def renew_claim(session: Session, notification_id: int, *, worker: str, until: d
     return rows_changed(result) == 1
 
 
+def renew_claims(session: Session, notification_ids: Collection[int], *, worker: str, until: datetime) -> set[int]:
+    """`renew_claim` for many rows in one statement: the ids still claimed by `worker` (now until
+    `until`); any other was taken over after its claim lapsed, and this worker must not send it."""
+    if not notification_ids:
+        return set()
+    renewed = session.execute(
+        update(Notification)
+        .where(col(Notification.id).in_(list(notification_ids)), col(Notification.status) == NotificationStatus.sending,
+               col(Notification.claimed_by) == worker)
+        .values(claimed_until=until)
+        .returning(col(Notification.id))
+    ).scalars().all()
+    return set(renewed)
+
+
 def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime,
               subject: str | None = None, body: str | None = None) -> None:
     """Record the message as sent, with the words it went out with."""
-    done = session.execute(
-        update(Notification)
-        .where(*_ours(notification_id, worker))
+    mark_sent_many(session, [(notification_id, subject, body)], worker=worker, now=now)
+
+
+def mark_sent_many(session: Session, sent: Iterable[tuple[int, str | None, str | None]], *, worker: str,
+                   now: datetime) -> int:
+    """Record messages already sent as sent, each with its words (id, subject, body), in the caller's
+    transaction: one statement for the lot and one insert of their attempts. Only rows `worker` still
+    holds change; how many did."""
+    words = {notification_id: (subject, body) for notification_id, subject, body in sent}
+    if not words:
+        return 0
+    # Locked, so no other worker changes them between this look and the update (PostgreSQL; SQLite
+    # has one writer at a time anyway).
+    ours = session.execute(
+        select(col(Notification.id), col(Notification.target))
+        .where(col(Notification.id).in_(list(words)), col(Notification.status) == NotificationStatus.sending,
+               col(Notification.claimed_by) == worker)
+        .with_for_update()
+    ).all()
+    if not ours:
+        return 0
+    table = Notification.__table__
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("b_id"))
         .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
-                attempts=col(Notification.attempts) + 1, subject=subject, body=body)
+                attempts=table.c.attempts + 1, subject=bindparam("b_subject"), body=bindparam("b_body")),
+        [dict(b_id=i, b_subject=words[i][0], b_body=words[i][1]) for i, _ in ours],
     )
-    if rows_changed(done) == 1:
-        _attempted(session, notification_id, now, "sent", None)
+    session.execute(insert(DeliveryAttempt), [dict(notification_id=i, at=now, channel=channel_of(target),
+                                                   result="sent", error=None) for i, target in ours])
+    return len(ours)
 
 
 def _attempted(session: Session, notification_id: int, now: datetime, result: str, error: str | None) -> None:
@@ -153,8 +192,18 @@ def backoff(attempts: int, base_seconds: float) -> float:
 
 def defer(session: Session, notification_id: int, *, worker: str, until: datetime) -> None:
     """Not sent for now (the channel's rate limit is spent): back to the queue, no attempt counted."""
-    session.execute(update(Notification).where(*_ours(notification_id, worker)).values(
+    defer_many(session, [notification_id], worker=worker, until=until)
+
+
+def defer_many(session: Session, notification_ids: Collection[int], *, worker: str, until: datetime) -> int:
+    """`defer` for many rows in one statement."""
+    if not notification_ids:
+        return 0
+    result = session.execute(update(Notification).where(
+        col(Notification.id).in_(list(notification_ids)), col(Notification.status) == NotificationStatus.sending,
+        col(Notification.claimed_by) == worker).values(
         status=NotificationStatus.pending, claimed_until=None, claimed_by=None, next_attempt_at=until))
+    return rows_changed(result) or 0
 
 
 def mark_failed(

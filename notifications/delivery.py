@@ -7,6 +7,7 @@ import ssl
 import threading
 import time
 import types
+from collections import Counter
 from urllib.parse import quote
 
 import apprise
@@ -93,12 +94,26 @@ def _with_timeouts(url: str, settings: Settings) -> str:
     return f"{url}{'&' if '?' in url else '?'}cto={timeout}&rto={timeout}"
 
 
+_shared_asset: apprise.AppriseAsset | None = None
+
+
+def _asset() -> apprise.AppriseAsset:
+    """One Apprise asset per process, built once rather than per message. Its `service_timeout` is off,
+    so Apprise sends on the calling thread instead of handing every message to its own process-wide
+    pool (min(32, CPUs + 4) threads: 6 on two cores, which capped a pump's concurrency); each step of
+    a send is still bounded by the `cto`/`rto` socket timeouts (`_with_timeouts`)."""
+    global _shared_asset
+    if _shared_asset is None:
+        _shared_asset = apprise.AppriseAsset(service_timeout=0)
+    return _shared_asset
+
+
 def send(target: str, message: Rendered, settings: Settings) -> None:
     """Deliver or raise; Apprise reports failure as a false result, which we turn into an error.
 
     E-mail gets our HTML (every fact escaped, so what a citizen typed never reaches a mailbox as live
     HTML) and Apprise derives its plain-text part from it; SMS, bots and webhooks get the plain text."""
-    notifier = apprise.Apprise()
+    notifier = apprise.Apprise(asset=_asset())
     if not notifier.add(apprise_url(target, settings)):
         raise NoRoute(f"not a usable notification URL: {target.split(':', 1)[0]}:...")
     if channel_of(target) == "email":
@@ -135,19 +150,75 @@ class ChannelLimits:
         except Exception as error:
             log.warning("delivery rate limits counted per process, Redis unavailable: %s", error)
 
-    def wait(self, target: str) -> float:
-        """0 if a message to `target` may go now (and count it); else seconds until it may."""
+    @staticmethod
+    def key_of(target: str) -> tuple[str, str]:
+        """The count a message to `target` is counted in: its channel's, or its own bot or webhook URL's."""
         channel = channel_of(target)
         key = channel if channel in ("email", "sms") else hashlib.sha256(target.encode()).hexdigest()[:16]
+        return channel, key
+
+    def wait(self, target: str) -> float:
+        """0 if a message to `target` may go now (and count it); else seconds until it may."""
+        _, wait = self.take(target, 1)
+        return wait
+
+    def take(self, target: str, wanted: int) -> tuple[int, float]:
+        """Count up to `wanted` messages to `target`'s channel at once (one Redis call when the window has
+        room): how many may go now, and if none may, the seconds until one may. Never more than the
+        limit: counted first, sent after, and a counted message that is not sent only wastes room."""
+        channel, key = self.key_of(target)
+        granted = wanted
         for item in self._items.get(channel, self._items["webhook"]):
             try:
-                allowed = self._shared.hit(item, channel, key)
-                limiter = self._shared
+                granted, limiter = self._take(self._shared, item, channel, key, granted), self._shared
             except Exception as error:  # Redis went away mid-run
                 log.warning("delivery rate limit counted locally: %s", error)
                 with self._lock:
-                    allowed, limiter = self._local.hit(item, channel, key), self._local
-            if not allowed:
+                    granted, limiter = self._take(self._local, item, channel, key, granted), self._local
+            if not granted:
                 reset_at, _ = limiter.get_window_stats(item, channel, key)
-                return max(0.05, math.ceil((reset_at - time.time()) * 100) / 100)
-        return 0.0
+                return 0, max(0.05, math.ceil((reset_at - time.time()) * 100) / 100)
+        return granted, 0.0
+
+    @staticmethod
+    def _take(limiter: MovingWindowRateLimiter, item: RateLimitItem, channel: str, key: str, wanted: int) -> int:
+        if limiter.hit(item, channel, key, cost=wanted):
+            return wanted
+        # Not that many: as many as the window has room for (another worker may take them first).
+        room = min(wanted, limiter.get_window_stats(item, channel, key)[1])
+        while room > 0:
+            if limiter.hit(item, channel, key, cost=room):
+                return room
+            room = min(room - 1, limiter.get_window_stats(item, channel, key)[1])
+        return 0
+
+
+class Allowance:
+    """The rate-limit room one batch draws on: taken from the shared counts (`ChannelLimits.take`) a few
+    messages at a time, just before they are sent, rather than one Redis round trip per message. Once
+    a channel's count says wait, the rest of the batch for it waits too, without asking again."""
+
+    def __init__(self, limits: ChannelLimits, targets: list[str], *, chunk: int):
+        self._limits = limits
+        self._chunk = max(1, chunk)
+        self._wanted = Counter(ChannelLimits.key_of(t) for t in targets)  # still to send, per count
+        self._room: Counter = Counter()
+        self._until: dict[tuple[str, str], float] = {}  # count -> when it has room again (monotonic)
+        self._lock = threading.Lock()
+
+    def wait(self, target: str) -> float:
+        """0 if this message may go now (it is counted); else seconds until its channel has room."""
+        key = ChannelLimits.key_of(target)
+        with self._lock:
+            self._wanted[key] -= 1
+            if self._room[key] > 0:
+                self._room[key] -= 1
+                return 0.0
+            if key in self._until:
+                return max(0.05, self._until[key] - time.monotonic())
+            granted, wait = self._limits.take(target, min(self._chunk, self._wanted[key] + 1))
+            if not granted:
+                self._until[key] = time.monotonic() + wait
+                return wait
+            self._room[key] += granted - 1
+            return 0.0

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from prefect import tags
@@ -17,21 +16,12 @@ from rq import get_current_job
 
 from appealflow import metrics
 from appealflow.flows.dispatch import dispatch_appeals
-from appealflow.models.columns import stored_id, utcnow
+from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
-from appealflow.models.outbox import (
-    Notification,
-    channel_of,
-    claim_due,
-    defer,
-    mark_failed,
-    mark_sent,
-    release_abandoned,
-    renew_claim,
-)
-from appealflow.notifications.delivery import ChannelLimits, NoRoute, send
-from appealflow.notifications.messages import Links, words_of
+from appealflow.models.outbox import claim_due, release_abandoned
+from appealflow.notifications.delivery import ChannelLimits
+from appealflow.notifications.sending import send_batch
 from appealflow.settings import Settings, get_settings
 from appealflow.workers.liveness import FLOW_TAG, INSTANCE_TAG_PREFIX, instance
 from appealflow.workers.queues import DELIVERY, DISPATCH, wake_quietly, woken
@@ -87,32 +77,29 @@ def deliver_due() -> dict:
     return dict(deliver_until_done())
 
 
-def deliver_until_done(should_stop=lambda: False) -> Counter:
+def deliver_until_done(should_stop=lambda: False, *, worker: str | None = None) -> Counter:
     """Claim and send batches until fewer than a batch are due."""
     settings = get_settings()
     outcomes: Counter = Counter()
     while not should_stop():
-        batch_outcomes, claimed = deliver_batch(settings)
+        batch_outcomes, claimed = deliver_batch(settings, worker=worker)
         outcomes.update(batch_outcomes)
         if claimed < settings.delivery_batch_size:
             return outcomes
     return outcomes
 
 
-def deliver_batch(settings: Settings) -> tuple[Counter, int]:
-    """Send one batch of due outbox rows, several at once, each marked sent as soon as it is."""
+def deliver_batch(settings: Settings, *, worker: str | None = None) -> tuple[Counter, int]:
+    """Claim one batch of due outbox rows and send it (notifications/sending.py: several at once,
+    marked sent in small groups right after they went). `worker` names the claimant (this process)."""
     lease = timedelta(seconds=settings.claim_lease_seconds)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    now = utcnow()
     with session_scope(settings.sqlalchemy_url) as session:
-        release_abandoned(session, now=utcnow())
-        batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=utcnow(), worker=worker)
-    if not batch:
-        return Counter(), 0
-    limits = _channel_limits(settings)
-    # An SMTP or HTTP round trip is mostly waiting, so a few run side by side.
-    with ThreadPoolExecutor(settings.delivery_concurrency) as pool:
-        outcomes = Counter(pool.map(lambda n: _deliver(n, worker=worker, lease=lease, settings=settings,
-                                                       limits=limits), batch))
+        release_abandoned(session, now=now)
+        batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=now, worker=worker)
+    outcomes = send_batch(batch, url=settings.sqlalchemy_url, worker=worker, settings=settings,
+                          limits=_channel_limits(settings), claimed_until=now + lease, lease=lease)
     return outcomes, len(batch)
 
 
@@ -176,42 +163,3 @@ def _woken_quietly(redis, kind: str) -> None:
         woken(redis, kind)
     except RedisError as error:  # the flag only saves an extra job; its TTL clears it anyway
         log.warning("could not clear the %s wake-up flag: %s", kind, error)
-
-
-def _deliver(notification: Notification, *, worker: str, lease: timedelta, settings: Settings,
-             limits: ChannelLimits) -> str:
-    url = settings.sqlalchemy_url
-    target = notification.target or ""
-    channel = channel_of(target)
-    wait = limits.wait(target)
-    if wait:  # the channel's rate is spent: back in the queue, no attempt used up
-        with session_scope(url) as session:
-            defer(session, stored_id(notification), worker=worker, until=utcnow() + timedelta(seconds=wait))
-        return "deferred"
-    with session_scope(url) as session:
-        if not renew_claim(session, stored_id(notification), worker=worker, until=utcnow() + lease):
-            return "taken_over"  # our claim lapsed and another worker sends it
-    try:
-        code = notification.facts.get("code") if notification.facts else None
-        links = Links.of(code, public_url=settings.public_url, signing_key=settings.signing_key()) if code else None
-        # A QR code where the channel shows one: the requester's e-mail.
-        message = words_of(notification, zone=settings.timezone, links=links,
-                           qr=channel == "email" and notification.audience == "requester")
-        send(target, message, settings)
-    except Exception as error:  # NoRoute, or whatever the channel raised
-        with session_scope(url) as session:
-            status = mark_failed(session, notification, str(error), worker=worker, now=utcnow(),
-                                 backoff_seconds=settings.delivery_backoff_seconds,
-                                 max_attempts=settings.delivery_max_attempts,
-                                 retryable=not isinstance(error, NoRoute))
-        given_up = status != "pending"
-        (log.error if given_up else log.warning)(
-            "message %s (%s to %s) %s through %s, attempt %s: %s", notification.id, notification.event,
-            notification.recipient, "dead-lettered" if given_up else "not delivered", channel,
-            notification.attempts + 1, error,
-            extra={"notification": notification.id, "channel": channel, "reason": str(error)})
-        return "dead" if given_up else "failed"
-    with session_scope(url) as session:
-        mark_sent(session, stored_id(notification), worker=worker, now=utcnow(), subject=message.subject,
-                  body=message.text)
-    return "sent"

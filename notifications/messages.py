@@ -114,13 +114,21 @@ def render_message(event: str, audience: str, facts: dict, *, language: str = "z
         parts.append('<hr><div lang="en">' + _html_in("en", event, audience, facts, zone=zone, links=links)
                      + "</div>")
     if qr and links is not None:
-        png = base64.b64encode(qr_code(links.link, "png", scale=4)).decode()
+        png = _qr_png_base64(links.link)
         parts.append(f'<p><img src="data:image/png;base64,{png}" width="180" height="180" '
                      f'alt="{html.escape(facts.get("code", ""))}"></p>')
     lang = "zh-CN" if language == "zh" else "en"
     page = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(subject)}</title>'
             f'</head><body>{"".join(parts)}</body></html>')
     return Rendered(subject, text, page)
+
+
+@lru_cache(maxsize=1024)
+def _qr_png_base64(link: str) -> str:
+    """The link's QR code as base64 PNG. Kept per link: encoding one costs several milliseconds of CPU
+    (segno tries all eight masks), and an appeal's requester gets several e-mails with the same link
+    (received, dispatched, the reply...), often minutes apart. ~3 KB each, 1,024 at most."""
+    return base64.b64encode(qr_code(link, "png", scale=4)).decode()
 
 
 def words_of(notification, *, zone: str, links: Links | None = None, qr: bool = False) -> Rendered:

@@ -33,8 +33,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Per channel, in the `limits` notation, shared by every worker through Redis; each group bot
     # and webhook URL is counted on its own (WeCom and DingTalk bots take 20 messages a minute).
-    # A gateway that sees a burst blocks the sender.
-    delivery_rate_limit_email: str = "100/second"
+    # A gateway that sees a burst blocks the sender. E-mail goes to the city's own relay (one Postfix
+    # takes several hundred small messages a second); 300/second leaves room for a 50 appeals/s
+    # peak (three e-mails each). A relay with a lower quota (a cloud mail service) needs its own.
+    delivery_rate_limit_email: str = "300/second"
     delivery_rate_limit_sms: str = "20/second"
     delivery_rate_limit_bot: str = "20/minute"
     delivery_rate_limit_webhook: str = "50/second"

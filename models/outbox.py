@@ -165,7 +165,7 @@ def mark_sent_many(session: Session, sent: Iterable[tuple[int, str | None, str |
     ).all()
     if not ours:
         return 0
-    table = SQLModel.metadata.tables[Notification.__tablename__]  # the Core table: an executemany UPDATE
+    table = SQLModel.metadata.tables["notification"]  # the Core table: an executemany UPDATE
     session.connection().execute(
         update(table).where(table.c.id == bindparam("b_id"))
         .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,

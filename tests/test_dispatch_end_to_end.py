@@ -16,6 +16,7 @@ from appealflow.models.outbox import Notification
 from appealflow.settings import get_settings
 from appealflow.workers.liveness import INSTANCE_TAG_PREFIX
 from tests.appeals import CatalogueOracle, appeal_body
+from tests.conftest import on_postgresql
 from tests.staff import create_staff, sign_in
 
 
@@ -35,6 +36,8 @@ def count_by_status(url: str) -> Counter:
         return Counter(dict(session.execute(select(Appeal.status, func.count()).group_by(Appeal.status)).all()))
 
 
+# On PostgreSQL: on SQLite, tests/test_nothing_lost.py walks the same path with a worker killed half way.
+@on_postgresql
 def test_two_hundred_appeals_are_dispatched_by_the_rules_and_notified_once(stack, smtp, prefect_api):
     oracle = CatalogueOracle()
     rng = random.Random(12345)

@@ -121,7 +121,8 @@ def rating_form(code: Code, request: Request, session: SessionDep, settings: Set
                 token: TokenQuery = None, x_access_token: TokenHeader = None) -> schemas.RatingForm:
     """What the rating link in the reply message opens: the reply, the question, how to answer."""
     appeal = _own_appeal(session, settings, code, x_access_token or token)
-    reply = next((e.detail.get("result") for e in reversed(history(session, appeal.id)) if e.kind == "reply"), None)
+    reply = next((e.detail.get("result") for e in reversed(history(session, appeal.id))
+                  if e.kind in ("reply", "answer")), None)
     return schemas.RatingForm(
         code=appeal.code, status=appeal.status, can_rate=appeal.status == AppealStatus.replied, reply=reply,
         question="问题是否解决？您是否满意？ / Was it solved, and are you satisfied?",

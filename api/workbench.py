@@ -76,6 +76,7 @@ class ActionIn(BaseModel):
     extension_id: int | None = Field(default=None, ge=1, le=MAX_INT)
     approve: bool | None = None
     attachments: list[dict] = Field(default_factory=list, max_length=10)
+    policy_answer: int | None = Field(default=None, ge=1, le=MAX_INT, description="the Q&A entry an answer came from")
 
 
 def readable(session: Session, staff: Staff, code: str) -> Appeal:

@@ -36,6 +36,7 @@ class Action(StrEnum):
     reopen_to_supervisor = "reopen_to_supervisor"  # unsatisfied a second time: a supervisor decides
     withdraw = "withdraw"              # the requester no longer needs an answer
     add_information = "add_information"  # the requester adds something unasked; nothing pauses
+    answer = "answer"                  # 当场答复: a consultation answered from the policy base at once
 
 
 DEPARTMENT = DEPARTMENT_ROLES
@@ -70,6 +71,8 @@ def _rows() -> dict[tuple[S, Action], Step]:
     allow((S.accepted, S.in_progress), Action.request_info, S.waiting_requester, DEPARTMENT)
     allow(S.waiting_requester, Action.info_received, S.in_progress, DEPARTMENT | {Role.requester})
     allow(S.in_progress, Action.reply, S.replied, DEPARTMENT)
+    # The operator who took the call, or a dispatcher, answers a consultation before any routing.
+    allow((S.received, S.triage), Action.answer, S.replied, {Role.operator, Role.dispatcher})
     allow((S.accepted, S.in_progress, S.waiting_requester), Action.request_extension, None, DEPARTMENT)
     allow((S.accepted, S.in_progress, S.waiting_requester), Action.decide_extension, None, {Role.supervisor})
     allow(OPEN, Action.add_assist, None, DEPARTMENT)
@@ -106,13 +109,14 @@ MAX_RETURNS_BEFORE_ARBITRATION = 2
 MAX_REOPENS_BEFORE_SUPERVISOR = 1
 
 
-def as_taken(action: Action, return_count: int, reopen_count: int = 0) -> Action:
+def as_taken(action: Action, return_count: int, reopen_count: int = 0, *, has_department: bool = True) -> Action:
     """The action a request really takes: a return past the limit goes to a supervisor (the third
     return of one appeal is a dispute, not a routing slip), and so does a second unsatisfied rating
-    (the department had its second chance)."""
+    (the department had its second chance), or any unsatisfied rating of an answer no department
+    gave (a consultation answered on the spot: a supervisor finds who should take it)."""
     if action == Action.return_ and return_count >= MAX_RETURNS_BEFORE_ARBITRATION:
         return Action.return_to_supervisor
-    if action == Action.reopen and reopen_count >= MAX_REOPENS_BEFORE_SUPERVISOR:
+    if action == Action.reopen and (reopen_count >= MAX_REOPENS_BEFORE_SUPERVISOR or not has_department):
         return Action.reopen_to_supervisor
     return action
 

@@ -18,7 +18,7 @@ from appealflow.models.deadlines import Duration, deadlines_for, policy_for
 from appealflow.models.department import Department
 from appealflow.models.dispatch import by_hand, placement, set_assisting
 from appealflow.models.dispatch import messages as dispatch_messages
-from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, ExtensionStatus, Priority, Role
+from appealflow.models.enums import DEPARTMENT_ROLES, AppealStatus, AppealType, ExtensionStatus, Priority, Role
 from appealflow.models.escalation import (
     clock_rows,
     extended_clocks,
@@ -32,6 +32,7 @@ from appealflow.models.escalation import (
 from appealflow.models.lifecycle import Action, IllegalTransition, Transition, apply_transitions, as_taken, check
 from appealflow.models.outbox import write
 from appealflow.models.people import Staff
+from appealflow.models.policy_qa import PolicyAnswer
 from appealflow.models.reference import read_reference
 
 
@@ -87,6 +88,7 @@ class ActionInput:
     extension_id: int | None = None
     approve: bool | None = None
     attachments: list[dict] = field(default_factory=list)
+    policy_answer: int | None = None
     solved: bool | None = None
     satisfaction: str | None = None
 
@@ -152,7 +154,7 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
         now: datetime, calendar: WorkingCalendar) -> Appeal:
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
-    action = as_taken(action, appeal.return_count, appeal.reopen_count)
+    action = as_taken(action, appeal.return_count, appeal.reopen_count, has_department=bool(appeal.department_code))
     # Rated, and not replied again since (a reopened appeal's new reply is rated afresh).
     rated = appeal.rated_at is not None and appeal.status != AppealStatus.replied
     if action in RATING_ACTIONS and rated:
@@ -251,6 +253,21 @@ def _reply(s: Step) -> Effects:
     # The reply message carries the rating link; no rating by the configured time closes it unrated.
     return Effects({"replied_at": s.now}, {"result": result, "attachments": s.given.attachments},
                    s.tell(Event.replied, result=result))
+
+
+def _answer(s: Step) -> Effects:
+    """当场答复: the answer read to the caller, from the policy base, stands as the reply; the requester
+    is told it with the rating link, like any reply."""
+    if s.appeal.appeal_type != AppealType.consultation:
+        raise ActionRefused("action", "only a consultation is answered on the spot; dispatch anything else")
+    result = _require(s.given.text, "text", "say the answer the requester was given")
+    detail: dict = {"result": result}
+    if s.given.policy_answer is not None:
+        entry = s.session.get(PolicyAnswer, s.given.policy_answer)
+        if entry is None:
+            raise ActionRefused("policy_answer", "no such entry in the policy base")
+        detail |= {"policy_answer": entry.id, "source": entry.source}
+    return Effects({"replied_at": s.now}, detail, s.tell(Event.replied, result=result))
 
 
 def _return(s: Step) -> Effects:
@@ -421,6 +438,7 @@ HANDLERS: dict[Action, Callable[[Step], Effects]] = {
     Action.request_info: _request_info,
     Action.info_received: _info_received,
     Action.reply: _reply,
+    Action.answer: _answer,
     Action.return_: _return,
     Action.return_to_supervisor: _return,
     Action.request_extension: _request_extension,

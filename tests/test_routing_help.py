@@ -2,7 +2,6 @@
 that are probably the same matter (dispatchers only), and the policy Q&A base searched while a
 citizen types or an operator is on the line; on real e5 embeddings, through the running API."""
 
-import json
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -12,7 +11,7 @@ from appealflow.models.classifier import embedder
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.policy_qa import import_base
+from appealflow.models.policy_qa import import_base, parse
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 
@@ -56,7 +55,7 @@ def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staf
 
 @on_postgresql
 def test_the_policy_base_answers_while_citizens_type_and_hands_over_when_nothing_is_close(staff_api):
-    entries = json.loads(BASE.read_text(encoding="utf-8"))
+    entries = parse(BASE.read_text(encoding="utf-8"), "json")
     with session_scope(get_settings().sqlalchemy_url) as session:
         import_base(session, entries, embedder(get_settings().embedding_backend).embed)
 
@@ -71,3 +70,40 @@ def test_the_policy_base_answers_while_citizens_type_and_hands_over_when_nothing
     assert not nothing["found"] and nothing["answers"] == [] and "person" in nothing["handover"]
     assert staff_api.get("/policy/search", params={"q": "x"}).status_code == 422
     assert staff_api.get("/policy/search", params={"q": "养老保险", "limit": 50}).status_code == 422
+
+
+@on_sqlite
+def test_an_operator_answers_a_consultation_on_the_spot_and_the_requester_rates_it(staff_api):
+    entries = parse(BASE.read_text(encoding="utf-8"), "json")
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        import_base(session, entries, embedder(get_settings().embedding_backend).embed)
+    operator = staff_api.staff["operator"]
+    call = {"channel": "hotline", "type": "consultation", "title": "灵活就业交社保", "text": "灵活就业养老保险怎么交",
+            "requester": {"name": "孙女士", "phone": "13900002222"}}
+    created = staff_api.post("/appeals", json=call, headers=operator).json()
+    code, token = created["code"], created["access_token"]
+    best = staff_api.get("/policy/search", params={"q": call["text"]}).json()["answers"][0]
+    version = staff_api.get(f"/staff/appeals/{code}", headers=operator).json()["version"]
+
+    # A handler has no say before any routing; an entry that does not exist is named as the problem.
+    assert staff_api.post(f"/staff/appeals/{code}/answer", json={"version": version, "text": "x"},
+                          headers=staff_api.staff["handler"]).status_code in (403, 404)
+    missing = staff_api.post(f"/staff/appeals/{code}/answer", headers=operator,
+                             json={"version": version, "text": best["answer"], "policy_answer": 999999})
+    assert missing.status_code == 422 and "policy_answer" in missing.text
+    answered = staff_api.post(f"/staff/appeals/{code}/answer", headers=operator,
+                              json={"version": version, "text": best["answer"], "policy_answer": best["id"]})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["status"] == "replied"
+
+    # The requester sees the answer and its source, and rates it as any reply.
+    tracked = staff_api.get(f"/appeals/{code}", headers={"X-Access-Token": token})
+    assert best["answer"] in tracked.text and best["source"] in tracked.text
+    form = staff_api.get(f"/appeals/{code}/rating", headers={"X-Access-Token": token}).json()
+    assert form["can_rate"] and form["reply"] == best["answer"]
+
+    # Only a consultation is answered on the spot: a complaint goes to a department.
+    complaint = staff_api.post("/appeals", json={**call, "type": "complaint"}, headers=operator).json()
+    refused = staff_api.post(f"/staff/appeals/{complaint['code']}/answer", headers=operator,
+                             json={"version": 1, "text": "已答复"})
+    assert refused.status_code == 422 and "consultation" in refused.text

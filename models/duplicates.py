@@ -126,17 +126,21 @@ def candidates_for(session: Session, appeal: Appeal, embed, *, limit: int = 5,
     text = f"{appeal.title}。{appeal.text}"
     mine = places(text)
     # Only an appeal naming a place of ours, or on our street, can pass `is_duplicate`: embed just those.
-    near = [(other, f"{other.title}。{other.text}") for other in others]
-    near = [(other, t) for other, t in near
-            if _named(mine & places(t)) or (other.street == appeal.street and appeal.street is not None)][:50]
+    near = []
+    for other in others:
+        other_text = f"{other.title}。{other.text}"
+        shared = mine & places(other_text)
+        same_street = other.street == appeal.street and appeal.street is not None
+        if _named(shared) or same_street:
+            near.append((other, other_text, shared, same_street))
+    near = near[:50]
     if not near:
         return []
-    vectors = embed([text, *(t for _, t in near)])
+    vectors = embed([text, *(t for _, t, _, _ in near)])
     sims = vectors[1:] @ vectors[0]
     found = []
-    for (other, other_text), sim in zip(near, sims, strict=True):
-        shared = mine & places(other_text)
-        if is_duplicate(float(sim), shared, other.street == appeal.street and appeal.street is not None):
+    for (other, _, shared, same_street), sim in zip(near, sims, strict=True):
+        if is_duplicate(float(sim), shared, same_street):
             where = ", ".join(sorted(shared)) or "the same street"
             found.append(Candidate(stored_id(other), other.code, round(float(sim), 3), tuple(sorted(shared)),
                                    f"probably the same matter as {other.code} / 疑似与 {other.code} 为同一事项: "

@@ -131,8 +131,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     each child supervised: one that exits is started again with backoff, the others keep running."""
     from appealflow import metrics
     from appealflow.demo import post_demo_appeals
+    from appealflow.models.classifier import embedder
     from appealflow.models.db import session_scope
     from appealflow.models.people import ensure_demo_staff
+    from appealflow.models.policy_qa import import_sample_if_empty
     from appealflow.models.reference import load_reference_files
     from appealflow.models.schema import migrate
     from appealflow.services import (
@@ -168,6 +170,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             load_reference_files(session)
             if args.demo:
                 ensure_demo_staff(session, get_settings().demo_password)
+                import_sample_if_empty(session, embedder(settings.embedding_backend).embed)
         _say(f"starting the Prefect server (log: {logs / 'prefect.log'}); "
              "it takes from 10 s to a couple of minutes on a busy machine...")
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{args.prefect_port}/api"

@@ -30,7 +30,7 @@ from appealflow.models.classifier import (
     judge,
 )
 from appealflow.models.duplicates import Probe, pairs
-from appealflow.models.policy_qa import BM25, PolicyAnswer, fuse, parse, tokens
+from appealflow.models.policy_qa import BM25, SAMPLE_QA_BASE, PolicyAnswer, fuse, parse, tokens
 from appealflow.models.reference import REFERENCE_DIR, _flatten, _read
 from appealflow.models.routing import Catalogue, CategoryNode, Rule
 
@@ -172,7 +172,7 @@ def run(data: Path, *, embed, model: CategoryModel, folds: int = 5, limit: int |
     cv_verdicts, params = cross_validated(model, catalogue, rows, vectors, folds)
     trained = model_figures(model, catalogue, rows, vectors, cv_verdicts)
     dup = duplicate_figures(rows, vectors)
-    qa = qa_figures(qa_base or EVAL_DIR / "qa_base.json", qa_queries or EVAL_DIR / "qa_queries.jsonl", embed,
+    qa = qa_figures(qa_base or SAMPLE_QA_BASE, qa_queries or EVAL_DIR / "qa_queries.jsonl", embed,
                     today or date(2026, 11, 27))
     return dict(appeals=len(rows), keyword_rules=baseline, model_zero_shot=zero, model_calibrated=trained,
                 params=[p.__dict__ for p in params], duplicates=dup, qa=qa)

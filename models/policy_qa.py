@@ -17,10 +17,13 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Column, LargeBinary, delete, func
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from appealflow.models.reference import REFERENCE_DIR
 
 
 class PolicyAnswer(SQLModel, table=True):
@@ -34,6 +37,10 @@ class PolicyAnswer(SQLModel, table=True):
     valid_from: date | None = None
     valid_to: date | None = None
     vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+# A small base written for the demo and the tests (not copied from any official site).
+SAMPLE_QA_BASE: Path = REFERENCE_DIR / "policy_qa_sample.json"
 
 
 class QAImportError(ValueError):
@@ -87,6 +94,13 @@ def import_base(session: Session, entries: list[dict], embed, *, replace: bool =
                     for e, v in zip(entries, vectors, strict=True))
     session.flush()
     return len(entries)
+
+
+def import_sample_if_empty(session: Session, embed) -> int:
+    """The sample base, for a demo that has none yet; entries imported."""
+    if session.execute(select(func.count()).select_from(PolicyAnswer)).scalar_one():
+        return 0
+    return import_base(session, parse(SAMPLE_QA_BASE.read_text(encoding="utf-8"), "json"), embed, replace=False)
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -2,7 +2,6 @@
 that are probably the same matter (dispatchers only), and the policy Q&A base searched while a
 citizen types or an operator is on the line; on real e5 embeddings, through the running API."""
 
-from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -11,11 +10,11 @@ from appealflow.models.classifier import embedder
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.policy_qa import import_base, parse
+from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 
-BASE = Path(__file__).parent / "eval" / "qa_base.json"
+BASE = SAMPLE_QA_BASE
 
 
 def _appeal(title: str, text: str, street: str = "badaguan") -> str:

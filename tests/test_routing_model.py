@@ -13,7 +13,7 @@ from appealflow.models.classifier_store import ClassifierVersion, promote, rollb
 from appealflow.models.db import session_scope
 from appealflow.models.duplicates import places
 from appealflow.models.evaluation import EVAL_DIR, labelled, read_labelled
-from appealflow.models.policy_qa import import_base, parse, search
+from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse, search
 from appealflow.models.reference import read_reference
 from tests.conftest import on_postgresql, on_sqlite
 
@@ -59,7 +59,7 @@ def test_versions_train_promote_and_roll_back_and_triage_carries_suggestions(dat
 
 @on_sqlite
 def test_policy_answers_are_found_and_nothing_close_hands_over(database_url):
-    entries = parse((EVAL_DIR / "qa_base.json").read_text(encoding="utf-8"), "json")
+    entries = parse(SAMPLE_QA_BASE.read_text(encoding="utf-8"), "json")
     embed = embedder("e5").embed
     with session_scope(database_url) as session:
         assert import_base(session, entries, embed) == len(entries)

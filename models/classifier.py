@@ -91,10 +91,17 @@ class CategoryText:
     name_zh: str
     name_en: str
     keywords: tuple[str, ...]
-    description: str = ""
+    description_zh: str = ""
+    description_en: str = ""
+    examples: tuple[str, ...] = ()
 
-    def prompt(self) -> str:
-        return f"{self.name_zh} {self.name_en}: {self.description} {', '.join(self.keywords)}".strip()
+    def prompts(self) -> tuple[str, str]:
+        """The category described in each language: the same scope, read by a Chinese appeal and an
+        English one."""
+        zh = [k for k in self.keywords if not k.isascii()]
+        en = [k for k in self.keywords if k.isascii()]
+        return (f"{self.name_zh}：{self.description_zh} {'，'.join(zh)}".strip(),
+                f"{self.name_en}: {self.description_en} {', '.join(en)}".strip())
 
 
 @dataclass
@@ -102,9 +109,10 @@ class Params:
     """How the evidence is weighed, and when it is enough to route without a person."""
 
     scale: float = 50.0  # sharpness of the softmax over cosine similarities
-    keyword_weight: float = 2.0  # logit per catalogue keyword found in the text
+    keyword_weight: float = 1.0  # logit per catalogue keyword found in the text
     threshold: float = 0.7  # department probability needed to route
     margin: float = 0.15  # and its lead over the runner-up: a near-tie is not a decision
+    head_weight: float = 1.0  # how much the trained linear head counts beside the similarities
 
 
 @dataclass(frozen=True)
@@ -127,53 +135,117 @@ class Verdict:
         return self.suggestions[0] if self.suggestions else None
 
 
+HEAD_SCALE = 20.0  # cosine-sized inputs need a sharper softmax to fit 115 labels
+
+
+def fit_head(vectors: np.ndarray, targets: np.ndarray, n_labels: int, *, l2: float = 1e-3,
+             epochs: int = 100, rate: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A softmax layer over the embedding, by plain gradient descent: a few thousand rows of 384
+    numbers fit in well under a second, so training needs no framework."""
+    weights = np.zeros((vectors.shape[1], n_labels), dtype=np.float32)
+    bias = np.zeros(n_labels, dtype=np.float32)
+    onehot = np.zeros((len(targets), n_labels), dtype=np.float32)
+    onehot[np.arange(len(targets)), targets] = 1.0
+    x = vectors.astype(np.float32)
+    for _ in range(epochs):
+        z = HEAD_SCALE * (x @ weights) + bias
+        z -= z.max(axis=1, keepdims=True)
+        prob = np.exp(z)
+        prob /= prob.sum(axis=1, keepdims=True)
+        grad = (prob - onehot) / len(targets)
+        weights -= rate * (HEAD_SCALE * (x.T @ grad) + l2 * weights)
+        bias -= rate * grad.sum(axis=0)
+    return weights, bias
+
+
 @dataclass
 class CategoryModel:
+    """Three readings of an appeal's text, each a score per category: its similarity to the
+    category's description, to the nearest of the category's names, keywords and example appeals,
+    and a softmax head trained on those texts plus confirmed history. The catalogue's keywords are
+    added as a fourth, as the rules always were."""
+
     embedder: str
     labels: list[str]
-    prototypes: np.ndarray  # one row per label: its description
-    exemplars: np.ndarray  # names and keywords, one row each
+    prototypes: np.ndarray  # one row per label: its description, both languages
+    exemplars: np.ndarray  # names, keywords and example appeals, one row each
     exemplar_labels: np.ndarray
+    head: np.ndarray  # (dim, labels)
+    head_bias: np.ndarray
     params: Params = field(default_factory=Params)
     version: str = "zero-shot"
     metrics: dict = field(default_factory=dict)
+    trained_on: int = 0  # confirmed appeals in the head's training set
 
     @classmethod
     def zero_shot(cls, categories: list[CategoryText], backend: Embedder) -> CategoryModel:
         labels = [c.code for c in categories]
+        prompts = backend.embed([p for c in categories for p in c.prompts()])
+        both = prompts[0::2] + prompts[1::2]
+        prototypes = both / np.linalg.norm(both, axis=1, keepdims=True)
         texts, owners = [], []
         for i, c in enumerate(categories):
-            for t in (c.name_zh, c.name_en, *c.keywords):
+            for t in (c.name_zh, c.name_en, *c.keywords, *c.examples):
                 if t.strip():
                     texts.append(t)
                     owners.append(i)
-        return cls(backend.name, labels, backend.embed([c.prompt() for c in categories]), backend.embed(texts),
-                   np.array(owners, dtype=np.int32))
+        exemplars = backend.embed(texts)
+        model = cls(backend.name, labels, prototypes.astype(np.float32), exemplars, np.array(owners, dtype=np.int32),
+                    np.zeros((prototypes.shape[1], len(labels)), np.float32), np.zeros(len(labels), np.float32))
+        return model.with_history(np.zeros((0, prototypes.shape[1]), np.float32), [])
 
-    def logits(self, vectors: np.ndarray, keyword_hits: np.ndarray, params: Params | None = None) -> np.ndarray:
-        p = params or self.params
+    def with_history(self, vectors: np.ndarray, categories: list[str | None]) -> CategoryModel:
+        """A copy whose head is trained on the catalogue's texts plus these confirmed appeals (their
+        embeddings and categories; an appeal without a category teaches nothing here)."""
+        index = {code: i for i, code in enumerate(self.labels)}
+        known = [(row, index[c]) for row, c in enumerate(categories) if c in index]
+        rows = [r for r, _ in known]
+        x = np.vstack([self.exemplars, self.prototypes, vectors[rows]]) if rows else np.vstack(
+            [self.exemplars, self.prototypes])
+        y = np.concatenate([self.exemplar_labels, np.arange(len(self.labels)),
+                            np.array([j for _, j in known], dtype=np.int32)])
+        head, bias = fit_head(x, y, len(self.labels))
+        return CategoryModel(self.embedder, self.labels, self.prototypes, self.exemplars, self.exemplar_labels,
+                             head, bias, Params(**asdict(self.params)), self.version, dict(self.metrics), len(rows))
+
+    def evidence(self, catalogue: Catalogue, items: list[Item], vectors: np.ndarray) -> Evidence:
         nearest = np.full((len(vectors), len(self.labels)), -1.0, dtype=np.float32)
         sims = vectors @ self.exemplars.T
         for j in range(len(self.labels)):
             mask = self.exemplar_labels == j
             if mask.any():
                 nearest[:, j] = sims[:, mask].max(axis=1)
-        return (vectors @ self.prototypes.T + nearest) * p.scale + keyword_hits * p.keyword_weight
+        feats = [keyword_hits(catalogue, self.labels, i.title, i.text) for i in items]
+        hits = np.stack([f[0] for f in feats]) if feats else np.zeros((0, len(self.labels)), np.float32)
+        return Evidence(vectors @ self.prototypes.T + nearest, HEAD_SCALE * (vectors @ self.head) + self.head_bias,
+                        hits, [f[1] for f in feats])
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         meta = json.dumps(dict(embedder=self.embedder, labels=self.labels, params=asdict(self.params),
-                               version=self.version, metrics=self.metrics))
+                               version=self.version, metrics=self.metrics, trained_on=self.trained_on,
+                               format=MODEL_FORMAT))
         np.savez_compressed(buf, prototypes=self.prototypes, exemplars=self.exemplars,
-                            exemplar_labels=self.exemplar_labels, meta=np.array(meta))
+                            exemplar_labels=self.exemplar_labels, head=self.head, head_bias=self.head_bias,
+                            meta=np.array(meta))
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> CategoryModel:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
+            if meta.get("format") != MODEL_FORMAT:
+                raise OutdatedModel(f"stored model format {meta.get('format')!r}, this code reads {MODEL_FORMAT}")
             return cls(meta["embedder"], meta["labels"], z["prototypes"], z["exemplars"], z["exemplar_labels"],
-                       Params(**meta["params"]), meta["version"], meta.get("metrics", {}))
+                       z["head"], z["head_bias"], Params(**meta["params"]), meta["version"], meta.get("metrics", {}),
+                       meta.get("trained_on", 0))
+
+
+MODEL_FORMAT = 2
+
+
+class OutdatedModel(ValueError):
+    """A stored version written by an older model format: rebuilt from the tree, never misread."""
 
 
 def keyword_hits(catalogue: Catalogue, labels: list[str], title: str, text: str) -> tuple[np.ndarray, list[str]]:
@@ -202,13 +274,40 @@ class Item:
     street: str | None
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Per appeal and category: text similarity, the head's logit, catalogue keywords found."""
+
+    similarity: np.ndarray
+    head: np.ndarray
+    keywords: np.ndarray
+    found: list[list[str]]
+
+    def logits(self, p: Params) -> np.ndarray:
+        return self.similarity * p.scale + self.keywords * p.keyword_weight + self.head * p.head_weight
+
+    @staticmethod
+    def stack(parts: list[tuple[np.ndarray, Evidence]], n: int) -> Evidence:
+        """Evidence gathered in pieces (rows `index` of each), put back in the appeals' order."""
+        labels = parts[0][1].similarity.shape[1]
+        sim, head, hits = (np.zeros((n, labels), np.float32) for _ in range(3))
+        found: list[list[str]] = [[] for _ in range(n)]
+        for index, ev in parts:
+            sim[index], head[index], hits[index] = ev.similarity, ev.head, ev.keywords
+            for i, f in zip(index, ev.found, strict=True):
+                found[i] = f
+        return Evidence(sim, head, hits, found)
+
+
 def judge(model: CategoryModel, catalogue: Catalogue, items: list[Item], vectors: np.ndarray,
           params: Params | None = None) -> list[Verdict]:
     """Ranked departments for each appeal from its embedding, keywords and place."""
-    p = params or model.params
-    feats = [keyword_hits(catalogue, model.labels, i.title, i.text) for i in items]
-    hits = np.stack([f[0] for f in feats]) if feats else np.zeros((0, len(model.labels)))
-    logits = model.logits(vectors, hits, p)
+    return decide(model.labels, catalogue, items, model.evidence(catalogue, items, vectors), params or model.params)
+
+
+def decide(labels: list[str], catalogue: Catalogue, items: list[Item], evidence: Evidence,
+           p: Params) -> list[Verdict]:
+    logits = evidence.logits(p)
     verdicts = []
     for row, item in enumerate(items):
         z = logits[row] - logits[row].max()
@@ -216,7 +315,7 @@ def judge(model: CategoryModel, catalogue: Catalogue, items: list[Item], vectors
         prob /= prob.sum()
         by_department: dict[str, float] = {}
         best_category: dict[str, tuple[float, str]] = {}
-        for j, code in enumerate(model.labels):
+        for j, code in enumerate(labels):
             route = catalogue.route(code, item.district, item.street)
             if route is None:
                 continue
@@ -225,7 +324,7 @@ def judge(model: CategoryModel, catalogue: Catalogue, items: list[Item], vectors
             if prob[j] > best_category.get(d, (-1.0, ""))[0]:
                 best_category[d] = (float(prob[j]), code)
         ranked = sorted(by_department.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        keywords = feats[row][1]
+        keywords = evidence.found[row]
         suggestions = tuple(
             Suggestion(d, best_category[d][1], round(pr, 3),
                        _why(best_category[d][1], pr, keywords, catalogue)) for d, pr in ranked)
@@ -282,32 +381,69 @@ def outcome(verdicts: list[Verdict], labelled: list[Labelled]) -> Outcome:
 
 
 GRID_SCALE = (30.0, 50.0, 80.0)
-GRID_KEYWORD = (1.0, 2.0, 3.0)
-GRID_THRESHOLD = (0.5, 0.6, 0.7, 0.8, 0.9)
-GRID_MARGIN = (0.1, 0.2, 0.3)
+GRID_KEYWORD = (0.0, 1.0, 2.0)
+GRID_HEAD = (0.5, 1.0, 2.0)
+GRID_THRESHOLD = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+GRID_MARGIN = (0.1, 0.2, 0.3, 0.5)
 
 
-def calibrate(model: CategoryModel, catalogue: Catalogue, labelled: list[Labelled], vectors: np.ndarray,
-              *, max_wrong: float = 0.015) -> tuple[Params, Outcome]:
+def calibrate(model: CategoryModel, catalogue: Catalogue, labelled: list[Labelled], evidence: Evidence,
+              *, max_wrong: float = 0.01) -> tuple[Params, Outcome]:
     """The weights and threshold that place the most appeals while keeping silent errors under
-    `max_wrong` (and none urgent) on these labelled appeals; failing that, the safest."""
+    `max_wrong` (and none urgent) on these labelled appeals; failing that, the safest. The evidence
+    must be out-of-fold (see `held_out_evidence`): a head judging the appeals it was trained on is
+    sure of itself, and a threshold set there would route too much."""
     items = [lab.item for lab in labelled]
     best: tuple[tuple, Params, Outcome] | None = None
     for scale in GRID_SCALE:
         for kw in GRID_KEYWORD:
-            base = judge(model, catalogue, items, vectors, Params(scale, kw, 0.0, 0.0))
-            probs = [[s.probability for s in v.suggestions] for v in base]
-            for threshold in GRID_THRESHOLD:
-                for margin in GRID_MARGIN:
-                    decided = [bool(p) and p[0] >= threshold and (len(p) == 1 or p[0] - p[1] >= margin)
-                               for p in probs]
-                    o = outcome([Verdict(v.suggestions, d) for v, d in zip(base, decided, strict=True)], labelled)
-                    ok = o.wrong <= max_wrong * o.total and o.urgent_wrong == 0
-                    key = (ok, o.correct if ok else -o.wrong, -o.wrong)
-                    if best is None or key > best[0]:
-                        best = (key, Params(scale, kw, threshold, margin), o)
+            for hw in GRID_HEAD:
+                base = decide(model.labels, catalogue, items, evidence, Params(scale, kw, 0.0, 0.0, hw))
+                probs = [[s.probability for s in v.suggestions] for v in base]
+                for threshold in GRID_THRESHOLD:
+                    for margin in GRID_MARGIN:
+                        decided = [bool(p) and p[0] >= threshold and (len(p) == 1 or p[0] - p[1] >= margin)
+                                   for p in probs]
+                        o = outcome([Verdict(v.suggestions, d) for v, d in zip(base, decided, strict=True)],
+                                    labelled)
+                        ok = o.wrong <= max_wrong * o.total and o.urgent_wrong == 0
+                        key = (ok, o.correct if ok else -o.wrong, -o.wrong)
+                        if best is None or key > best[0]:
+                            best = (key, Params(scale, kw, threshold, margin, hw), o)
     assert best is not None
     return best[1], best[2]
+
+
+def held_out_evidence(model: CategoryModel, catalogue: Catalogue, labelled: list[Labelled], vectors: np.ndarray,
+                      groups: list[str], folds: int = 4) -> Evidence:
+    """Evidence for each labelled appeal from a head trained without it (nor its duplicates)."""
+    fold = group_folds(groups, folds)
+    parts = []
+    for f in range(folds):
+        train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        if not len(test_rows):
+            continue
+        m = model.with_history(vectors[train_rows], [labelled[i].category for i in train_rows])
+        parts.append((test_rows, m.evidence(catalogue, [labelled[i].item for i in test_rows], vectors[test_rows])))
+    return Evidence.stack(parts, len(labelled))
+
+
+def group_folds(groups: list[str], folds: int) -> np.ndarray:
+    """Fold numbers that keep each group (a matter's duplicates) whole."""
+    order = {g: n % folds for n, g in enumerate(dict.fromkeys(groups))}
+    return np.array([order[g] for g in groups], dtype=np.int32)
+
+
+def fit(model: CategoryModel, catalogue: Catalogue, labelled: list[Labelled], vectors: np.ndarray,
+        groups: list[str] | None = None) -> tuple[CategoryModel, Outcome]:
+    """A model trained on these confirmed appeals: its weights and threshold calibrated on
+    held-out evidence, then its head trained on all of them."""
+    groups = groups or [str(i) for i in range(len(labelled))]
+    evidence = held_out_evidence(model, catalogue, labelled, vectors, groups)
+    params, fitted = calibrate(model, catalogue, labelled, evidence)
+    trained = model.with_history(vectors, [lab.category for lab in labelled])
+    trained.params = params
+    return trained, fitted
 
 
 def split(labelled: list[Labelled], holdout: float = 0.3, seed: int = 15) -> tuple[list[int], list[int]]:

@@ -21,14 +21,16 @@ from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from appealflow.models.appeal import Appeal
 from appealflow.models.classifier import (
+    MODEL_FORMAT,
     CategoryModel,
     CategoryText,
     Item,
     Labelled,
     Outcome,
+    OutdatedModel,
     appeal_text,
-    calibrate,
     embedder,
+    fit,
     judge,
     outcome,
     split,
@@ -57,7 +59,8 @@ class ClassifierVersion(SQLModel, table=True):
 
 
 def category_texts(session: Session) -> list[CategoryText]:
-    return [CategoryText(c.code, c.name_zh, c.name_en, tuple(c.keywords))
+    return [CategoryText(c.code, c.name_zh, c.name_en, tuple(c.keywords), c.description_zh, c.description_en,
+                         tuple(c.examples))
             for c in session.exec(select(Category).order_by(col(Category.code)))]
 
 
@@ -75,7 +78,8 @@ def _save(session: Session, model: CategoryModel, *, status: str, trained_on: in
 def zero_shot(categories: list[CategoryText], backend: str, cache_dir: Path | None) -> CategoryModel:
     """The zero-shot model for this category tree, from the cache when the tree is unchanged:
     embedding some 800 names and keywords takes tens of seconds on a busy CPU."""
-    key = hashlib.sha256(json.dumps([backend, *[c.prompt() for c in categories]], ensure_ascii=False)
+    key = hashlib.sha256(json.dumps([backend, MODEL_FORMAT, *[[*c.prompts(), *c.examples, *c.keywords]
+                                                               for c in categories]], ensure_ascii=False)
                          .encode()).hexdigest()[:20]
     path = cache_dir / f"zero-shot-{key}.npz" if cache_dir else None
     if path and path.exists():
@@ -93,11 +97,18 @@ def zero_shot(categories: list[CategoryText], backend: str, cache_dir: Path | No
 
 
 def ensure_active(session: Session, backend: str = "e5", cache_dir: Path | None = None) -> ClassifierVersion:
-    """The active version; the first call builds the zero-shot one from the category tree."""
+    """The active version; the first call builds the zero-shot one from the category tree, and so
+    does a call that finds the active one written by an older model format."""
     row = session.exec(select(ClassifierVersion).where(col(ClassifierVersion.status) == "active")
                        .order_by(col(ClassifierVersion.promoted_at).desc())).first()
     if row is not None:
-        return row
+        try:
+            CategoryModel.from_bytes(row.blob)
+            return row
+        except OutdatedModel:
+            row.status = "retired"
+            session.add(row)
+            session.flush()
     model = zero_shot(category_texts(session), backend, cache_dir)
     return _save(session, model, status="active", trained_on=0, metrics={"kind": "zero-shot"})
 
@@ -114,9 +125,14 @@ def active_model(session: Session, backend: str = "e5", cache_dir: Path | None =
         cached = _cache.get(backend)
         if cached and cached[0] == current:
             return cached[1]
-    row = ensure_active(session, backend, cache_dir) if current is None else session.get(ClassifierVersion, current)
-    assert row is not None, "the active version is a stored row"
-    model = CategoryModel.from_bytes(row.blob)
+    row = session.get(ClassifierVersion, current) if current is not None else None
+    try:
+        model = CategoryModel.from_bytes(row.blob) if row is not None else None
+    except OutdatedModel:
+        model = None
+    if row is None or model is None:
+        row = ensure_active(session, backend, cache_dir)
+        model = CategoryModel.from_bytes(row.blob)
     with _cache_lock:
         _cache[backend] = (stored_id(row), model)
     return model
@@ -152,8 +168,9 @@ class TrainReport:
 
 def train(session: Session, catalogue: Catalogue, labelled: list[Labelled], *, backend: str = "e5",
           promote_if_better: bool = True, cache_dir: Path | None = None) -> TrainReport:
-    """Calibrate a new version on 70% of the labelled appeals; compare it with the active one on the
-    other 30%; promote it only if it scores better there."""
+    """Train a new version on 70% of the labelled appeals (its head on their texts, its weights and
+    threshold calibrated out of fold); compare it with the active one on the other 30%; promote it
+    only if it scores better there."""
     if len(labelled) < 20:
         raise ValueError(f"need at least 20 confirmed appeals to train, have {len(labelled)}")
     active_row = ensure_active(session, backend, cache_dir)
@@ -161,9 +178,8 @@ def train(session: Session, catalogue: Catalogue, labelled: list[Labelled], *, b
     emb = embedder(backend)
     vectors = emb.embed([appeal_text(lab.item.title, lab.item.text) for lab in labelled])
     fit_idx, hold_idx = split(labelled)
-    candidate = zero_shot(category_texts(session), backend, cache_dir)
-    params, fitted = calibrate(candidate, catalogue, [labelled[i] for i in fit_idx], vectors[fit_idx])
-    candidate.params = params
+    candidate, fitted = fit(zero_shot(category_texts(session), backend, cache_dir), catalogue,
+                            [labelled[i] for i in fit_idx], vectors[fit_idx])
     hold = [labelled[i] for i in hold_idx]
     hold_vectors = vectors[hold_idx] if hold_idx else np.zeros((0, vectors.shape[1]))
     cand_out = outcome(judge(candidate, catalogue, [h.item for h in hold], hold_vectors), hold)

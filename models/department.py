@@ -1,6 +1,6 @@
 """Reference data: departments, the category tree, the dispatch catalogue, deadline policies."""
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -21,6 +21,10 @@ class Category(SQLModel, table=True):
     name_en: str = Field(max_length=200)
     parent_code: str | None = Field(default=None, foreign_key="category.code", max_length=60)
     keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What the category covers and how citizens word it: the routing model's reading of the tree.
+    description_zh: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    description_en: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    examples: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
 
 
 class RoutingRule(SQLModel, table=True):

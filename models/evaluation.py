@@ -26,7 +26,8 @@ from appealflow.models.classifier import (
     Params,
     Verdict,
     appeal_text,
-    calibrate,
+    fit,
+    group_folds,
     judge,
 )
 from appealflow.models.duplicates import Probe, pairs
@@ -44,7 +45,8 @@ def catalogue_from(folder: Path = REFERENCE_DIR) -> tuple[Catalogue, list[Catego
                           [Rule(r["category"], r.get("district"), r.get("street"), r["department"],
                                 tuple(r.get("assisting") or ())) for r in rules])
     texts = sorted((CategoryText(c["code"], c["name_zh"], c["name_en"], tuple(c.get("keywords") or ()),
-                                 c.get("description") or "") for c in cats), key=lambda c: c.code)
+                                 c.get("description_zh") or "", c.get("description_en") or "",
+                                 tuple(c.get("examples") or ())) for c in cats), key=lambda c: c.code)
     return catalogue, texts
 
 
@@ -106,18 +108,20 @@ def model_figures(model: CategoryModel, catalogue: Catalogue, rows: list[dict], 
 
 def cross_validated(model: CategoryModel, catalogue: Catalogue, rows: list[dict], vectors: np.ndarray,
                     folds: int = 5) -> tuple[list[Verdict], list[Params]]:
+    """Each appeal judged by a model trained (`fit`, as `appealflow model train` does) on the other
+    folds only: the labelled set stands in for dispatcher-confirmed history."""
     labs = labelled(rows)
     groups = [r.get("duplicate_group") or r.get("id") or str(i) for i, r in enumerate(rows)]
-    order = {g: n % folds for n, g in enumerate(dict.fromkeys(groups))}
-    fold = np.array([order[g] for g in groups])
+    fold = group_folds(groups, folds)
     verdicts: list[Verdict | None] = [None] * len(rows)
     chosen = []
     for f in range(folds):
-        fit = np.flatnonzero(fold != f)
-        test = np.flatnonzero(fold == f)
-        params, _ = calibrate(model, catalogue, [labs[i] for i in fit], vectors[fit])
-        chosen.append(params)
-        for i, v in zip(test, judge(model, catalogue, [labs[i].item for i in test], vectors[test], params),
+        train_rows = np.flatnonzero(fold != f)
+        test_rows = np.flatnonzero(fold == f)
+        trained, _ = fit(model, catalogue, [labs[i] for i in train_rows], vectors[train_rows],
+                         [groups[i] for i in train_rows])
+        chosen.append(trained.params)
+        for i, v in zip(test_rows, judge(trained, catalogue, [labs[i].item for i in test_rows], vectors[test_rows]),
                         strict=True):
             verdicts[i] = v
     return verdicts, chosen  # type: ignore[return-value]

@@ -47,6 +47,8 @@ def load_reference_files(session: Session, folder: Path = REFERENCE_DIR) -> dict
         session.merge(Category(
             code=row["code"], name_zh=row["name_zh"], name_en=row["name_en"],
             parent_code=row["parent_code"], keywords=list(row.get("keywords") or []),
+            description_zh=row.get("description_zh") or "", description_en=row.get("description_en") or "",
+            examples=list(row.get("examples") or []),
         ))
     session.flush()
     session.execute(delete(RoutingRule))

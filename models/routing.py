@@ -44,6 +44,7 @@ class Catalogue:
             self._rules[rule.category_code].append(rule)
         self._keywords = [(kw.lower(), c.code) for c in categories for kw in c.keywords if kw.strip()]
         self.keywords = self._keywords
+        self._routes: dict[tuple[str, str | None, str | None], Route | None] = {}
 
     def lineage(self, code: str) -> list[str]:
         """The category and its ancestors, most specific first."""
@@ -83,6 +84,12 @@ class Catalogue:
     def route(self, category_code: str, district: str | None, street: str | None) -> Route | None:
         """The most specific rule: a child category before its theme, a street before a district
         before the whole city."""
+        key = (category_code, district, street)
+        if key not in self._routes:  # the model asks for every category of every appeal
+            self._routes[key] = self._route(category_code, district, street)
+        return self._routes[key]
+
+    def _route(self, category_code: str, district: str | None, street: str | None) -> Route | None:
         for code in self.lineage(category_code):
             candidates = [r for r in self._rules.get(code, ()) if _applies(r, district, street)]
             if candidates:

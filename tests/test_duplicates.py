@@ -40,7 +40,8 @@ def _dispatch(session, ids: list[int]):
 
 def test_a_twin_posted_after_the_first_was_routed_goes_to_the_same_department(database_url):
     with session_scope(database_url) as session:
-        first = _receive(session, "居庸关路工地夜间施工噪音", "居庸关路12号旁边的工地凌晨还在打桩施工，噪音吵得根本睡不着")
+        first = _receive(session, "居庸关路工地夜间施工噪音",
+                         "居庸关路12号旁边的工地凌晨还在打桩施工，噪音吵得根本睡不着")
         _dispatch(session, [first])
     with session_scope(database_url) as session:
         routed = session.get(Appeal, first)

@@ -97,7 +97,7 @@ def _zh_name(raw: str, areas: tuple[str, ...]) -> str | None:
 
 
 def _en_name(words: str) -> str | None:
-    kept = []
+    kept: list[str] = []
     for word in words.split():
         w = word.lower().replace("'", "").strip(".-")
         if w in _EN_STOP:
@@ -360,11 +360,11 @@ def candidates_among(appeal: Appeal, problem: Problem | None, others: Sequence[A
     for other, place, shared in near:
         sim = float(np.dot(mine_vector, known[stored_id(other)]))
         theirs = problems[stored_id(other)] if problems and stored_id(other) in problems else problem_of(other)
-        problem = agreement(problem, theirs)
-        s = score(sim, place, problem, chinese != _chinese(appeal_text(other)))
+        agreed = agreement(problem, theirs)
+        s = score(sim, place, agreed, chinese != _chinese(appeal_text(other)))
         if s >= threshold:
             found.append(Candidate(stored_id(other), other.code, round(sim, 3), tuple(sorted(shared)),
-                                   _why(other.code, sim, place, problem, shared), other.department_code,
+                                   _why(other.code, sim, place, agreed, shared), other.department_code,
                                    other.category_code, round(s, 3)))
     return sorted(found, key=lambda c: -c.score)[:limit]
 

@@ -14,10 +14,11 @@ from appealflow.api import ratelimit
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.api.workbench import Code, readable
-from appealflow.models.appeal import AppealEvent
+from appealflow.models.appeal import Appeal, AppealEvent
 from appealflow.models.classifier import embedder
 from appealflow.models.columns import utcnow
-from appealflow.models.duplicates import candidates_for
+from appealflow.models.dispatch import DUPLICATE_EVENT
+from appealflow.models.duplicates import OPEN, candidates_for
 from appealflow.models.enums import CENTRE_ROLES, Role
 from appealflow.models.policy_qa import search
 
@@ -57,19 +58,29 @@ async def routing_help(code: Code, staff: CurrentStaff, session: SessionDep, set
     if staff.role not in MAY_SEE_SUGGESTIONS:
         raise HTTPException(403, "routing suggestions are for the centre's dispatchers and supervisors")
     appeal = readable(session, staff, code)
-    events = session.execute(select(AppealEvent).where(col(AppealEvent.appeal_id) == appeal.id)
-                             .order_by(col(AppealEvent.id).desc())).scalars()
+    events = list(session.execute(select(AppealEvent).where(col(AppealEvent.appeal_id) == appeal.id)
+                                  .order_by(col(AppealEvent.id).desc())).scalars())
     # The latest event that recorded suggestions (routing's triage, or a later pass).
     recorded: list = next((list(e.detail["suggestions"]) for e in events
                            if e.detail and isinstance(e.detail.get("suggestions"), list)), [])
     found = await run_in_threadpool(candidates_for, session, appeal, embedder(settings.embedding_backend).embed)
+    # Twins dispatch recorded at intake and still open, though the live search no longer ranks them.
+    live = {c.code for c in found}
+    at_intake = [t for e in events if e.kind == DUPLICATE_EVENT for t in e.detail.get("twins", [])
+                 if isinstance(t, dict) and t.get("code") not in live]
+    still_open = set(session.execute(select(col(Appeal.code)).where(
+        col(Appeal.code).in_([t["code"] for t in at_intake]), col(Appeal.status).in_(OPEN),
+        col(Appeal.parent_id).is_(None))).scalars()) if at_intake else set()
     return RoutingHelp(
         code=appeal.code, status=appeal.status, routing_reason=appeal.routing_reason,
         suggestions=[Suggestion(department=s.get("department"), category=s.get("category"),
                                 confidence=s.get("probability"), reason=s.get("why"))
                      for s in recorded if isinstance(s, dict)],
         duplicates=[Duplicate(code=c.code, similarity=c.similarity, shared_places=list(c.shared_places), why=c.why)
-                    for c in found])
+                    for c in found] + [Duplicate(code=t["code"], similarity=t.get("similarity") or 0.0,
+                                                 shared_places=list(t.get("shared_places") or []),
+                                                 why=t.get("why") or "") for t in at_intake
+                                       if t["code"] in still_open])
 
 
 class PolicyAnswerOut(BaseModel):

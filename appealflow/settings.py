@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # default until e5 keeps dispatch at the raw RQ rate: it embedded 7-64 texts/s here.
     routing_model: str = Field(default="off", pattern=r"^(e5|chargram|off)$")
     model_cache_dir: Path = Path.home() / ".cache" / "appealflow"
+    # Dispatch records each new appeal's probable duplicates among open ones and routes it as its
+    # twin went. Only appeals sharing a named place with an open one are embedded.
+    duplicates_at_intake: bool = True
     claim_lease_seconds: int = Field(default=30, ge=1)
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     delivery_batch_size: int = Field(default=200, ge=1)

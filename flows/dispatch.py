@@ -8,7 +8,7 @@ from appealflow.models.classifier import embedder
 from appealflow.models.classifier_store import active_model
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
-from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record
+from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record, with_twins
 from appealflow.models.reference import Reference, read_reference
 from appealflow.settings import get_settings
 
@@ -35,9 +35,28 @@ def decide_routes(appeal_ids: list[int]) -> tuple[list[Decision], dict, Referenc
         appeals = load_claimed(session, appeal_ids)
         model = routing_model(session, settings)
     embed = embedder(settings.routing_model).embed if model is not None else None
+    vectors: dict = {}
     decisions, failed = decide_all(appeals, ref, calendar=ref.calendar, min_confidence=settings.routing_min_confidence,
-                                   model=model, embed=embed)
-    return decisions, {a.id: a for a in appeals}, ref, failed
+                                   model=model, embed=embed, vectors=vectors)
+    by_id = {a.id: a for a in appeals}
+    if settings.duplicates_at_intake and decisions:
+        decisions = probable_twins(settings, decisions, by_id, ref, vectors)
+    return decisions, by_id, ref, failed
+
+
+def probable_twins(settings, decisions: list[Decision], appeals: dict, ref: Reference, vectors: dict) -> list[Decision]:
+    """Decisions with their probable twins among open appeals, routed as those went. Finding twins
+    failing must not stop dispatch: the decisions stand as routing made them."""
+    def embed(texts: list[str]):
+        # Loaded only when some appeal shares a named place with an open one.
+        return embedder(settings.embedding_backend).embed(texts)
+
+    try:
+        with session_scope(settings.sqlalchemy_url) as session:
+            return with_twins(session, appeals, decisions, ref, calendar=ref.calendar, embed=embed, vectors=vectors)
+    except Exception:
+        log.exception("looking for probable duplicates failed; routing decides alone")
+        return decisions
 
 
 @task(name="record-dispatch")

@@ -5,18 +5,19 @@ batch recorded twice dispatches and notifies once.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlmodel import Session, col
 
-from appealflow.models.appeal import Appeal, AppealAssist
+from appealflow.models.appeal import Appeal, AppealAssist, AppealEvent
 from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
 from appealflow.models.columns import stored_id
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
+from appealflow.models.duplicates import Candidate, Problem, follow_note, twin_to_follow, twins_for_batch
 from appealflow.models.enums import AppealStatus
 from appealflow.models.escalation import clock_rows, start_clocks
 from appealflow.models.lifecycle import Action, Transition, apply_transitions
@@ -41,6 +42,7 @@ class Decision:
     deadlines: Deadlines | None = None
     suggestions: tuple[Suggestion, ...] = ()
     model_version: str | None = None
+    twins: tuple[Candidate, ...] = ()  # open appeals probably the same matter (recorded, never merged)
 
 
 @dataclass
@@ -160,15 +162,17 @@ def set_assisting(session: Session, appeal_id: int, codes: tuple[str, ...]) -> N
 
 
 def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar, min_confidence: float,
-               model: CategoryModel | None = None, embed=None) -> tuple[list[Decision], list[str]]:
+               model: CategoryModel | None = None, embed=None,
+               vectors: dict[int, Any] | None = None) -> tuple[list[Decision], list[str]]:
     """Decisions for a batch; an appeal whose decision raises is left for the next attempt.
 
     With a model, every appeal without a given category is embedded in one call, each distinct text
-    once (a burst after one outage repeats the same words many times)."""
+    once (a burst after one outage repeats the same words many times); the vectors are left in
+    `vectors` (by appeal id) for duplicates to reuse."""
     verdicts: dict[int, Verdict] = {}
     if model is not None and embed is not None:
         try:
-            verdicts = _verdicts([a for a in appeals if not a.category_code], ref, model, embed)
+            verdicts = _verdicts([a for a in appeals if not a.category_code], ref, model, embed, vectors)
         except Exception:
             # The model failing must not stop dispatch: the keyword rules still route or triage.
             log.exception("routing model failed for a batch; keyword rules decide it")
@@ -184,7 +188,8 @@ def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar, min
     return decisions, failed
 
 
-def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed) -> dict[int, Verdict]:
+def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed,
+              keep: dict[int, Any] | None = None) -> dict[int, Verdict]:
     if not appeals:
         return {}
     texts = [appeal_text(a.title, a.text) for a in appeals]
@@ -192,8 +197,56 @@ def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed
     vectors = embed(distinct)
     row_of = {t: i for i, t in enumerate(distinct)}
     ordered = vectors[[row_of[t] for t in texts]]
+    if keep is not None:
+        keep.update((stored_id(a), v) for a, v in zip(appeals, ordered, strict=True))
     items = [Item(a.title, a.text, a.district, a.street) for a in appeals]
     return {stored_id(a): v for a, v in zip(appeals, judge(model, ref.catalogue, items, ordered), strict=True)}
+
+
+def problem_of(d: Decision) -> Problem:
+    """What routing made of an appeal, as duplicates compare it."""
+    top = d.suggestions[0].department_code if d.suggestions else None
+    return Problem(d.category_code, tuple(s.category_code for s in d.suggestions), d.department_code or top)
+
+
+def with_twins(session: Session, appeals: dict[int, Appeal], decisions: list[Decision], ref: Reference, *,
+               calendar: Calendar, embed, vectors: dict[int, Any] | None = None) -> list[Decision]:
+    """Each decision with the open appeals that are probably the same matter, and routed as they were:
+    one matter goes to one department. A twin with a department decides an appeal routing was unsure
+    of; when routing would send it elsewhere, it goes to triage with the twin's department first.
+    Nothing is merged: a dispatcher does that."""
+    problems = {d.appeal_id: problem_of(d) for d in decisions}
+    found = twins_for_batch(session, [appeals[d.appeal_id] for d in decisions], dict(problems), vectors or {},
+                            embed)
+    return [follow_twin(d, appeals[d.appeal_id], tuple(found.get(d.appeal_id, ())), ref, calendar)
+            for d in decisions]
+
+
+def follow_twin(d: Decision, appeal: Appeal, twins: tuple[Candidate, ...], ref: Reference,
+                calendar: Calendar) -> Decision:
+    if not twins:
+        return d
+    twin = twin_to_follow(twins)
+    if twin is None or twin.department is None:
+        return replace(d, twins=twins)
+    own = d.department_code if d.action == Action.route else None
+    note = follow_note(twin, own)
+    if own == twin.department:
+        return replace(d, twins=twins, reason=f"{d.reason}; {note}")
+    if own is None:
+        category = twin.category or d.category_code
+        route = ref.catalogue.route(category, appeal.district, appeal.street) if category else None
+        assisting = route.assisting if route and route.department_code == twin.department else ()
+        return replace(d, twins=twins, action=Action.route, department_code=twin.department, assisting=assisting,
+                       category_code=category, reason=f"{note}; {d.reason}",
+                       deadlines=deadlines_of(appeal, category, ref, appeal.received_at, calendar))
+    first = Suggestion(twin.department, twin.category or d.category_code or "", twin.score,
+                       f"probable twin {twin.code} went there / 同一事项 {twin.code} 已派往此部门")
+    rest = tuple(s for s in d.suggestions if s.department_code != twin.department)
+    if not rest and d.department_code:
+        rest = (Suggestion(d.department_code, d.category_code or "", round(d.confidence, 3), d.reason[:200]),)
+    return replace(d, twins=twins, action=Action.triage, department_code=None, assisting=(), deadlines=None,
+                   suggestions=(first, *rest)[:3], reason=f"{note}; {d.reason}")
 
 
 def load_claimed(session: Session, ids: list[int]) -> list[Appeal]:
@@ -222,11 +275,27 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         outbox += messages(d, appeals[d.appeal_id], ref.departments)
     if assists:
         session.execute(insert(AppealAssist), assists)
+    twin_events = [twin_event(d, now) for d in decisions if d.appeal_id in applied and d.twins]
+    if twin_events:
+        session.execute(insert(AppealEvent), twin_events)
     start_clocks(session, [row for d in decisions if d.appeal_id in applied and d.deadlines
                            for row in clock_rows(d.appeal_id, d.deadlines, appeals[d.appeal_id].received_at,
                                                  ref.calendar)])
     summary.notifications = write(session, outbox, now=now)
     return summary
+
+
+DUPLICATE_EVENT = "duplicate_suspected"
+
+
+def twin_event(d: Decision, now: datetime) -> dict:
+    """The history's note of probable twins, for the dispatcher's view and a one-click merge; staff
+    only (the public timeline is an allow-list)."""
+    codes = "、".join(t.code for t in d.twins)
+    return dict(appeal_id=d.appeal_id, kind=DUPLICATE_EVENT, actor=ACTOR, at=now, detail={
+        "note": f"疑似与 {codes} 为同一事项 / probably the same matter as {', '.join(t.code for t in d.twins)}",
+        "twins": [dict(code=t.code, similarity=t.similarity, score=t.score, shared_places=list(t.shared_places),
+                       department=t.department, why=t.why) for t in d.twins]})
 
 
 def _transition(d: Decision, now: datetime) -> Transition:

@@ -30,7 +30,7 @@ from appealflow.models.classifier import (
     group_folds,
     judge,
 )
-from appealflow.models.duplicates import Probe, pairs
+from appealflow.models.duplicates import THRESHOLD, Probe, Problem, judged_pairs
 from appealflow.models.policy_qa import BM25, SAMPLE_QA_BASE, PolicyAnswer, fuse, parse, tokens
 from appealflow.models.reference import REFERENCE_DIR, _flatten, _read
 from appealflow.models.routing import Catalogue, CategoryNode, Rule
@@ -127,19 +127,37 @@ def cross_validated(model: CategoryModel, catalogue: Catalogue, rows: list[dict]
     return verdicts, chosen  # type: ignore[return-value]
 
 
-def duplicate_figures(rows: list[dict], vectors: np.ndarray) -> dict:
+def duplicate_problems(verdicts: list[Verdict]) -> list[Problem | None]:
+    """What routing made of each appeal, as duplicates compare it: top category, the other readings,
+    top department (the same the dispatch flow records)."""
+    return [Problem(v.top.category_code, tuple(s.category_code for s in v.suggestions), v.top.department_code)
+            if v.top else None for v in verdicts]
+
+
+SWEEP = (0.86, 0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.96, 0.98)
+
+
+def duplicate_figures(rows: list[dict], vectors: np.ndarray, problems: list[Problem | None] | None = None,
+                      threshold: float = THRESHOLD) -> dict:
+    """Pairs found against the labelled groups at the operating threshold, and across a sweep of it."""
     start = datetime(2026, 11, 1, tzinfo=UTC)
     probes = [Probe(i, r.get("district"), r.get("street"), start + timedelta(hours=float(r.get("hour") or 0)),
-                    f"{r['title']}。{r['text']}") for i, r in enumerate(rows)]
-    found = {(a, b) for a, b, _ in pairs(probes, vectors)}
+                    f"{r['title']}。{r['text']}", problems[i] if problems else None) for i, r in enumerate(rows)]
+    judged = judged_pairs(probes, vectors)
     groups = defaultdict(list)
     for i, r in enumerate(rows):
         if r.get("duplicate_group"):
             groups[r["duplicate_group"]].append(i)
     truth = {(a, b) for members in groups.values() for n, a in enumerate(members) for b in members[n + 1:]}
-    hit = len(found & truth)
-    return dict(groups=len(groups), true_pairs=len(truth), found_pairs=len(found), right_pairs=hit,
-                recall=hit / len(truth) if truth else 1.0, precision=hit / len(found) if found else 1.0)
+
+    def at(t: float) -> dict:
+        found = {(j.a, j.b) for j in judged if j.score >= t}
+        hit = len(found & truth)
+        return dict(threshold=t, found_pairs=len(found), right_pairs=hit,
+                    recall=hit / len(truth) if truth else 1.0, precision=hit / len(found) if found else 1.0)
+
+    return dict(groups=len(groups), true_pairs=len(truth), **at(threshold),
+                sweep=[at(t) for t in sorted({*SWEEP, threshold})])
 
 
 def qa_figures(base_path: Path, queries_path: Path, embed, today: date) -> dict:
@@ -172,10 +190,11 @@ def run(data: Path, *, embed, model: CategoryModel, folds: int = 5, limit: int |
     vectors = embed([appeal_text(r["title"], r["text"]) for r in rows])
     baseline = keyword_baseline(catalogue, rows)
     items = [lab.item for lab in labelled(rows)]
-    zero = model_figures(model, catalogue, rows, vectors, judge(model, catalogue, items, vectors, Params()))
+    zero_verdicts = judge(model, catalogue, items, vectors, Params())
+    zero = model_figures(model, catalogue, rows, vectors, zero_verdicts)
     cv_verdicts, params = cross_validated(model, catalogue, rows, vectors, folds)
     trained = model_figures(model, catalogue, rows, vectors, cv_verdicts)
-    dup = duplicate_figures(rows, vectors)
+    dup = duplicate_figures(rows, vectors, duplicate_problems(zero_verdicts))
     qa = qa_figures(qa_base or SAMPLE_QA_BASE, qa_queries or EVAL_DIR / "qa_queries.jsonl", embed,
                     today or date(2026, 11, 27))
     return dict(appeals=len(rows), keyword_rules=baseline, model_zero_shot=zero, model_calibrated=trained,
@@ -193,7 +212,10 @@ def report(result: dict) -> list[str]:
             name = ""
     d = result["duplicates"]
     lines.append(f"Duplicates: {d['groups']} groups, {d['true_pairs']} true pairs; found {d['found_pairs']}, "
-                 f"{d['right_pairs']} right: recall {d['recall']:.1%}, precision {d['precision']:.1%}")
+                 f"{d['right_pairs']} right: recall {d['recall']:.1%}, precision {d['precision']:.1%} "
+                 f"(operating point: score >= {d['threshold']:.2f})")
+    lines.append("  threshold sweep (recall/precision): " + "  ".join(
+        f"{s['threshold']:.2f} {s['recall']:.0%}/{s['precision']:.0%}" for s in d.get("sweep", [])))
     q = result["qa"]
     lines.append(f"Q&A: {q['queries']} questions, MRR@3 {q['mrr3']:.3f}; unanswerable handed to a person "
                  f"{q['not_found_handed_over']}")

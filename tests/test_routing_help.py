@@ -42,7 +42,7 @@ def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staf
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [d["code"] for d in body["duplicates"]] == [same]
-    assert body["duplicates"][0]["why"].startswith(f"probably the same matter as {same}")
+    assert body["duplicates"][0]["why"].startswith(f"疑似与 {same} 为同一事项 / probably the same matter as {same}")
     assert body["suggestions"] == [{"department": "shinan_badaguan", "category": "noise", "confidence": 0.46,
                                     "reason": "施工 / construction"}]
     # A handler has no business routing; a code outside anyone's records is not found.

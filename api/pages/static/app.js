@@ -34,7 +34,7 @@
     var fields = ["title", "text"].map(function (id) { return document.getElementById(id); })
       .filter(function (field) { return field; });
     var MIN_CHARS = 4, MAX_CHARS = 300, WAIT_MS = 400;
-    var timer = null, asked = "", latest = 0, controller = null, dismissed = false;
+    var timer = null, asked = "", latest = 0, controller = null, dismissed = false, quietUntil = 0;
     var element = function (tag, className, text) {
       var node = document.createElement(tag);
       if (className) node.className = className;
@@ -64,6 +64,7 @@
       var words = Array.from(fields.map(function (f) { return f.value.trim(); }).join(" ").replace(/\s+/g, " ").trim());
       var query = words.slice(0, MAX_CHARS).join("");
       if (dismissed || query === asked) return;
+      if (Date.now() < quietUntil) { window.clearTimeout(timer); timer = window.setTimeout(ask, quietUntil - Date.now()); return; }
       asked = query;
       if (controller) controller.abort();
       if (words.length < MIN_CHARS) { latest += 1; hide(); return; }
@@ -72,9 +73,17 @@
       fetch("/policy/search?" + new URLSearchParams({ q: query, limit: "3" }), {
         headers: { Accept: "application/json" }, signal: controller ? controller.signal : undefined,
       }).then(function (response) {
+        if (response.status === 429) {
+          // Over the search's rate limit: keep what is shown and ask again once it allows.
+          quietUntil = Date.now() + 1000 * (parseInt(response.headers.get("Retry-After"), 10) || 10);
+          asked = "";
+          window.clearTimeout(timer);
+          timer = window.setTimeout(ask, quietUntil - Date.now());
+          return undefined;
+        }
         return response.ok ? response.json() : null;
       }).then(function (body) {
-        if (mine !== latest || dismissed) return;
+        if (mine !== latest || dismissed || body === undefined) return;
         if (body && body.found && Array.isArray(body.answers) && body.answers.length) show(body.answers);
         else hide();
       }).catch(function () {

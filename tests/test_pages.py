@@ -1,7 +1,9 @@
 """The pages over HTTP on a running API: offline /docs, language, CSRF, the filing form's field
 errors and idempotency, escaping, staff sign-in with an HttpOnly cookie, exactly the allowed actions,
 a stale form, 404 for another department, masking, the dispatcher's and supervisor's pages, the
-public figures, and a label for every form field. The browser walk is in tests/browser/."""
+public figures, a label for every form field, and a consultation answered on the spot from the policy
+base (operator, dispatcher; a handler refused; the answer escaped on the citizen's page). The browser
+walks are in tests/browser/."""
 
 import re
 from html.parser import HTMLParser

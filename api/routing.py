@@ -2,6 +2,7 @@
 probably the same matter (for the centre's dispatchers), and the policy Q&A base searched for a
 question (for operators on the line, and for citizens while they type, before they submit)."""
 
+from datetime import date
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -89,6 +90,8 @@ class PolicyAnswerOut(BaseModel):
     answer: str
     theme: str
     source: str
+    valid_from: date | None  # the operator reads out whether the rule still holds
+    valid_to: date | None
 
 
 class PolicySearch(BaseModel):
@@ -109,4 +112,5 @@ async def policy_search(session: SessionDep, settings: SettingsDep,
                                    limit=limit)
     return PolicySearch(query=q, found=bool(hits), handover=None if hits else NOT_FOUND,
                         answers=[PolicyAnswerOut(id=h.id, question=h.question, answer=h.answer, theme=h.theme,
-                                                 source=h.source) for h in hits])
+                                                 source=h.source, valid_from=h.valid_from,
+                                                 valid_to=h.valid_to) for h in hits])

@@ -150,6 +150,8 @@ class Hit:
     theme: str
     source: str
     score: float
+    valid_from: date | None = None
+    valid_to: date | None = None
 
 
 @dataclass
@@ -215,5 +217,6 @@ def fuse(rows: list[PolicyAnswer], lexical: np.ndarray, semantic: np.ndarray, li
         if semantic[i] < MIN_COSINE and lexical[i] < MIN_LEXICAL:
             continue
         r = rows[i]
-        hits.append(Hit(r.id, r.question, r.answer, r.theme, r.source, round(float(fused[i]), 4)))
+        hits.append(Hit(r.id, r.question, r.answer, r.theme, r.source, round(float(fused[i]), 4),
+                        r.valid_from, r.valid_to))
     return hits

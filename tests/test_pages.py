@@ -1,7 +1,9 @@
 """The pages over HTTP on a running API: offline /docs, language, CSRF, the filing form's field
 errors and idempotency, escaping, staff sign-in with an HttpOnly cookie, exactly the allowed actions,
 a stale form, 404 for another department, masking, the dispatcher's and supervisor's pages, the
-public figures, and a label for every form field. The browser walk is in tests/browser/."""
+public figures, a label for every form field, and a consultation answered on the spot from the policy
+base (operator, dispatcher; a handler refused; the answer escaped on the citizen's page). The browser
+walks are in tests/browser/."""
 
 import re
 from html.parser import HTMLParser
@@ -9,14 +11,17 @@ from pathlib import Path
 
 import httpx
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.classifier import embedder
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
+from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
-from tests.staff import PASSWORD, appeal_in, create_staff
+from tests.staff import PASSWORD, appeal_in, create_staff, sign_in
 
 LOCALES = Path(__file__).parent.parent / "api" / "pages" / "locales"
 
@@ -207,3 +212,107 @@ def test_pages(stack):
     assert re.search(r'id="total">\d+<', public)
     assert "赵" not in public and "路灯" not in public and "13912345678" not in public
     assert anon.get("/open/figures.json").json()["total"] >= 3
+
+
+def _signed_in(base: str, username: str, lang: str = "zh-CN") -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=60, headers={"Accept-Language": lang})
+    hidden = Form(page(client, "/staff/sign-in")).hidden
+    signed = client.post("/staff/sign-in", data={**hidden, "username": username, "password": PASSWORD},
+                         follow_redirects=False)
+    assert signed.status_code == 303, signed.text[:300]
+    return client
+
+
+def _consultation(status: str, *, department: str | None = None, title: str = "灵活就业交社保",
+                  text: str = "灵活就业养老保险怎么交") -> tuple[str, int]:
+    """A consultation filed on the web, put straight into `status`; its code and version."""
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        appeal = receive(session, NewAppeal(
+            channel="web", appeal_type="consultation", priority="normal", title=title, text=text, district="shinan",
+            street="badaguan", requester_name="孙丽", requester_phone="13900002222"), now=utcnow(), actor="requester")
+        session.execute(update(Appeal).where(Appeal.id == appeal.id).values(status=status, department_code=department))
+        return appeal.code, appeal.version
+
+
+def _answer_form(html: str, entry: int) -> dict[str, str]:
+    """The hidden fields of the form that answers with one policy entry."""
+    form = re.search(rf'<form[^>]*/answer"[^>]*>(?:(?!</form>).)*name="policy_answer" value="{entry}"'
+                     rf'(?:(?!</form>).)*</form>', html, re.S).group(0)
+    return Form(form).hidden
+
+
+@on_sqlite
+def test_a_consultation_is_answered_on_the_spot_from_the_staff_page(stack):
+    with session_scope(get_settings().sqlalchemy_url) as session:  # a few entries: embedding is the slow part
+        import_base(session, parse(SAMPLE_QA_BASE.read_text(encoding="utf-8"), "json")[:8],
+                    embedder(get_settings().embedding_backend).embed)
+    base = stack.start_api()
+    api = httpx.Client(base_url=base, timeout=60)
+    call = {"channel": "hotline", "type": "consultation", "title": "灵活就业交社保", "text": "灵活就业养老保险怎么交",
+            "requester": {"name": "孙女士", "phone": "13900002222", "email": "sun@example.test"}}
+    created = api.post("/appeals", json=call, headers=sign_in(api, "operator")).json()
+    code, token = created["code"], created["access_token"]
+
+    # The operator who took the call sees the best entries with theme, source and valid dates.
+    operator = _signed_in(base, "operator")
+    shown = page(operator, f"/work/appeals/{code}")
+    assert 'id="action-answer"' in shown and 'id="policy-answers"' in shown
+    best = api.get("/policy/search", params={"q": f"{call['title']} {call['text']}"}).json()["answers"]
+    assert 1 <= len(best) <= 3 and best[0]["question"] == "灵活就业人员怎么缴纳养老保险？"
+    assert best[0]["valid_from"] == "2026-01-01"
+    assert shown.count('class="policy"') == len(best)
+    assert best[0]["question"] in shown and "就业与社会保障" in shown  # the theme by its name
+    assert "有效期" in shown and "2026年1月1日" in shown and "长期" in shown
+    assert f'id="answer-text-{best[0]["id"]}"' in shown and best[0]["source"] in shown
+    # Searching in other words is a plain GET form.
+    assert "失业保险金怎么申领？" in page(operator, f"/work/appeals/{code}?q=失业了怎么领失业金")
+    assert "Answer on the spot" in page(operator, f"/work/appeals/{code}?lang=en")
+    operator.cookies.delete("af_lang")
+
+    # Answered with edited words holding markup: replied, the answer and its source on the page.
+    edited = best[0]["answer"] + " <script>alert('x')</script><b>带上身份证</b>"
+    hidden = _answer_form(shown, best[0]["id"])
+    answered = operator.post(f"/work/appeals/{code}/answer", data={**hidden, "text": edited}, follow_redirects=False)
+    assert answered.status_code == 303 and answered.headers["location"].endswith("?notice=answered")
+    after = page(operator, answered.headers["location"])
+    assert 'id="answered-notice"' in after and "已当场答复" in after
+    assert 'data-status="replied"' in after and 'id="action-answer"' not in after
+    assert best[0]["source"] in re.search(r'id="answered-source">([^<]*)<', after).group(1)
+    assert "<script>alert" not in after and "&lt;script&gt;alert" in after
+
+    # The citizen's tracking page: the answer as text, with its source, and the rating form.
+    tracked = page(api, f"/t/{code}?token={token}")
+    assert "<script>alert" not in tracked and "<b>带上身份证" not in tracked
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&lt;b&gt;带上身份证" in tracked
+    assert best[0]["source"] in tracked and "12345 当场答复" in tracked and 'id="rate-form"' in tracked
+
+    # A dispatcher answers one from triage; a tampered entry is refused in the page's words.
+    waiting, _ = _consultation("triage")
+    desk = _signed_in(base, "dispatcher")
+    shown = page(desk, f"/work/appeals/{waiting}")
+    hidden = _answer_form(shown, best[0]["id"])
+    refused = desk.post(f"/work/appeals/{waiting}/answer", data={**hidden, "policy_answer": "999999", "text": "x"})
+    assert refused.status_code == 422 and 'id="answer-refused"' in refused.text
+    assert "政策库中没有这条答复" in refused.text and 'id="action-answer"' in refused.text
+    done = desk.post(f"/work/appeals/{waiting}/answer", data={**hidden, "text": best[0]["answer"]},
+                     follow_redirects=False)
+    # Answered, it leaves the dispatcher's view: the answer's own result is shown once.
+    assert done.status_code == 200 and 'data-status="replied"' in done.text and 'id="answered-notice"' in done.text
+    assert best[0]["source"] in done.text and 'id="no-actions"' in done.text
+    page(desk, f"/work/appeals/{waiting}", status=404)
+
+    # Nothing to answer from: a complaint in triage, or a consultation already dispatched.
+    complaint, _ = appeal_in("triage")
+    assert 'id="action-answer"' not in page(desk, f"/work/appeals/{complaint}")
+    # A handler is never offered it, and is refused in the page's words when they try.
+    dispatched, version = _consultation("dispatched", department="urban_management")
+    handler = _signed_in(base, "handler")
+    shown = page(handler, f"/work/appeals/{dispatched}")
+    assert 'id="action-answer"' not in shown and 'id="policy-answers"' not in shown
+    csrf = Form(shown).hidden["csrf"]
+    tried = handler.post(f"/work/appeals/{dispatched}/answer",
+                         data={"csrf": csrf, "version": version, "text": "x", "policy_answer": best[0]["id"]})
+    assert tried.status_code == 403 and "只有受理这通电话的话务员或派单员可以当场答复" in tried.text
+    other, version = _consultation("received")  # outside a handler's view altogether
+    assert handler.post(f"/work/appeals/{other}/answer", data={"csrf": csrf, "version": version,
+                                                               "text": "x"}).status_code == 404

@@ -5,7 +5,7 @@ and rendering through Jinja2 with autoescape on, so whatever a citizen typed is 
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
@@ -79,6 +79,14 @@ def local_time(moment: datetime | None, lang: str, zone: str) -> str:
     if lang == "zh":
         return f"{local.month}月{local.day}日 {local:%H:%M}"
     return f"{local.day} {local:%b} {local:%H:%M}"
+
+
+def local_day(value: date | str | None, lang: str) -> str:
+    """A calendar day as people write it: `2026年1月1日`, `1 Jan 2026`."""
+    if not value:
+        return ""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{day.year}年{day.month}月{day.day}日" if lang == "zh" else f"{day.day} {day:%b} {day.year}"
 
 
 def named(item: dict | object | None, lang: str) -> str:
@@ -164,6 +172,7 @@ def render(request: Request, name: str, context: dict, *, status: int = 200,
         "switch_url": switch_url(request, other), "csrf": _csrf_for(cookie, settings),
         "when": lambda moment: local_time(moment, lang, settings.timezone),
         "named": lambda item: named(item, lang),
+        "day": lambda value: local_day(value, lang),
     }
     response = templates.TemplateResponse(request, name, {**page, **context}, status_code=status)
     finish(request, response)

@@ -1,6 +1,7 @@
 """Staff pages: sign-in with an HttpOnly session cookie holding the same signed token as
 `POST /auth/token`; the work queue (a department's, or the dispatcher's triage); an appeal's page
-with exactly the actions this person may take now, each a form carrying the version it saw."""
+with exactly the actions this person may take now, each a form carrying the version it saw, and for a
+consultation not yet routed, the policy base's best answers to answer it on the spot (当场答复)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,7 @@ from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.department import Category, Department
-from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, Role
+from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, AppealType, Role
 from appealflow.models.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
 from appealflow.models.people import Staff
 from appealflow.models.supervision import at_risk
@@ -37,7 +38,7 @@ router = APIRouter(include_in_schema=False)
 Code = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 # The actions a page offers, in the order shown; the state machine decides which apply now.
-OFFERED = (Action.accept, Action.contact, Action.reply, Action.request_info, Action.info_received,
+OFFERED = (Action.answer, Action.accept, Action.contact, Action.reply, Action.request_info, Action.info_received,
            Action.request_extension, Action.decide_extension, Action.add_assist, Action.return_,
            Action.dispatch, Action.merge, Action.invalidate, Action.note)
 
@@ -186,6 +187,10 @@ def allowed_actions(staff: Staff, appeal: dict) -> list[str]:
             continue
         if staff.role in DEPARTMENT_ROLES and action != Action.note and appeal["department"] != staff.department_code:
             continue
+        # The state machine lets an operator or dispatcher answer before routing; only a consultation
+        # is answered from the policy base (the workbench refuses anything else).
+        if action == Action.answer and appeal["type"] != AppealType.consultation:
+            continue
         if action == Action.decide_extension and not any(
                 e["status"] == "pending" for e in appeal["extension_requests"]):
             continue
@@ -194,27 +199,55 @@ def allowed_actions(staff: Staff, appeal: dict) -> list[str]:
 
 
 async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dict | None = None,
-                       failed: str | None = None, notice: str | None = None, status: int = 200):
-    answer = await api_for(request).get(f"/staff/appeals/{code}")
-    if answer.status_code == 404:
-        return render(request, "not_found.html", {}, staff=staff, status=404)
-    if answer.status_code != 200:
-        raise HTTPException(answer.status_code, field_errors(answer).get("form", "refused"))
-    appeal = answer.json()
+                       failed: str | None = None, notice: str | None = None, status: int = 200,
+                       refusal: str | None = None, shown: dict | None = None):
+    """The appeal as this person may see it now; `shown` is one an action just answered with, for
+    when the action took it out of their view (a dispatcher's answered consultation)."""
+    if shown is None:
+        answer = await api_for(request).get(f"/staff/appeals/{code}")
+        if answer.status_code == 404:
+            return render(request, "not_found.html", {}, staff=staff, status=404)
+        if answer.status_code != 200:
+            raise HTTPException(answer.status_code, field_errors(answer).get("form", "refused"))
+        appeal = answer.json()
+    else:
+        appeal = shown
     departments, categories, risky = await run_in_threadpool(_reference_lists)
     now = utcnow()
     appeal["clocks"] = clocks(appeal, now, risky)
     for event in appeal["history"]:
         event["at"] = datetime.fromisoformat(event["at"])
     appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
+    actions = allowed_actions(staff, appeal) if shown is None else []
     suggestions = []
-    if "dispatch" in allowed_actions(staff, appeal):
+    if "dispatch" in actions:
         suggestions = await _suggestions(request, code) or _recorded_suggestions(appeal)
+    policy = None
+    if "answer" in actions:
+        asked = request.query_params.get("q") or f"{appeal['title']} {appeal['text']}"
+        policy = await _policy_answers(request, asked)
+    answered = next((e for e in reversed(appeal["history"]) if e["kind"] == "answer"), None)
     return render(request, "appeal.html", {
-        "appeal": appeal, "actions": allowed_actions(staff, appeal), "errors": errors or {}, "failed": failed,
+        "appeal": appeal, "actions": actions, "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
-        "categories": {c.code: c for c in categories}, "suggestions": suggestions,
+        "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
+        "answered": answered, "refusal": refusal,
     }, staff=staff, status=status)
+
+
+POLICY_QUERY_MAX = 300  # what /policy/search takes
+
+
+async def _policy_answers(request: Request, asked: str) -> dict:
+    """The policy base's best entries for the consultation's words (or what the operator searched for),
+    through the public search endpoint; `unavailable` when it could not answer (rate limit, outage)."""
+    query = " ".join(asked.split())[:POLICY_QUERY_MAX]
+    if len(query) < 2:
+        return {"query": query, "found": False, "answers": [], "unavailable": False}
+    answer = await api_for(request).get("/policy/search", params={"q": query, "limit": 3})
+    if answer.status_code != 200:
+        return {"query": query, "found": False, "answers": [], "unavailable": True}
+    return {**answer.json(), "query": query, "unavailable": False}
 
 
 async def _suggestions(request: Request, code: str) -> list[dict]:
@@ -244,11 +277,16 @@ async def appeal_page(request: Request, code: Code, notice: Annotated[str | None
     staff = await current(request)
     if staff is None:
         return sign_in_redirect(request)
-    return await _appeal_page(request, staff, code, notice="done" if notice == "done" else None)
+    return await _appeal_page(request, staff, code, notice=notice if notice in ("done", "answered") else None)
 
 
 def _text(value) -> str:
     return value if isinstance(value, str) else ""
+
+
+# Why an answer on the spot was refused, in the page's words, by the field the API named.
+ANSWER_REFUSALS = {"policy_answer": "answer.refused.entry", "action": "answer.refused.type",
+                   "text": "answer.refused.text"}
 
 
 @router.post("/work/appeals/{code}/{action}")
@@ -259,7 +297,7 @@ async def take_action(request: Request, code: Code, action: Action):
     form = await request.form()
     check_csrf(request, _text(form.get("csrf")))
     body: dict = {"version": _text(form.get("version"))}
-    for name in ("reason", "text", "department", "parent", "extra", "extension_id"):
+    for name in ("reason", "text", "department", "parent", "extra", "extension_id", "policy_answer"):
         value = _text(form.get(name)).strip()
         if value:
             body[name] = value
@@ -270,16 +308,23 @@ async def take_action(request: Request, code: Code, action: Action):
     answer = await api_for(request).post(f"/staff/appeals/{code}/{action.value}", json=body)
     if answer.status_code == 200:
         still_mine = (await api_for(request).get(f"/staff/appeals/{code}")).status_code == 200
-        target = f"/work/appeals/{code}?notice=done" if still_mine else "/work?" + urlencode({"done": code})
+        if action == Action.answer and not still_mine:
+            # A dispatcher's view holds only what awaits routing: show what the answer made of it once.
+            return await _appeal_page(request, staff, code, notice="answered", shown=answer.json())
+        notice = "answered" if action == Action.answer else "done"
+        target = f"/work/appeals/{code}?notice={notice}" if still_mine else "/work?" + urlencode({"done": code})
         response = RedirectResponse(target, status_code=303)
         finish(request, response)
         return response
     if answer.status_code == 409:
         # Someone acted first (or the status moved on): show the appeal as it is now.
         return await _appeal_page(request, staff, code, failed=action.value, notice="stale", status=409)
-    if answer.status_code == 422:
-        return await _appeal_page(request, staff, code, errors=field_errors(answer), failed=action.value, status=422)
     if answer.status_code == 404:
         return render(request, "not_found.html", {}, staff=staff, status=404)
-    return await _appeal_page(request, staff, code, errors={"form": field_errors(answer).get("form", "")},
-                              failed=action.value, status=answer.status_code)
+    errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}
+    refusal = None
+    if action == Action.answer:
+        refusal = "answer.refused.role" if answer.status_code == 403 else next(
+            (key for field, key in ANSWER_REFUSALS.items() if field in errors), "answer.refused")
+    return await _appeal_page(request, staff, code, errors=errors, failed=action.value, status=answer.status_code,
+                              refusal=refusal)

@@ -25,4 +25,84 @@
     district.addEventListener("change", filter);
     filter();
   }
+  // While a citizen types, policy answers that may already answer them (GET /policy/search). Text
+  // from the server is only ever set as textContent; nothing found, or any failure, shows nothing.
+  var panel = document.getElementById("policy-suggest");
+  if (panel && window.fetch && window.URLSearchParams) {
+    var list = document.getElementById("policy-suggest-list");
+    var status = document.getElementById("policy-suggest-status");
+    var fields = ["title", "text"].map(function (id) { return document.getElementById(id); })
+      .filter(function (field) { return field; });
+    var MIN_CHARS = 4, MAX_CHARS = 300, WAIT_MS = 400;
+    var timer = null, asked = "", latest = 0, controller = null, dismissed = false, quietUntil = 0;
+    var element = function (tag, className, text) {
+      var node = document.createElement(tag);
+      if (className) node.className = className;
+      if (text) node.textContent = text;
+      return node;
+    };
+    var hide = function () {
+      panel.hidden = true;
+      list.replaceChildren();
+      status.textContent = "";
+    };
+    var show = function (answers) {
+      list.replaceChildren.apply(list, answers.map(function (found) {
+        var item = element("li");
+        var question = element("p", "policy-q");
+        question.appendChild(element("strong", "", String(found.question)));
+        item.appendChild(question);
+        item.appendChild(element("p", "answer", String(found.answer)));
+        item.appendChild(element("p", "muted small source", panel.dataset.sourceLabel + ": " + String(found.source)));
+        return item;
+      }));
+      panel.hidden = false;
+      status.textContent = panel.dataset.count.replace("{n}", String(answers.length));
+    };
+    var ask = function () {
+      // Whole characters only: a cut surrogate pair would be refused as unstorable text.
+      var words = Array.from(fields.map(function (f) { return f.value.trim(); }).join(" ").replace(/\s+/g, " ").trim());
+      var query = words.slice(0, MAX_CHARS).join("");
+      if (dismissed || query === asked) return;
+      if (Date.now() < quietUntil) { window.clearTimeout(timer); timer = window.setTimeout(ask, quietUntil - Date.now()); return; }
+      asked = query;
+      if (controller) controller.abort();
+      if (words.length < MIN_CHARS) { latest += 1; hide(); return; }
+      controller = window.AbortController ? new AbortController() : null;
+      var mine = ++latest;
+      fetch("/policy/search?" + new URLSearchParams({ q: query, limit: "3" }), {
+        headers: { Accept: "application/json" }, signal: controller ? controller.signal : undefined,
+      }).then(function (response) {
+        if (response.status === 429) {
+          // Over the search's rate limit: keep what is shown and ask again once it allows.
+          quietUntil = Date.now() + 1000 * (parseInt(response.headers.get("Retry-After"), 10) || 10);
+          asked = "";
+          window.clearTimeout(timer);
+          timer = window.setTimeout(ask, quietUntil - Date.now());
+          return undefined;
+        }
+        return response.ok ? response.json() : null;
+      }).then(function (body) {
+        if (mine !== latest || dismissed || body === undefined) return;
+        if (body && body.found && Array.isArray(body.answers) && body.answers.length) show(body.answers);
+        else hide();
+      }).catch(function () {
+        if (mine === latest) hide();
+      });
+    };
+    fields.forEach(function (field) {
+      field.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(ask, WAIT_MS);
+      });
+    });
+    // "Still want to submit": the suggestions step aside for the rest of this form.
+    document.getElementById("policy-suggest-continue").addEventListener("click", function () {
+      dismissed = true;
+      latest += 1;
+      hide();
+      var next = document.getElementById("name") || document.getElementById("file-submit");
+      if (next) next.focus();
+    });
+  }
 })();

@@ -272,6 +272,7 @@ class Item:
     text: str
     district: str | None
     street: str | None
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,8 +331,22 @@ def decide(labels: list[str], catalogue: Catalogue, items: list[Item], evidence:
                        _why(best_category[d][1], pr, keywords, catalogue)) for d, pr in ranked)
         decided = bool(ranked) and ranked[0][1] >= p.threshold and (
             len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= p.margin)
+        if decided and item.urgent and ranked[0][1] < URGENT_SURE:
+            decided = _rules_agree(catalogue, item, ranked[0][0])
         verdicts.append(Verdict(suggestions, decided))
     return verdicts
+
+
+# An urgent appeal sent to the wrong department loses hours it does not have; a dispatcher places
+# it in a minute. So the model routes one alone only when it is all but sure, or when the keyword
+# rules, read independently, name the same department.
+URGENT_SURE = 0.9
+
+
+def _rules_agree(catalogue: Catalogue, item: Item, department: str) -> bool:
+    found = catalogue.classify(item.title, item.text, None)
+    route = catalogue.route(found.category_code, item.district, item.street) if found.category_code else None
+    return route is not None and route.department_code == department
 
 
 def _why(category: str, probability: float, keywords: list[str], catalogue: Catalogue) -> str:

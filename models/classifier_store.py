@@ -152,8 +152,9 @@ def confirmed_history(session: Session, catalogue: Catalogue, limit: int = 20000
     for a in rows:
         route = catalogue.route(a.category_code, a.district, a.street) if a.category_code else None
         category = a.category_code if route and route.department_code == a.department_code else None
-        out.append(Labelled(Item(a.title, a.text, a.district, a.street), (a.department_code or "",), category,
-                            a.priority == "urgent"))
+        urgent = a.priority == "urgent"
+        out.append(Labelled(Item(a.title, a.text, a.district, a.street, urgent), (a.department_code or "",), category,
+                            urgent))
     return out
 
 

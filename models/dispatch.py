@@ -199,7 +199,7 @@ def _verdicts(appeals: list[Appeal], ref: Reference, model: CategoryModel, embed
     ordered = vectors[[row_of[t] for t in texts]]
     if keep is not None:
         keep.update((stored_id(a), v) for a, v in zip(appeals, ordered, strict=True))
-    items = [Item(a.title, a.text, a.district, a.street) for a in appeals]
+    items = [Item(a.title, a.text, a.district, a.street, a.priority == "urgent") for a in appeals]
     return {stored_id(a): v for a, v in zip(appeals, judge(model, ref.catalogue, items, ordered), strict=True)}
 
 

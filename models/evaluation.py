@@ -63,7 +63,8 @@ def read_labelled(path: Path) -> list[dict]:
 
 
 def labelled(rows: list[dict]) -> list[Labelled]:
-    return [Labelled(Item(r["title"], r["text"], r.get("district"), r.get("street")), tuple(r["departments"]),
+    return [Labelled(Item(r["title"], r["text"], r.get("district"), r.get("street"),
+                          r.get("priority") == "urgent"), tuple(r["departments"]),
                      r.get("category"), r.get("priority") == "urgent") for r in rows]
 
 

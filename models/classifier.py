@@ -403,7 +403,7 @@ GRID_MARGIN = (0.1, 0.2, 0.3, 0.5)
 
 
 def calibrate(model: CategoryModel, catalogue: Catalogue, labelled: list[Labelled], evidence: Evidence,
-              *, max_wrong: float = 0.01) -> tuple[Params, Outcome]:
+              *, max_wrong: float = 0.015) -> tuple[Params, Outcome]:
     """The weights and threshold that place the most appeals while keeping silent errors under
     `max_wrong` (and none urgent) on these labelled appeals; failing that, the safest. The evidence
     must be out-of-fold (see `held_out_evidence`): a head judging the appeals it was trained on is

@@ -102,6 +102,26 @@ def _sqlalchemy_url(url: str) -> str:
     return url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
+def _parents_first(table, rows: list[dict]) -> list[dict]:
+    """Rows of a table that refers to itself (the category tree, departments), each after the row it
+    names: PostgreSQL hands rows back in storage order, where an updated parent comes last."""
+    own = [(fk.parent.name, fk.column.name) for fk in table.foreign_keys if fk.column.table is table]
+    if not own:
+        return rows
+    placed: set = set()
+    ordered: list[dict] = []
+    pending = rows
+    while pending:
+        ready = [r for r in pending if all(r[child] is None or r[child] in placed for child, _ in own)]
+        if not ready:  # a cycle or a dangling reference: keep the rest as stored
+            return ordered + pending
+        for r in ready:
+            placed.update(r[key] for _, key in own)
+        ordered += ready
+        pending = [r for r in pending if not any(r is x for x in ready)]
+    return ordered
+
+
 class SharedDatabase:
     """One migrated, seeded database per backend in each test process, with the test staff in it, put
     back to exactly those rows before every test. Tests share it rather than each having a copy so
@@ -118,8 +138,8 @@ class SharedDatabase:
             load_reference_files(session)
         create_staff(self._engine_url)  # password hashing is slow on purpose: once, not per test
         self._tables = list(SQLModel.metadata.sorted_tables)
-        with engine_for(self._engine_url).connect() as connection:  # rows in the order they were added
-            self._rows = {table: [dict(row._mapping) for row in connection.execute(select(table))]
+        with engine_for(self._engine_url).connect() as connection:
+            self._rows = {table: _parents_first(table, [dict(r._mapping) for r in connection.execute(select(table))])
                           for table in self._tables}
 
     def reset(self) -> str:

@@ -1,15 +1,17 @@
 """The routing model, duplicates and the policy Q&A base, on real embeddings (loaded once per process)."""
 
+import io
 import json
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import update
 
 from appealflow.models.classifier import CategoryModel, Item, embedder, judge
-from appealflow.models.classifier_store import ClassifierVersion, promote, rollback, train, versions
+from appealflow.models.classifier_store import ClassifierVersion, ensure_active, promote, rollback, train, versions
 from appealflow.models.db import session_scope
 from appealflow.models.duplicates import places
 from appealflow.models.evaluation import EVAL_DIR, labelled, read_labelled
@@ -67,3 +69,16 @@ def test_policy_answers_are_found_and_nothing_close_hands_over(database_url):
         assert hits and hits[0].question == "租房可以提取住房公积金吗？" and hits[0].source
         expired = search(session, "2025年采暖补贴怎么领", embed, today=date(2026, 11, 27))
         assert all("2025" not in h.question for h in expired)
+
+
+@on_sqlite
+def test_a_model_stored_in_an_older_format_is_rebuilt_not_misread(database_url, tmp_path):
+    old = io.BytesIO()
+    np.savez_compressed(old, prototypes=np.zeros((1, 4)), meta=np.array(json.dumps({"format": 1, "labels": ["x"]})))
+    with session_scope(database_url) as session:
+        first = ensure_active(session, "chargram", tmp_path)
+        first.blob = old.getvalue()
+        session.flush()
+        current = ensure_active(session, "chargram", tmp_path)
+        assert current.id != first.id and first.status == "retired"
+        assert CategoryModel.from_bytes(current.blob).head.shape[1] == len(read_reference(session).catalogue.categories)

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from functools import lru_cache
-from typing import cast
 
 from sqlalchemy import Select, String, Table, bindparam, func, insert
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
 from appealflow.models.audience import Event, messages_for
@@ -143,10 +142,8 @@ def find_by_key(session: Session, key: str, new: NewAppeal) -> Appeal | None:
     return session.get(Appeal, row.appeal_id)
 
 
-_APPEAL = cast(Table, Appeal.__table__)
-_EVENT = cast(Table, AppealEvent.__table__)
-_NOTIFICATION = cast(Table, Notification.__table__)
-_KEY = cast(Table, IdempotencyKey.__table__)
+_APPEAL, _EVENT, _NOTIFICATION, _KEY = (SQLModel.metadata.tables[str(model.__tablename__)]
+                                        for model in (Appeal, AppealEvent, Notification, IdempotencyKey))
 _APPEAL_COLUMNS = tuple(c.name for c in _APPEAL.columns if c.name != "id")
 
 
@@ -182,7 +179,7 @@ def receive(session: Session, new: NewAppeal, *, now: datetime, actor: str,
         params |= {f"k_{name}": value for name, value in (key or {}).items()}
         appeal.id = connection.execute(statement, params | {"stand_in": str(stand_in)}).scalar_one()
         return appeal
-    appeal.id = connection.execute(insert(_APPEAL), row).inserted_primary_key[0]
+    appeal.id = connection.execute(insert(_APPEAL).returning(_APPEAL.c.id), row).scalar_one()
     connection.execute(insert(_EVENT), event | {"appeal_id": appeal.id})
     # "Received" is said once, here, in the transaction that stores the appeal.
     if notes:

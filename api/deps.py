@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -48,13 +49,18 @@ def _redis_of(app) -> Redis:
     return app.state.redis
 
 
+WAKE_INTERVAL_SECONDS = 0.02
+
+
 class Waker:
     """Wakes workers from a thread of its own, after the response has gone.
 
     A wake-up is a Redis round trip or two (SET NX, and an enqueue when the flag was clear); made
     inside each request it cost intake about a tenth of its time. Here requests that commit while
-    one wake-up is under way share the next one. Losing one (the process dies first, Redis is
-    down) loses nothing: the workers' reconcilers find the work in the database."""
+    one wake-up is under way, or within WAKE_INTERVAL_SECONDS after it, share the next one: under
+    load that is one per interval rather than one per appeal, and a first commit after a quiet
+    spell is still woken at once. Losing one (the process dies first, Redis is down) loses
+    nothing: the workers' reconcilers find the work in the database."""
 
     def __init__(self, redis: Callable[[], Redis]):
         self._redis = redis
@@ -65,6 +71,8 @@ class Waker:
 
     def wake(self, kinds: set[str]) -> None:
         with self._lock:
+            if kinds <= self._pending and self._thread is not None and self._thread.is_alive():
+                return  # already asked for and not yet sent: the coming wake-up covers this commit
             self._pending |= kinds
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="waker", daemon=True)
@@ -82,6 +90,7 @@ class Waker:
                     wake_quietly(self._redis(), kind)
                 except Exception:  # never let the thread die; the reconcilers cover the gap
                     log.exception("waking %s failed; the reconciler will", kind)
+            time.sleep(WAKE_INTERVAL_SECONDS)
 
 
 def _waker(request: Request) -> Waker:

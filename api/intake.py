@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from appealflow.api import ratelimit
 from appealflow.api.auth import OptionalStaff
@@ -20,10 +21,10 @@ router = APIRouter(tags=["intake"])
 
 @router.post("/appeals", status_code=201, response_model=AppealCreated)
 def submit_appeal(
-    body: AppealIn, request: Request, response: Response, unit: UnitOfWorkDep,
+    body: AppealIn, request: Request, unit: UnitOfWorkDep,
     settings: SettingsDep, staff: OptionalStaff,
     idempotency_key: Annotated[str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$")] = None,
-) -> AppealCreated:
+) -> Response:
     """Store the appeal and its `received` event, then wake dispatch. Retries with the same
     Idempotency-Key return the first answer. A hotline appeal is filed by a signed-in operator (a
     bearer token or an operator's API key), recorded as that account whatever `operator_id` says."""
@@ -49,12 +50,13 @@ def submit_appeal(
     if created:
         unit.wake(DISPATCH)
         unit.wake(DELIVERY)  # the requester's "received"
-    else:
-        response.status_code = 200
     unit.commit()
     token = access_token(settings.signing_key(), appeal.code)
     # The link the caller can follow as it stands: the appeal's page data, opened by its token.
     base = str(request.url_for("track_appeal", code=appeal.code))
-    return AppealCreated(code=appeal.code, access_token=token, status=appeal.status, language=appeal.language,
-                         tracking_url=f"{base}?token={token}", qr_png_url=f"{base}/qr.png?token={token}",
-                         qr_svg_url=f"{base}/qr.svg?token={token}")
+    # Answered as built, every field a plain string already: FastAPI's validation and serialisation
+    # of a returned model was 7% of the API's Python in a profile. The model still documents it.
+    return JSONResponse(status_code=201 if created else 200, content={
+        "code": appeal.code, "access_token": token, "status": str(appeal.status), "language": appeal.language,
+        "tracking_url": f"{base}?token={token}", "qr_png_url": f"{base}/qr.png?token={token}",
+        "qr_svg_url": f"{base}/qr.svg?token={token}"})

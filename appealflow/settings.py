@@ -114,6 +114,10 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.encode()
         path = self.data_dir / "secret.key"
+        # Once written the file never changes; reading it on every call was an eighth of intake's
+        # Python (every response carries a token).
+        if (known := _signing_keys.get(str(path))) is not None:
+            return known
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -125,9 +129,12 @@ class Settings(BaseSettings):
         for _ in range(100):  # another process may be between creating and writing it
             key = path.read_text().strip()
             if key:
-                return key.encode()
+                return _signing_keys.setdefault(str(path), key.encode())
             time.sleep(0.01)
         raise RuntimeError(f"{path} is empty")
+
+
+_signing_keys: dict[str, bytes] = {}
 
 
 @lru_cache

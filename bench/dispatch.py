@@ -1,7 +1,8 @@
 """Drain a backlog of received appeals with two workers, next to the raw RQ no-op job rate of the
 same workers measured in the same run.
 
-    python bench/dispatch.py [--appeals 10000] [--workers 2] [--postgres]
+    python bench/dispatch.py [--appeals 10000] [--workers 2] [--postgres] [--delivery-workers 2]
+                             [--reference REVISION ...]
 
 Both phases use the same worker processes (`appealflow worker`, an RQ SimpleWorker), started and
 idle before timing begins:
@@ -11,8 +12,14 @@ idle before timing begins:
      (bench/bare_dispatch.py), before any worker runs; the ratio to it is reported.
   2. dispatch: 10,000 received appeals committed to the database in one transaction, then one
      wake-up; rate = appeals / (time the last appeal changed status - time of the wake-up).
-Delivery of the resulting messages to a local SMTP receiver is reported too. The last line of
-output is one JSON object with every figure.
+  3. delivery: the messages dispatch wrote to the outbox (held back until now: the workers above
+     serve only the dispatch queue), sent to a local SMTP receiver by `--delivery-workers` delivery
+     workers (`appealflow worker --queues delivery`, as `appealflow up` runs them), once by each
+     `--reference` revision's code and once by this checkout's, in that order, in the same run, on
+     the same rows (put back to pending between rounds); rate = messages / (time the last one was
+     marked sent - time they were released). The e-mail rate limit is set to `--email-limit` for
+     every round: the local receiver has no quota, and the limit is still counted for each message.
+The last line of output is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import redis
 from rq import Queue
 from rq.job import Job
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,7 +48,7 @@ from appealflow.models.appeal import Appeal, AppealEvent  # noqa: E402
 from appealflow.models.columns import utcnow  # noqa: E402
 from appealflow.models.db import session_scope  # noqa: E402
 from appealflow.models.enums import AppealStatus, NotificationStatus  # noqa: E402
-from appealflow.models.outbox import Notification  # noqa: E402
+from appealflow.models.outbox import DeliveryAttempt, Notification  # noqa: E402
 from appealflow.models.reference import load_reference_files  # noqa: E402
 from appealflow.models.schema import migrate  # noqa: E402
 from appealflow.models.tracking import new_tracking_code  # noqa: E402
@@ -52,10 +60,11 @@ from appealflow.services import (  # noqa: E402
     wait_until,
 )
 from appealflow.settings import get_settings  # noqa: E402
-from appealflow.workers.queues import DISPATCH, QUEUES, wake  # noqa: E402
+from appealflow.workers.queues import DELIVERY, DISPATCH, QUEUES, wake  # noqa: E402
 from bench import bare_dispatch  # noqa: E402
+from bench.mailsink import MailSink  # noqa: E402
+from bench.system import appealflow_command, reference_tree, revision_name  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
-from tests.receivers import SmtpReceiver  # noqa: E402
 
 TEXTS = [
     ("工地夜间施工噪音", "每天晚上施工噪音很大，影响休息", "shinan", "badaguan"),
@@ -118,7 +127,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--postgres", action="store_true",
                         help="PostgreSQL: DATABASE_URL if it names one, else an embedded server")
+    parser.add_argument("--delivery-workers", type=int, default=2, help="as `appealflow up` starts")
+    parser.add_argument("--reference", action="append", metavar="REVISION",
+                        help=f"a commit whose delivery code is measured first, in the same run (default "
+                             f"{ISSUE_BASELINE}, delivery as issue 17 measured it); `--reference none` for none")
+    parser.add_argument("--rounds", type=int, default=1, help="delivery turns per code path, interleaved")
+    parser.add_argument("--email-limit", default="10000/second", help="APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL")
     args = parser.parse_args()
+    references = [r for r in (args.reference or [ISSUE_BASELINE]) if r != "none"]
 
     work = Path(tempfile.mkdtemp(prefix="appealflow-bench-"))
     processes = []
@@ -133,10 +149,10 @@ def main() -> None:
         print("starting a Prefect server...", flush=True)
         prefect_process, prefect_api = start_prefect_server(work / "prefect", ui=False)
         processes.append(prefect_process)
-        with SmtpReceiver() as smtp:
+        with MailSink(work / "mail") as smtp:
             env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PREFECT_API_URL=prefect_api,
                        APPEALFLOW_DATA_DIR=str(work / "var"), APPEALFLOW_SMTP_URL=smtp.apprise_url,
-                       PREFECT_LOGGING_LEVEL="WARNING")
+                       PREFECT_LOGGING_LEVEL="WARNING", APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL=args.email_limit)
             os.environ.update(env)
             get_settings.cache_clear()
             settings = get_settings()
@@ -151,8 +167,8 @@ def main() -> None:
             print(f"  bare SQL  {bare_appeals} appeals in {bare_seconds:.2f}s", flush=True)
             connection = redis.Redis.from_url(redis_url)
             exe = str(Path(sys.executable).with_name("appealflow"))
-            workers = [spawn([exe, "worker", "--name", f"bench-{i}"], env=env, log_file=work / f"worker-{i}.log")
-                       for i in range(args.workers)]
+            workers = [spawn([exe, "worker", "--queues", "dispatch", "--name", f"bench-{i}"], env=env,
+                             log_file=work / f"worker-{i}.log") for i in range(args.workers)]
             processes += workers
             from rq import Worker
 
@@ -183,15 +199,22 @@ def main() -> None:
             by_status = dict(session_rows(url, select(Appeal.status, func.count()).group_by(Appeal.status)))
             flow_runs = _flow_runs(prefect_api) - flow_runs_before
 
-            # Delivery of what dispatch wrote to the outbox.
+            # Phase 3: delivery of what dispatch wrote to the outbox, by each code path in turn.
             total_messages = count(url, select(func.count()).select_from(Notification).where(
                 Notification.target.is_not(None)))
-            sent = select(func.count()).select_from(Notification).where(
-                Notification.status == NotificationStatus.sent)
-            wait_with_progress("delivery", lambda: count(url, sent), total_messages, 900)
-            last_sent = count(url, select(func.max(Notification.sent_at)))
-            delivery_seconds = (last_sent - woke_at).total_seconds()
-            duplicates = sum(n - 1 for n in smtp.counts().values())
+            paths = [(f"ref {r}", revision_name(r), reference_tree(r, work / f"reference-{n}"))
+                     for n, r in enumerate(references)] + [("current", "this checkout", None)]
+            measured: dict[str, list[dict]] = {}
+            for turn in range(args.rounds):  # turns interleave the code paths, so load drifts hit each alike
+                for label, name, tree in paths:
+                    print(f"  delivery by {name} ({args.delivery_workers} delivery workers), turn {turn + 1}",
+                          flush=True)
+                    measured.setdefault(label, []).append(dict(deliver_round(
+                        f"{label} {turn}", tree, url=url, env=env, connection=connection, smtp=smtp,
+                        workers=args.delivery_workers, total=total_messages, work=work), code=name))
+            # Each path's median turn by rate (the only turn when there is one).
+            rounds = {label: dict(sorted(turns, key=lambda t: t["messages_per_s"])[len(turns) // 2],
+                                  turns=[t["messages_per_s"] for t in turns]) for label, turns in measured.items()}
     finally:
         for process in reversed(processes):
             stop(process)
@@ -206,8 +229,15 @@ def main() -> None:
     print(f"  ratio        {dispatch_rate / noop_rate:8.2f}x  dispatched appeals per no-op job, same workers")
     print(f"  bare SQL     {bare_rate:8.0f} appeals/s  (dispatch's writes alone, batches of {bare_dispatch.BATCH}, "
           f"one process; dispatch is {dispatch_rate / bare_rate:.2f}x of it)")
-    print(f"  delivery     {total_messages / delivery_seconds:8.0f} messages/s ({total_messages} SMTP messages, "
-          f"{duplicates} duplicates, all sent {delivery_seconds:.1f}s after the wake-up)")
+    current = rounds["current"]
+    for figures in rounds.values():
+        print(f"  delivery     {figures['messages_per_s']:8.0f} messages/s ({total_messages} SMTP messages in "
+              f"{figures['seconds']:.1f}s, {figures['duplicates']} duplicates, {figures['missing']} not received; "
+              f"{args.delivery_workers} delivery workers; turns {figures['turns']}; {figures['code']})")
+    ratios = {label: round(current["messages_per_s"] / figures["messages_per_s"], 2)
+              for label, figures in rounds.items() if label != "current"}
+    for label, ratio in ratios.items():
+        print(f"  delivery     {ratio:8.2f}x  this checkout against {label}, same rows, same run")
     print(json.dumps({
         "bench": "dispatch", "backend": backend, "workers": args.workers, "appeals": args.appeals,
         "batch_size": settings.dispatch_batch_size, "noop_jobs_per_s": round(noop_rate, 1),
@@ -215,9 +245,54 @@ def main() -> None:
         "dispatch_seconds": round(dispatch_seconds, 3), "ratio_dispatch_to_noop": round(dispatch_rate / noop_rate, 3),
         "bare_sql_appeals_per_s": round(bare_rate, 1),
         "ratio_dispatch_to_bare_sql": round(dispatch_rate / bare_rate, 3),
-        "flow_runs": flow_runs, "messages": total_messages,
-        "delivery_messages_per_s": round(total_messages / delivery_seconds, 1), "duplicate_messages": duplicates,
+        "flow_runs": flow_runs, "messages": total_messages, "delivery_workers": args.delivery_workers,
+        "email_rate_limit": args.email_limit, "delivery_messages_per_s": current["messages_per_s"],
+        "duplicate_messages": current["duplicates"], "missing_messages": current["missing"],
+        "delivery_rounds": rounds, "ratio_delivery_to_reference": ratios,
     }))
+
+
+# Delivery as issue 17 measured it (92 messages/s): before batches, kept connections and fixed QR masks.
+ISSUE_BASELINE = "fbbc411"
+
+
+def deliver_round(label: str, tree: Path | None, *, url: str, env: dict, connection, smtp, workers: int,
+                  total: int, work: Path) -> dict:
+    """Every outbox row back to pending but not yet due, delivery workers of one code path started and
+    idle, then all rows released at once; how fast they were sent, and whether each arrived once."""
+    park = dict(status=NotificationStatus.pending, attempts=0, sent_at=None, claimed_until=None, claimed_by=None,
+                subject=None, body=None, last_error=None)
+    with session_scope(url) as session:
+        session.execute(delete(DeliveryAttempt))
+        session.execute(update(Notification).where(Notification.target.is_not(None))
+                        .values(**park, next_attempt_at=utcnow() + timedelta(days=1)))
+    smtp.clear()
+    command, extra = appealflow_command(tree)
+    slug = label.replace(" ", "-")
+    processes = [spawn([*command, "worker", "--queues", "delivery", "--name", f"bench-{slug}-{i}"],
+                       env=dict(env, **extra), log_file=work / f"delivery-{slug}-{i}.log") for i in range(workers)]
+    try:
+        from rq import Worker
+
+        wait_until(lambda: sum(w.name.startswith(f"bench-{slug}-") for w in Worker.all(connection=connection))
+                   == workers, timeout=120, what=f"{label} delivery workers")
+        time.sleep(1)
+        with session_scope(url) as session:
+            released_at = utcnow()
+            session.execute(update(Notification).where(Notification.target.is_not(None))
+                            .values(next_attempt_at=released_at))
+        wake(connection, DELIVERY)
+        sent = select(func.count()).select_from(Notification).where(Notification.status == NotificationStatus.sent)
+        wait_with_progress("delivery", lambda: count(url, sent), total, 900)
+        last_sent = count(url, select(func.max(Notification.sent_at)))
+    finally:
+        for process in processes:
+            stop(process)
+    seconds = (last_sent - released_at).total_seconds()
+    received = smtp.counts()  # (recipient, subject): each message names its appeal
+    duplicates = sum(n - 1 for n in received.values())
+    return {"messages_per_s": round(total / seconds, 1), "seconds": round(seconds, 2), "duplicates": duplicates,
+            "missing": total - (sum(received.values()) - duplicates)}
 
 
 def session_rows(url: str, statement) -> list:

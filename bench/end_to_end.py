@@ -34,12 +34,73 @@ def pick(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def stage_breakdown(url: str, posted: dict[str, float]) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """Each appeal's way through the system from the times the database keeps: the POST (scheduled) to
+    `received_at` (intake), to `dispatched_at` (the dispatch flow run recorded it), to its department
+    notice's `sent_at` (delivery marked it sent); and the messages per appeal by event and audience."""
+    from sqlalchemy import func, select
+
+    from appealflow.models.appeal import Appeal
+    from appealflow.models.db import session_scope
+    from appealflow.models.outbox import Notification
+
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Appeal.code, Appeal.received_at, Appeal.dispatched_at, func.min(Notification.sent_at))
+            .join(Notification, Notification.appeal_id == Appeal.id)
+            .where(Appeal.code.in_(list(posted)), Notification.audience == "department",
+                   Notification.event == "dispatched")
+            .group_by(Appeal.code, Appeal.received_at, Appeal.dispatched_at)).all()
+        kinds = session.execute(select(Notification.event, Notification.audience, func.count())
+                                .join(Appeal, Notification.appeal_id == Appeal.id)
+                                .where(Appeal.code.in_(list(posted)))
+                                .group_by(Notification.event, Notification.audience)).all()
+    spans: dict[str, list[float]] = {"POST -> received (intake)": [], "received -> dispatched (dispatch)": [],
+                                     "dispatched -> notice sent (delivery)": []}
+    for code, received_at, dispatched_at, sent_at in rows:
+        if None in (received_at, dispatched_at, sent_at):
+            continue
+        spans["POST -> received (intake)"].append((received_at.timestamp() - posted[code]) * 1000)
+        spans["received -> dispatched (dispatch)"].append((dispatched_at - received_at).total_seconds() * 1000)
+        spans["dispatched -> notice sent (delivery)"].append((sent_at - dispatched_at).total_seconds() * 1000)
+    stages = {name: (round(statistics.median(v), 1), round(pick(sorted(v), 0.99), 1)) for name, v in spans.items() if v}
+    per_appeal = {f"{event}/{audience}": round(n / len(posted), 2) for event, audience, n in sorted(kinds)}
+    return stages, per_appeal
+
+
+def dispatch_batches(api: str) -> dict:
+    """How many dispatch batches ran (warm-up included) and how long they took, from the
+    `appealflow_dispatch_batch_seconds` histogram on /metrics: the mean, and the bucket bound under
+    which half and 99% of them finished."""
+    import httpx
+
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in httpx.get(f"{api}/metrics", timeout=30).text.splitlines():
+        if line.startswith("appealflow_dispatch_batch_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("appealflow_dispatch_batch_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("appealflow_dispatch_batch_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    buckets.sort()
+
+    def under(q: float) -> float:
+        return next((bound for bound, n in buckets if n >= q * count), float("inf"))
+
+    return {"batches": int(count), "mean_s": round(total / count, 3) if count else None,
+            "p50_under_s": under(0.5), "p99_under_s": under(0.99)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=50.0, help="appeals per second")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--postgres", action="store_true",
                         help="PostgreSQL: DATABASE_URL if it names one, else an embedded server")
+    parser.add_argument("--dispatch-workers", type=int, default=2)
+    parser.add_argument("--delivery-workers", type=int, default=2)
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="how long to wait for the last notices")
     args = parser.parse_args()
 
@@ -48,7 +109,8 @@ def main() -> None:
     def answered(_n: int, body: bytes, sent_at: float) -> None:
         posted[json.loads(body)["code"]] = sent_at
 
-    with System(postgres=args.postgres) as system:
+    with System(postgres=args.postgres, dispatch_workers=args.dispatch_workers,
+                delivery_workers=args.delivery_workers) as system:
         port = system.api_port
         # Warm-up: the first appeals pay for imports, pools and the first flow runs.
         asyncio.run(open_loop(port, lambda n: post_json("/appeals", appeal_body(10**6 + n)), rate=10, seconds=3,
@@ -74,6 +136,8 @@ def main() -> None:
             time.sleep(0.2)
         drained = time.time()
         messages = len(system.receiver)
+        stages, per_appeal = stage_breakdown(system.url, posted)
+        batches = dispatch_batches(system.api)
         rss_after = system.rss_mb()
         errors_in_logs = system.log_errors()
         backend = "postgresql" if args.postgres else "sqlite"
@@ -93,13 +157,19 @@ def main() -> None:
           f"p99 {figures['p99_ms']:.0f} ms, max {figures['max_ms']:.0f} ms (target p99 under 2,000 ms)")
     print(f"  baseline, the POST alone (same requests): p50 {figures['http_p50_ms']} ms, "
           f"p99 {figures['http_p99_ms']} ms")
+    print("  where the time went (p50 / p99 ms, from the database's own times):")
+    for stage, (p50, p99) in stages.items():
+        print(f"    {stage:<34} {p50:8.0f} / {p99:8.0f}")
+    print(f"  dispatch batches (claim to end of flow run, from /metrics): {batches}")
+    print(f"  messages per appeal: {per_appeal}")
     print(f"  RSS MB before {rss_before}, after {rss_after}; tracebacks in logs: {errors_in_logs}")
     print(json.dumps({"bench": "end_to_end", "backend": backend, "rate_per_s": args.rate, "seconds": args.seconds,
                       "appeals": len(posted), "http_errors": result.errors, "notices": len(latencies),
                       "missing": missing, "messages": messages, **figures,
                       "ratio_p99_to_http_p99": round(figures["p99_ms"] / figures["http_p99_ms"], 1),
                       "target_p99_ms": 2000, "met": figures["p99_ms"] < 2000 and missing == 0,
-                      "tracebacks_in_logs": errors_in_logs,
+                      "tracebacks_in_logs": errors_in_logs, "stages_p50_p99_ms": stages,
+                      "messages_per_appeal": per_appeal, "dispatch_batches": batches,
                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
 
 

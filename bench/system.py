@@ -10,58 +10,67 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from contextlib import ExitStack
-from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 
 import httpx
-from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.mailsink import MailSink  # noqa: E402
+
 CODE = re.compile(r"\d{6}-[0-9A-Z]{7}")
 BENCH_DOMAIN = "bench.test"
 
 
-class Receiver:
-    """Every message: (arrival wall time, recipient, appeal code in the subject)."""
+def reference_tree(revision: str, into: Path) -> Path:
+    """The project as it was at `revision` (a commit of this repository), laid out as the installed
+    `appealflow` package, for running a reference code path beside the current one in the same
+    benchmark: a process started with PYTHONPATH=<the tree> imports that code (the editable install's
+    finder comes after the path), with this checkout's dependencies. Returns the tree's root."""
+    import subprocess
+    import tarfile
+    from io import BytesIO
 
-    def __init__(self, port: int):
-        self.port = port
-        self.arrivals: list[tuple[float, str, str | None]] = []
-        self._lock = threading.Lock()
-        # A fixed name: otherwise each connection looks up this host's FQDN.
-        self._controller = Controller(self, hostname="127.0.0.1", port=port, server_hostname="receiver.bench.test")
+    source, tree = into / "source", into / "tree"
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(source, filter="data")
+    (tree / "appealflow").mkdir(parents=True)
+    for module in (source / "appealflow").glob("*.py"):
+        (tree / "appealflow" / module.name).symlink_to(module)
+    for folder in ("models", "api", "flows", "workers", "notifications"):
+        (tree / "appealflow" / folder).symlink_to(source / folder)
+    return tree
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        at = time.time()
-        subject = str(make_header(decode_header(message_from_bytes(envelope.content)["Subject"] or "")))
-        found = CODE.search(subject)
-        with self._lock:
-            self.arrivals.extend((at, rcpt, found.group(0) if found else None) for rcpt in envelope.rcpt_tos)
-        return "250 OK"
+
+def appealflow_command(tree: Path | None) -> tuple[list[str], dict[str, str]]:
+    """How to run `appealflow ...`: this checkout's, or a reference tree's (with its PYTHONPATH)."""
+    if tree is None:
+        return [str(Path(sys.executable).with_name("appealflow"))], {}
+    return [sys.executable, "-c", "from appealflow.cli import main; main()"], {"PYTHONPATH": str(tree)}
+
+
+def revision_name(revision: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", revision], check=True,
+                          capture_output=True, text=True).stdout.strip()[:90]
+
+
+class Receiver(MailSink):
+    """The local SMTP receiver (bench/mailsink.py), read as: every message's arrival, recipient and
+    the appeal code its subject names."""
 
     def department_notices(self) -> dict[str, float]:
         """The first notice to a department (not to a requester at the bench's domain) per code."""
         first: dict[str, float] = {}
-        with self._lock:
-            for at, rcpt, code in self.arrivals:
-                if code and not rcpt.endswith("@" + BENCH_DOMAIN) and code not in first:
-                    first[code] = at
+        for at, rcpt, subject in self.arrivals():
+            found = CODE.search(subject)
+            if found and not rcpt.endswith("@" + BENCH_DOMAIN) and found.group(0) not in first:
+                first[found.group(0)] = at
         return first
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self.arrivals)
-
-    def start(self) -> Receiver:
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
 
 
 class System:
@@ -100,7 +109,7 @@ class System:
         print("starting a Prefect server...", flush=True)
         prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False)
         self.processes["prefect"] = prefect_process
-        self.receiver = Receiver(free_port()).start()
+        self.receiver = Receiver(self.work / "mail").start()
         self.exits.callback(self.receiver.stop)
         self.api_port = free_port()
         self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PREFECT_API_URL=prefect_api,
@@ -166,7 +175,10 @@ class System:
         for process in reversed(list(self.processes.values())):
             stop(process, timeout=20)
         self.exits.close()
-        shutil.rmtree(self.work, ignore_errors=True)
+        if os.environ.get("APPEALFLOW_BENCH_KEEP"):  # the logs, for a look at what happened
+            print(f"kept {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def appeal_body(n: int) -> dict:

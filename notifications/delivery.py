@@ -16,6 +16,7 @@ from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from appealflow.models.outbox import channel_of
+from appealflow.notifications.mail import Relay
 from appealflow.notifications.messages import Rendered
 from appealflow.settings import Settings
 
@@ -108,11 +109,35 @@ def _asset() -> apprise.AppriseAsset:
     return _shared_asset
 
 
+_relays: dict[str, Relay] = {}
+_relays_lock = threading.Lock()
+
+
+def relay(settings: Settings) -> Relay:
+    """The configured SMTP relay, one per process (and per URL, which tests change), so its open
+    connections serve every message."""
+    if not settings.smtp_url:
+        raise NoRoute("no SMTP server configured (APPEALFLOW_SMTP_URL)")
+    url = apprise_url("mailto:relay@appealflow.invalid", settings)  # the settings Apprise would use
+    with _relays_lock:
+        if url not in _relays:
+            _relays[url] = Relay(url)
+        return _relays[url]
+
+
 def send(target: str, message: Rendered, settings: Settings) -> None:
     """Deliver or raise; Apprise reports failure as a false result, which we turn into an error.
 
     E-mail gets our HTML (every fact escaped, so what a citizen typed never reaches a mailbox as live
-    HTML) and Apprise derives its plain-text part from it; SMS, bots and webhooks get the plain text."""
+    HTML) beside our plain text; SMS, bots and webhooks get the plain text. E-mail to an address
+    (`mailto:ADDRESS`) goes to the configured relay over a kept connection (notifications/mail.py);
+    every other target through Apprise."""
+    kind, _, address = target.partition(":")
+    if kind == "mailto" and not address.startswith("//"):
+        mail_relay = relay(settings)
+        if mail_relay.kept:
+            mail_relay.send(address, message.subject, message.text, message.html)
+            return
     notifier = apprise.Apprise(asset=_asset())
     if not notifier.add(apprise_url(target, settings)):
         raise NoRoute(f"not a usable notification URL: {target.split(':', 1)[0]}:...")

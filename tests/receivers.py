@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from email import message_from_bytes
 from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
 from appealflow.services import free_port
 
+# Only the subject is read: parsing whole messages cost the receiver more CPU than the sender spent.
+_HEADERS = BytesHeaderParser()
 
 class SmtpReceiver:
     """Collects every message; `messages` holds (recipient, subject) pairs."""
@@ -24,7 +26,7 @@ class SmtpReceiver:
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        subject = str(make_header(decode_header(message_from_bytes(envelope.content)["Subject"] or "")))
+        subject = str(make_header(decode_header(_HEADERS.parsebytes(envelope.content)["Subject"] or "")))
         with self._lock:
             self.messages.extend((rcpt, subject) for rcpt in envelope.rcpt_tos)
         return "250 OK"

@@ -22,6 +22,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, make_msgid
 from secrets import token_hex
+from typing import Any
 
 import apprise
 
@@ -40,7 +41,7 @@ class Relay:
     """One SMTP relay, as Apprise reads it from a `mailto://` URL, with a pool of open connections."""
 
     def __init__(self, url: str):
-        plugin = apprise.Apprise.instantiate(url)
+        plugin: Any = apprise.Apprise.instantiate(url)  # the SMTP plugin; typed as its base class
         if plugin is None or not hasattr(plugin, "smtp_host"):
             raise ValueError("not an SMTP relay URL")
         self.host: str = plugin.smtp_host
@@ -54,7 +55,7 @@ class Relay:
         self._from = formataddr(tuple(plugin.from_addr), charset="utf-8")
         self._headers = [(name, _header(value)) for name, value in
                          ({"X-Application": plugin.app_id} | dict(plugin.headers)).items()]
-        self._reply_to = ",".join(formataddr((plugin.names.get(a, False), a), charset="utf-8")
+        self._reply_to = ",".join(formataddr((plugin.names.get(a) or None, a), charset="utf-8")
                                   for a in sorted(plugin.reply_to))
         self._zone = plugin.tzinfo
         # What only Apprise does with a message; such a relay keeps going through Apprise.
@@ -103,7 +104,7 @@ class Relay:
             *self._headers,
             ("Subject", _header(" ".join(subject.split()))),
             ("From", self._from),
-            ("To", formataddr((False, to_address), charset="utf-8")),
+            ("To", formataddr((None, to_address), charset="utf-8")),
             ("Message-ID", make_msgid(domain=self.host)),
             ("Date", format_datetime(datetime.now(tz=self._zone))),
         ]

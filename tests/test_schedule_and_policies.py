@@ -24,11 +24,13 @@ def test_the_sweep_runs_on_its_schedule_as_a_prefect_deployment(stack, prefect_a
     stack.workers.append(scheduler)  # stopped with the rest
 
     def completed_runs():
-        deployments = httpx.post(f"{prefect_api}/deployments/filter",
+        # The run's one Prefect server serves every test process: on a busy machine it can take
+        # longer than httpx's 5 s default to answer.
+        deployments = httpx.post(f"{prefect_api}/deployments/filter", timeout=30,
                                  json={"deployments": {"name": {"any_": ["sla-sweep"]}}}).json()
         if not deployments:
             return None
-        runs = httpx.post(f"{prefect_api}/flow_runs/filter", json={
+        runs = httpx.post(f"{prefect_api}/flow_runs/filter", timeout=30, json={
             "deployments": {"id": {"any_": [deployments[0]["id"]]}},
             "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
         return runs or None

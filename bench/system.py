@@ -49,7 +49,16 @@ def appealflow_command(tree: Path | None) -> tuple[list[str], dict[str, str]]:
     """How to run `appealflow ...`: this checkout's, or a reference tree's (with its PYTHONPATH)."""
     if tree is None:
         return [str(Path(sys.executable).with_name("appealflow"))], {}
-    return [sys.executable, "-c", "from appealflow.cli import main; main()"], {"PYTHONPATH": str(tree)}
+    # -P: without it `python -c` puts the working directory first on the path, and this checkout's
+    # own appealflow/ (with the editable finder behind it) would be imported instead of the tree's.
+    command, env = [sys.executable, "-P", "-c"], dict(os.environ, PYTHONPATH=str(tree))
+    import subprocess
+
+    imported = subprocess.run([*command, "import appealflow.notifications as n; print(n.__file__)"], env=env,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    if not Path(imported).is_relative_to(tree):
+        raise RuntimeError(f"the reference tree's code is not what gets imported: {imported}")
+    return [*command, "from appealflow.cli import main; main()"], {"PYTHONPATH": str(tree)}
 
 
 def revision_name(revision: str) -> str:

@@ -24,6 +24,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from secrets import token_hex
 
 import apprise
+from apprise.plugins.email import NotifyEmail
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Relay:
 
     def __init__(self, url: str):
         plugin = apprise.Apprise.instantiate(url)
-        if plugin is None or not hasattr(plugin, "smtp_host"):
+        if not isinstance(plugin, NotifyEmail):
             raise ValueError("not an SMTP relay URL")
         self.host: str = plugin.smtp_host
         self.port: int = plugin.port
@@ -51,10 +52,10 @@ class Relay:
         self.connect_timeout = float(plugin.socket_connect_timeout)
         self.read_timeout = float(plugin.socket_read_timeout)
         self.sender: str = plugin.from_addr[1]
-        self._from = formataddr(tuple(plugin.from_addr), charset="utf-8")
+        self._from = formataddr((plugin.from_addr[0] or None, plugin.from_addr[1]), charset="utf-8")
         self._headers = [(name, _header(value)) for name, value in
                          ({"X-Application": plugin.app_id} | dict(plugin.headers)).items()]
-        self._reply_to = ",".join(formataddr((plugin.names.get(a, False), a), charset="utf-8")
+        self._reply_to = ",".join(formataddr((plugin.names.get(a) or None, a), charset="utf-8")
                                   for a in sorted(plugin.reply_to))
         self._zone = plugin.tzinfo
         # What only Apprise does with a message; such a relay keeps going through Apprise.
@@ -103,7 +104,7 @@ class Relay:
             *self._headers,
             ("Subject", _header(" ".join(subject.split()))),
             ("From", self._from),
-            ("To", formataddr((False, to_address), charset="utf-8")),
+            ("To", formataddr((None, to_address), charset="utf-8")),
             ("Message-ID", make_msgid(domain=self.host)),
             ("Date", format_datetime(datetime.now(tz=self._zone))),
         ]

@@ -29,6 +29,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -212,9 +213,13 @@ def main() -> None:
                     measured.setdefault(label, []).append(dict(deliver_round(
                         f"{label} {turn}", tree, url=url, env=env, connection=connection, smtp=smtp,
                         workers=args.delivery_workers, total=total_messages, work=work), code=name))
-            # Each path's median turn by rate (the only turn when there is one).
-            rounds = {label: dict(sorted(turns, key=lambda t: t["messages_per_s"])[len(turns) // 2],
-                                  turns=[t["messages_per_s"] for t in turns]) for label, turns in measured.items()}
+            # Each path's median rate over its turns (the rest from its last turn), and every turn.
+            rounds = {}
+            for label, turns in measured.items():
+                rates = [t["messages_per_s"] for t in turns]
+                rounds[label] = dict(turns[-1], messages_per_s=round(statistics.median(rates), 1), turns=rates,
+                                     duplicates=sum(t["duplicates"] for t in turns),
+                                     missing=sum(t["missing"] for t in turns))
     finally:
         for process in reversed(processes):
             stop(process)

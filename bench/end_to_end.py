@@ -4,7 +4,10 @@ from each POST to its department's notice arriving at a local SMTP receiver.
     python bench/end_to_end.py [--rate 50] [--seconds 60] [--postgres]
 
 The system runs as `appealflow up` runs it (bench/system.py): Redis, a Prefect server, one API
-process, two dispatch workers, one delivery worker, real SMTP delivery to a receiver on 127.0.0.1.
+process, two dispatch workers, one delivery worker (`--dispatch-workers`, `--delivery-workers`), real
+SMTP delivery to a receiver on 127.0.0.1. With `--postgres`, Prefect's own server keeps its database
+on the same PostgreSQL server too, as a deployment on PostgreSQL would (`--prefect-sqlite`: its
+default SQLite, which answers 503 while busy and so adds its clients' 2, 4, 8 s back-offs).
 Requests go out on a fixed schedule (open loop, bench/loadgen.py); each latency runs from the
 request's scheduled moment to the arrival of the first message to a department naming its code,
 so a stall anywhere counts against every appeal it held up. Every appeal is one the catalogue
@@ -100,7 +103,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="PostgreSQL: DATABASE_URL if it names one, else an embedded server")
     parser.add_argument("--dispatch-workers", type=int, default=2)
-    parser.add_argument("--delivery-workers", type=int, default=2)
+    parser.add_argument("--delivery-workers", type=int, default=1, help="as `appealflow up` starts")
+    parser.add_argument("--prefect-sqlite", action="store_true",
+                        help="with --postgres, keep Prefect's own server on SQLite (its default)")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="how long to wait for the last notices")
     args = parser.parse_args()
 
@@ -110,7 +115,7 @@ def main() -> None:
         posted[json.loads(body)["code"]] = sent_at
 
     with System(postgres=args.postgres, dispatch_workers=args.dispatch_workers,
-                delivery_workers=args.delivery_workers) as system:
+                delivery_workers=args.delivery_workers, prefect_on_postgres=not args.prefect_sqlite) as system:
         port = system.api_port
         # Warm-up: the first appeals pay for imports, pools and the first flow runs.
         asyncio.run(open_loop(port, lambda n: post_json("/appeals", appeal_body(10**6 + n)), rate=10, seconds=3,

@@ -49,7 +49,16 @@ def appealflow_command(tree: Path | None) -> tuple[list[str], dict[str, str]]:
     """How to run `appealflow ...`: this checkout's, or a reference tree's (with its PYTHONPATH)."""
     if tree is None:
         return [str(Path(sys.executable).with_name("appealflow"))], {}
-    return [sys.executable, "-c", "from appealflow.cli import main; main()"], {"PYTHONPATH": str(tree)}
+    # -P: without it `python -c` puts the working directory first on the path, and this checkout's
+    # own appealflow/ (with the editable finder behind it) would be imported instead of the tree's.
+    command, env = [sys.executable, "-P", "-c"], dict(os.environ, PYTHONPATH=str(tree))
+    import subprocess
+
+    imported = subprocess.run([*command, "import appealflow.notifications as n; print(n.__file__)"], env=env,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    if not Path(imported).is_relative_to(tree):
+        raise RuntimeError(f"the reference tree's code is not what gets imported: {imported}")
+    return [*command, "from appealflow.cli import main; main()"], {"PYTHONPATH": str(tree)}
 
 
 def revision_name(revision: str) -> str:
@@ -75,8 +84,11 @@ class Receiver(MailSink):
 
 class System:
     def __init__(self, *, postgres: bool, dispatch_workers: int = 2, delivery_workers: int = 1,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, prefect_on_postgres: bool = True):
         self.postgres = postgres
+        # On SQLite, Prefect's server answers 503 when its database is busy (flow runs created while
+        # its services write), and clients back off 2, 4, 8 s: seconds added to a dispatch batch.
+        self.prefect_on_postgres = prefect_on_postgres
         self.dispatch_workers = dispatch_workers
         self.delivery_workers = delivery_workers
         self.extra_env = extra_env or {}
@@ -102,12 +114,22 @@ class System:
 
         redis_process, redis_url = start_redis(self.work / "redis")
         self.processes["redis"] = redis_process
+        prefect_database = None
         if self.postgres:
-            database_url = new_database(self.exits.enter_context(postgres_server(self.work / "pgdata")))
+            server = self.exits.enter_context(postgres_server(self.work / "pgdata"))
+            database_url = new_database(server)
+            if self.prefect_on_postgres:  # as a deployment on PostgreSQL would run Prefect's server too
+                prefect_database = "postgresql+asyncpg://" + new_database(server).split("://", 1)[1]
         else:
             database_url = f"sqlite:///{self.work / 'appealflow.db'}"
-        print("starting a Prefect server...", flush=True)
-        prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False)
+        print(f"starting a Prefect server (its database on {'PostgreSQL' if prefect_database else 'SQLite'})...",
+              flush=True)
+        if prefect_database:
+            os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database
+        try:
+            prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False)
+        finally:
+            os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
         self.processes["prefect"] = prefect_process
         self.receiver = Receiver(self.work / "mail").start()
         self.exits.callback(self.receiver.stop)

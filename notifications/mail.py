@@ -22,9 +22,9 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, make_msgid
 from secrets import token_hex
-from typing import Any
 
 import apprise
+from apprise.plugins.email import NotifyEmail
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class Relay:
     """One SMTP relay, as Apprise reads it from a `mailto://` URL, with a pool of open connections."""
 
     def __init__(self, url: str):
-        plugin: Any = apprise.Apprise.instantiate(url)  # the SMTP plugin; typed as its base class
-        if plugin is None or not hasattr(plugin, "smtp_host"):
+        plugin = apprise.Apprise.instantiate(url)
+        if not isinstance(plugin, NotifyEmail):
             raise ValueError("not an SMTP relay URL")
         self.host: str = plugin.smtp_host
         self.port: int = plugin.port
@@ -52,7 +52,7 @@ class Relay:
         self.connect_timeout = float(plugin.socket_connect_timeout)
         self.read_timeout = float(plugin.socket_read_timeout)
         self.sender: str = plugin.from_addr[1]
-        self._from = formataddr(tuple(plugin.from_addr), charset="utf-8")
+        self._from = formataddr((plugin.from_addr[0] or None, plugin.from_addr[1]), charset="utf-8")
         self._headers = [(name, _header(value)) for name, value in
                          ({"X-Application": plugin.app_id} | dict(plugin.headers)).items()]
         self._reply_to = ",".join(formataddr((plugin.names.get(a) or None, a), charset="utf-8")

@@ -113,17 +113,30 @@ def send_batch(batch: list[Notification], *, url: str, worker: str, settings: Se
     last_recorded = time.monotonic()
     try:
         # An SMTP or HTTP round trip is mostly waiting, so a few run side by side.
-        with ThreadPoolExecutor(settings.delivery_concurrency) as pool:
-            pending: set[Future] = {pool.submit(one, n) for n in batch}
-            while pending:
-                done, pending = wait(pending, timeout=MARK_EVERY_SECONDS, return_when=FIRST_COMPLETED)
-                outcomes.update(f.result() for f in done)
-                if time.monotonic() - last_recorded >= MARK_EVERY_SECONDS:
-                    _record(url, worker, marks, keeper)
-                    last_recorded = time.monotonic()
+        pool = _senders(settings.delivery_concurrency)
+        pending: set[Future] = {pool.submit(one, n) for n in batch}
+        while pending:
+            done, pending = wait(pending, timeout=MARK_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+            outcomes.update(f.result() for f in done)
+            if time.monotonic() - last_recorded >= MARK_EVERY_SECONDS:
+                _record(url, worker, marks, keeper)
+                last_recorded = time.monotonic()
     finally:
         _record(url, worker, marks, keeper)  # whatever went out before an error is marked sent too
     return outcomes
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _senders(threads: int) -> ThreadPoolExecutor:
+    """The process's sending threads, kept from batch to batch rather than started for each one (a
+    batch every second or so at a steady load); a batch waits for its own messages, not the pool."""
+    with _pools_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="send")
+        return _pools[threads]
 
 
 def _record(url: str, worker: str, marks: _Marks, keeper: ClaimKeeper) -> None:

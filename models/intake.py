@@ -89,7 +89,6 @@ def check(session: Session, new: NewAppeal) -> None:
 
 
 CATALOGUE_TTL_SECONDS = 60.0
-PLACES_TTL_SECONDS = CATALOGUE_TTL_SECONDS  # the name earlier code and the README use
 
 
 @dataclass(frozen=True)

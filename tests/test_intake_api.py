@@ -1,13 +1,17 @@
 """Intake over HTTP: validation, idempotent retries, and tracking with the access token."""
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal, AppealEvent
+from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
+from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
+from appealflow.models.intake import NewAppeal, receive, receive_once
+from appealflow.models.outbox import Notification
 from appealflow.settings import get_settings
 
 GOOD = {
@@ -115,3 +119,29 @@ def test_tracking_refuses_a_wrong_token_like_an_unknown_code(api):
     missing = api.get(f"/appeals/{created['code']}")
     assert wrong.status_code == unknown.status_code == missing.status_code == 404
     assert wrong.json() == unknown.json()
+
+
+def test_intake_writes_the_appeal_its_event_message_and_key_naming_its_id(database_url):
+    """The rows intake writes in one go (one statement on PostgreSQL), each naming the appeal's real
+    id, also for two appeals in one transaction; a retried key returns the first appeal."""
+    url = database_url
+    new = NewAppeal(channel="web", appeal_type="complaint", priority="normal", title="夜间施工噪音", text="噪音扰民",
+                    category_code="urban_management", district="shinan", street="badaguan",
+                    requester_email="wang@example.test")
+    with session_scope(url) as session:
+        first, _ = receive_once(session, new, now=utcnow(), actor="requester", idempotency_key="rows-1")
+        second = receive(session, replace(new, requester_email=None, requester_phone="13800001111"),
+                         now=utcnow(), actor="requester")
+    with session_scope(url) as session:
+        again, created = receive_once(session, new, now=utcnow(), actor="requester", idempotency_key="rows-1")
+    assert not created and again.id == first.id and again.code == first.code
+    with session_scope(url) as session:
+        for appeal, target in ((first, "mailto:wang@example.test"), (second, "sms:13800001111")):
+            stored = session.get(Appeal, appeal.id)
+            assert stored is not None and stored.code == appeal.code and stored.category_code == "urban_management"
+            event = session.execute(select(AppealEvent).where(AppealEvent.appeal_id == appeal.id)).scalar_one()
+            assert (event.kind, event.actor, event.detail) == ("received", "requester", {"channel": "web"})
+            note = session.execute(select(Notification).where(Notification.appeal_id == appeal.id)).scalar_one()
+            assert note.dedupe_key == f"{appeal.id}:received:{appeal.id}:v1:requester:{target}"
+            assert (note.target, note.status, note.facts["code"]) == (target, "pending", appeal.code)
+        assert session.get(IdempotencyKey, "rows-1").appeal_id == first.id

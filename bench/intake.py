@@ -69,19 +69,20 @@ def serve_bare(port: int) -> None:
     """The baseline: parse a comparable body, insert one appeal row, commit, answer its code."""
     import uvicorn
     from fastapi import FastAPI
-    from sqlalchemy import create_engine
     from sqlmodel import Session
 
     from appealflow.models import tables  # noqa: F401 - every table known, so foreign keys resolve
     from appealflow.models.appeal import Appeal
     from appealflow.models.columns import utcnow
+    from appealflow.models.db import engine_for
     from appealflow.models.tracking import new_tracking_code
     from appealflow.settings import get_settings
 
     url = get_settings().sqlalchemy_url
-    sqlite = url.startswith("sqlite")
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60} if sqlite else {},
-                           **({} if sqlite else {"pool_size": 10, "max_overflow": 10}))
+    # The engine the real API gets (models/db.py): the same pool, and on SQLite the same pragmas
+    # (synchronous=NORMAL), write lock and checkpoints. With pysqlite's defaults instead, every
+    # commit of the baseline was an fsync, which flattered the real endpoint at one client.
+    engine = engine_for(url)
     app = FastAPI()
 
     @app.post("/appeals", status_code=201)

@@ -100,14 +100,14 @@ def start_redis(folder: Path, port: int | None = None) -> tuple[subprocess.Popen
 
 def spawn_prefect_server(home: Path, port: int, *, ui: bool = True,
                          log_file: Path | None = None) -> subprocess.Popen:
-    """`prefect server start`, not waited for (a supervisor's restart)."""
+    """Prefect's server (`appealflow.prefect_server`: `prefect server start` plus short retries of
+    requests that found its SQLite busy), not waited for (a supervisor's restart)."""
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_UI_ENABLED=str(ui).lower(), PREFECT_SERVER_API_HOST="127.0.0.1",
                PREFECT_SERVER_API_PORT=str(port), PREFECT_LOGGING_SERVER_LEVEL="WARNING")
     env.pop("PREFECT_API_URL", None)
-    prefect = Path(sys.executable).with_name("prefect")
-    return spawn([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    return spawn([sys.executable, "-m", "appealflow.prefect_server", "--host", "127.0.0.1", "--port", str(port)],
                  env=env, log_file=log_file)
 
 

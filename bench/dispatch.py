@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appealflow.models.appeal import Appeal, AppealEvent  # noqa: E402
+from appealflow.models.classifier_store import ensure_active  # noqa: E402
 from appealflow.models.columns import utcnow  # noqa: E402
 from appealflow.models.db import session_scope  # noqa: E402
 from appealflow.models.enums import AppealStatus, NotificationStatus  # noqa: E402
@@ -76,6 +77,16 @@ TEXTS = [
 ]
 
 
+
+
+def evaluation_texts() -> list[tuple[str, str, str | None, str | None]]:
+    """The labelled evaluation appeals (tests/eval/appeals.jsonl): with a model on, an embedding's cost
+    grows with the text, and these are as long as real appeals (about 60 characters, TEXTS' are 15)."""
+    rows = [json.loads(line) for line in (ROOT / "tests" / "eval" / "appeals.jsonl").read_text().splitlines()
+            if line.strip()]
+    return [(r["title"], r["text"], r.get("district"), r.get("street")) for r in rows]
+
+
 def progress(label: str, done: int, total: int, started: float) -> None:
     """A bar redrawn in place on a terminal; a line every few seconds in a log."""
     elapsed = time.monotonic() - started
@@ -101,11 +112,11 @@ def wait_with_progress(label: str, count_done, total: int, timeout: float) -> No
     raise TimeoutError(f"{label}: not done within {timeout}s")
 
 
-def bulk_received(url: str, count: int, rng: random.Random) -> None:
+def bulk_received(url: str, count: int, rng: random.Random, texts=TEXTS) -> None:
     now = utcnow()
     rows = []
     for n in range(count):
-        title, text, district, street = TEXTS[n % len(TEXTS)]
+        title, text, district, street = texts[n % len(texts)]
         rows.append(dict(code=new_tracking_code(now), channel="web", appeal_type=rng.choice(
             ["complaint", "help_request", "consultation"]), priority="normal", title=title, text=text,
             district=district, street=street, requester_phone=f"139{n:08d}",
@@ -134,6 +145,9 @@ def main() -> None:
                              f"{ISSUE_BASELINE}, delivery as issue 17 measured it); `--reference none` for none")
     parser.add_argument("--rounds", type=int, default=1, help="delivery turns per code path, interleaved")
     parser.add_argument("--email-limit", default="10000/second", help="APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL")
+    parser.add_argument("--routing-model", choices=["off", "e5", "chargram"], default="off",
+                        help="APPEALFLOW_ROUTING_MODEL for the dispatch phase; the active model is built (or "
+                             "read from the cache) before the workers start, so its training is not timed")
     args = parser.parse_args()
     references = [r for r in (args.reference or [ISSUE_BASELINE]) if r != "none"]
 
@@ -153,7 +167,8 @@ def main() -> None:
         with MailSink(work / "mail") as smtp:
             env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PREFECT_API_URL=prefect_api,
                        APPEALFLOW_DATA_DIR=str(work / "var"), APPEALFLOW_SMTP_URL=smtp.apprise_url,
-                       PREFECT_LOGGING_LEVEL="WARNING", APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL=args.email_limit)
+                       PREFECT_LOGGING_LEVEL="WARNING", APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL=args.email_limit,
+                       APPEALFLOW_ROUTING_MODEL=args.routing_model)
             os.environ.update(env)
             get_settings.cache_clear()
             settings = get_settings()
@@ -161,6 +176,10 @@ def main() -> None:
             migrate(url)
             with session_scope(url) as session:
                 load_reference_files(session)
+                if args.routing_model != "off":
+                    print(f"building the {args.routing_model} routing model (cached after the first run)...",
+                          flush=True)
+                    ensure_active(session, args.routing_model, settings.model_cache_dir)
             # Phase 0, before any worker runs: the bare SQL of dispatch's writes for as many appeals.
             bulk_received(url, args.appeals, random.Random(1))
             bare_appeals, bare_seconds = bare_dispatch.run(url, postgres=args.postgres)
@@ -188,7 +207,8 @@ def main() -> None:
             noop_rate = len(fetched) / noop_seconds
 
             # Phase 2: the same number of appeals, routed by the dispatch flow.
-            bulk_received(url, args.appeals, random.Random(1))
+            bulk_received(url, args.appeals, random.Random(1),
+                          TEXTS if args.routing_model == "off" else evaluation_texts())
             flow_runs_before = _flow_runs(prefect_api)
             woke_at = utcnow()
             wake(connection, DISPATCH)
@@ -227,7 +247,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     backend = "postgresql" if args.postgres else "sqlite"
-    print(f"\n{args.workers} workers, {backend}, batch size {settings.dispatch_batch_size}")
+    print(f"\n{args.workers} workers, {backend}, batch size {settings.dispatch_batch_size}, "
+          f"routing model {args.routing_model}")
     print(f"  no-op jobs   {noop_rate:8.0f} jobs/s     ({len(fetched)} jobs in {noop_seconds:.2f}s)")
     print(f"  dispatch     {dispatch_rate:8.0f} appeals/s  ({args.appeals} appeals in {dispatch_seconds:.2f}s, "
           f"{flow_runs} flow runs, {by_status})")
@@ -245,7 +266,8 @@ def main() -> None:
         print(f"  delivery     {ratio:8.2f}x  this checkout against {label}, same rows, same run")
     print(json.dumps({
         "bench": "dispatch", "backend": backend, "workers": args.workers, "appeals": args.appeals,
-        "batch_size": settings.dispatch_batch_size, "noop_jobs_per_s": round(noop_rate, 1),
+        "batch_size": settings.dispatch_batch_size,
+        "routing_model": args.routing_model, "noop_jobs_per_s": round(noop_rate, 1),
         "noop_seconds": round(noop_seconds, 3), "dispatch_appeals_per_s": round(dispatch_rate, 1),
         "dispatch_seconds": round(dispatch_seconds, 3), "ratio_dispatch_to_noop": round(dispatch_rate / noop_rate, 3),
         "bare_sql_appeals_per_s": round(bare_rate, 1),

@@ -127,7 +127,8 @@ class System:
         if prefect_database:
             os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database
         try:
-            prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False)
+            prefect_process, prefect_api = start_prefect_server(self.work / "prefect", ui=False,
+                                                                log_file=self.work / "logs" / "prefect.log")
         finally:
             os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
         self.processes["prefect"] = prefect_process

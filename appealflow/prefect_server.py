@@ -41,7 +41,7 @@ class RetryBusy:
         for pause in (*self.pauses, None):
             if not await self._try(scope, bytes(body), receive, send, last=pause is None):
                 return
-            await asyncio.sleep(pause)  # type: ignore[arg-type]
+            await asyncio.sleep(pause)
 
     async def _try(self, scope, body: bytes, receive, send, *, last: bool) -> bool:
         """Run the app once; True when it answered 503 and that answer was held back."""

@@ -2,7 +2,7 @@
 same workers measured in the same run.
 
     python bench/dispatch.py [--appeals 10000] [--workers 2] [--postgres] [--delivery-workers 2]
-                             [--reference REVISION ...]
+                             [--reference REVISION ...] [--routing-model off|e5|chargram]
 
 Both phases use the same worker processes (`appealflow worker`, an RQ SimpleWorker), started and
 idle before timing begins:
@@ -19,7 +19,9 @@ idle before timing begins:
      the same rows (put back to pending between rounds); rate = messages / (time the last one was
      marked sent - time they were released). The e-mail rate limit is set to `--email-limit` for
      every round: the local receiver has no quota, and the limit is still counted for each message.
-The last line of output is one JSON object with every figure.
+With `--routing-model` other than off, phase 2's appeals are the labelled evaluation appeals
+(tests/eval/appeals.jsonl, about 60 characters each) and the routing model is built before the
+workers start. The last line of output is one JSON object with every figure.
 """
 
 from __future__ import annotations

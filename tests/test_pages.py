@@ -146,6 +146,10 @@ def test_pages(stack):
     shown = set(re.findall(r'id="action-([a-z_]+)"', detail))
     assert shown == {"accept", "return", "add_assist", "note"}, shown
     assert "赵小明" in detail  # the handling department sees who the requester is
+    # Places and channels by name in the page's language, never as codes.
+    location = re.search(r'id="location">([^<]*)<', detail).group(1)
+    assert "Shinan District" in location and "Badaguan" in location and "shinan" not in location, location
+    assert re.search(r'id="channel">Online ', detail)
     csrf = Form(detail).hidden["csrf"]
     accepted = handler.post(f"/work/appeals/{mine}/accept", data={"csrf": csrf, "version": version},
                             follow_redirects=False)

@@ -29,6 +29,7 @@ from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.department import Category, Department
 from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, AppealType, Role
+from appealflow.models.intake import districts
 from appealflow.models.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
 from appealflow.models.people import Staff
 from appealflow.models.supervision import at_risk
@@ -147,6 +148,12 @@ def _reference_lists() -> tuple[list[Department], list[Category], set[str]]:
         return departments, categories, risky
 
 
+def _places() -> dict[str, dict]:
+    """Districts by code, each with its streets by code: clerks read place names, not codes."""
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        return {d["code"]: dict(d, streets={s["code"]: s for s in d["streets"]}) for d in districts(session)}
+
+
 QUEUE_FILTERS = ("status", "category", "overdue", "q", "cursor")
 
 
@@ -213,6 +220,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     else:
         appeal = shown
     departments, categories, risky = await run_in_threadpool(_reference_lists)
+    places = await run_in_threadpool(_places)
     now = utcnow()
     appeal["clocks"] = clocks(appeal, now, risky)
     for event in appeal["history"]:
@@ -231,7 +239,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         "appeal": appeal, "actions": actions, "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
-        "answered": answered, "refusal": refusal,
+        "answered": answered, "refusal": refusal, "places": places,
     }, staff=staff, status=status)
 
 

@@ -115,7 +115,7 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
 DEMO_STAFF = """
   Demo staff        operator, dispatcher, supervisor, admin, handler.urban_management,
-                    head.urban_management, ... (password {!r}); sign in at /docs"""
+                    head.urban_management, ... (password {!r}); sign in at /staff/sign-in or /docs"""
 
 
 def _interrupt(*_) -> None:
@@ -219,6 +219,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         prefect_ui = env["PREFECT_API_URL"].removesuffix("/api")
         print(f"""
 AppealFlow is running.
+  File an appeal    {api_url}/file   (citizens; follow one at {api_url}/track)
+  Staff pages       {api_url}/work   (handlers, dispatchers; supervisors at {api_url}/supervise)
+  Public figures    {api_url}/open
   API and its docs  {api_url}/docs   (readiness: {api_url}/health/ready)
   Prefect UI        {prefect_ui}   (flow runs of dispatch-appeals)
   Redis             {env.get("REDIS_URL") or settings.redis_url}

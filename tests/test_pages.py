@@ -121,6 +121,15 @@ def test_pages(stack):
     tracked = page(anon, link)
     assert script not in tracked and "&lt;script&gt;" in tracked
     assert page(anon, f"/t/{code}?token=wrong", status=404)
+    # A hotline caller follows up with the code and the phone's last four digits: read only, masked.
+    by_phone = page(anon, f"/track?code={code.lower()}&phone=5678")
+    assert 'id="read-only"' in by_phone and 'id="status"' in by_phone and code in by_phone
+    assert "rate-form" not in by_phone and 'name="token"' not in by_phone
+    assert "赵小明" not in by_phone and "13912345678" not in by_phone and "zhao@example.test" not in by_phone
+    assert script not in by_phone and "&lt;script&gt;" in by_phone
+    assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=1234", status=404)
+    assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=12a4", status=422)
+    assert 'id="lookup-refused"' not in page(anon, "/track")
     # A link from a message names the API resource: a browser is sent to the page, a client gets JSON.
     api_path = link.replace("/t/", "/appeals/")
     assert anon.get(api_path, headers={"Accept": "text/html,application/xhtml+xml"},

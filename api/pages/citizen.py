@@ -151,10 +151,27 @@ async def qr_code(request: Request, code: Code, token: Token = None):
 
 @router.get("/track")
 async def track_lookup(request: Request, code: Annotated[str | None, Query(max_length=40)] = None,
-                       token: Annotated[str | None, Query(max_length=200)] = None):
-    if code and token:
-        return RedirectResponse(tracking_link(request, code.strip().upper(), token.strip()), status_code=303)
-    return render(request, "track_lookup.html", {"not_found": False})
+                       token: Annotated[str | None, Query(max_length=200)] = None,
+                       phone: Annotated[str | None, Query(max_length=40)] = None):
+    """By the link's token, or, as hotline callers follow up, by the code and the phone's last four
+    digits: a view to read only (rating, adding information and withdrawing need the link)."""
+    code = (code or "").strip().upper()
+    if code and token and token.strip():
+        return RedirectResponse(tracking_link(request, code, token.strip()), status_code=303)
+    if not (code and phone and phone.strip()):
+        return render(request, "track_lookup.html", {"not_found": False, "form": {"code": code}})
+    found = await Api(request).get(f"/appeals/{code}", params={"phone_last4": phone.strip()})
+    if found.status_code == 200:
+        appeal = found.json()
+        _timeline(appeal)
+        for key, value in appeal["deadlines"].items():
+            appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
+        return render(request, "track.html", {"appeal": appeal, "token": None, "errors": {}, "by_phone": True,
+                                              "can_comment": False, "can_withdraw": False, "notice": None,
+                                              "satisfaction": SATISFACTION, "link": None})
+    refusal = {429: "track.too_many", 422: "track.phone_invalid"}.get(found.status_code, "track.not_found")
+    return render(request, "track_lookup.html", {"not_found": True, "refusal": refusal, "form": {"code": code}},
+                  status=found.status_code if found.status_code in (404, 422, 429) else 404)
 
 
 def _timeline(appeal: dict) -> list[dict]:

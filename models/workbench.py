@@ -150,6 +150,17 @@ class Step:
                             followers=self.followers())
 
 
+
+def department_may_take(role: Role, department_code: str | None, appeal_department: str | None,
+                        action: Action) -> bool:
+    """A department acts only on the appeals it holds; an assisting department adds notes."""
+    return role not in DEPARTMENT_ROLES or action == Action.note or appeal_department == department_code
+
+
+def answered_on_the_spot(appeal_type: AppealType | str) -> bool:
+    """Only a consultation is answered from the policy base; anything else is dispatched."""
+    return appeal_type == AppealType.consultation
+
 def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput, *,
         now: datetime, calendar: WorkingCalendar) -> Appeal:
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
@@ -166,7 +177,7 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
     except IllegalTransition as error:
         error.version = appeal.version  # so the client can reload and see what happened
         raise
-    if staff.role in DEPARTMENT_ROLES and action != Action.note and appeal.department_code != staff.department_code:
+    if not department_may_take(staff.role, staff.department_code, appeal.department_code, action):
         raise NotYourDepartment(f"only {appeal.department_code} acts on this appeal; assisting departments add notes")
     if given.version != appeal.version:
         raise StaleVersion(appeal)
@@ -258,7 +269,7 @@ def _reply(s: Step) -> Effects:
 def _answer(s: Step) -> Effects:
     """当场答复: the answer read to the caller, from the policy base, stands as the reply; the requester
     is told it with the rating link, like any reply."""
-    if s.appeal.appeal_type != AppealType.consultation:
+    if not answered_on_the_spot(s.appeal.appeal_type):
         raise ActionRefused("action", "only a consultation is answered on the spot; dispatch anything else")
     result = _require(s.given.text, "text", "say the answer the requester was given")
     detail: dict = {"result": result}

@@ -28,11 +28,12 @@ from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.department import Category, Department
-from appealflow.models.enums import DEPARTMENT_ROLES, OVERSIGHT_ROLES, AppealStatus, AppealType, Role
+from appealflow.models.enums import OVERSIGHT_ROLES, AppealStatus, Role
 from appealflow.models.intake import districts
 from appealflow.models.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
 from appealflow.models.people import Staff
 from appealflow.models.supervision import at_risk
+from appealflow.models.workbench import answered_on_the_spot, department_may_take
 from appealflow.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
@@ -184,19 +185,17 @@ async def work_queue(request: Request):
 
 
 def allowed_actions(staff: Staff, appeal: dict) -> list[str]:
-    """Exactly what the state machine lets this person do now (models.lifecycle), and, as the
-    workbench requires, a department acts only on its own appeals (assisting ones add notes)."""
+    """Exactly what the workbench would let this person do now: the state machine (models.lifecycle)
+    and the workbench's own rules, from the same functions."""
     found = []
     for action in OFFERED:
         try:
             check(staff.role, appeal["status"], as_taken(action, appeal["return_count"]))
         except (NotPermitted, IllegalTransition):
             continue
-        if staff.role in DEPARTMENT_ROLES and action != Action.note and appeal["department"] != staff.department_code:
+        if not department_may_take(staff.role, staff.department_code, appeal["department"], action):
             continue
-        # The state machine lets an operator or dispatcher answer before routing; only a consultation
-        # is answered from the policy base (the workbench refuses anything else).
-        if action == Action.answer and appeal["type"] != AppealType.consultation:
+        if action == Action.answer and not answered_on_the_spot(appeal["type"]):
             continue
         if action == Action.decide_extension and not any(
                 e["status"] == "pending" for e in appeal["extension_requests"]):

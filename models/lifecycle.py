@@ -37,6 +37,7 @@ class Action(StrEnum):
     withdraw = "withdraw"              # the requester no longer needs an answer
     add_information = "add_information"  # the requester adds something unasked; nothing pauses
     answer = "answer"                  # 当场答复: a consultation answered from the policy base at once
+    release = "release"                # the appeal it was merged into closed unanswered: back to triage
 
 
 DEPARTMENT = DEPARTMENT_ROLES
@@ -64,6 +65,7 @@ def _rows() -> dict[tuple[S, Action], Step]:
     allow(S.arbitration, Action.dispatch, S.dispatched, {Role.supervisor})
     allow((S.triage, S.returned), Action.merge, S.merged, {Role.dispatcher})
     allow((S.triage, S.returned), Action.invalidate, S.closed, {Role.dispatcher})
+    allow(S.merged, Action.release, S.triage, SYSTEM)
     allow(S.dispatched, Action.accept, S.accepted, DEPARTMENT)
     allow((S.dispatched, S.accepted), Action.return_, S.returned, DEPARTMENT)
     allow((S.dispatched, S.accepted), Action.return_to_supervisor, S.arbitration, DEPARTMENT)

@@ -363,7 +363,24 @@ def _merge(s: Step) -> Effects:
 
 def _invalidate(s: Step) -> Effects:
     reason = _require(s.given.reason, "reason", "say why the appeal is invalid")
+    _release_merged(s)
     return Effects({}, {"reason": reason}, s.tell(Event.invalidated, reason=reason))
+
+
+RELEASED_BY = "system:workbench"
+
+
+def _release_merged(s: Step) -> None:
+    """The appeals merged into one that closes without an answer (withdrawn by its requester, found
+    invalid) go back to triage: their requesters still want one, and a merged appeal only follows
+    its parent, so left merged they would wait for ever. A dispatcher places them again."""
+    children = s.session.execute(select(col(Appeal.id), col(Appeal.version)).where(
+        col(Appeal.parent_id) == s.appeal_id, col(Appeal.status) == AppealStatus.merged)).all()
+    why = {Action.withdraw: "主件已由诉求人撤回 / the appeal it was merged into was withdrawn",
+           Action.invalidate: "主件被认定无效 / the appeal it was merged into was found invalid"}[s.action]
+    apply_transitions(s.session, [
+        Transition(child_id, version, AppealStatus.merged, Action.release, RELEASED_BY, {"parent_id": None},
+                   {"parent": s.appeal.code, "reason": why}) for child_id, version in children], now=s.now)
 
 
 def _rating(s: Step) -> tuple[dict, dict]:
@@ -409,6 +426,7 @@ def _reopen_to_supervisor(s: Step) -> Effects:
 def _withdraw(s: Step) -> Effects:
     reason = (s.given.reason or "").strip()
     # Only this appeal's requester: the requesters of appeals merged into it still want an answer.
+    _release_merged(s)
     told = messages_for(Event.withdrawn, s.appeal, key=s.key, departments=s.departments,
                         facts={"reason": reason or "-"})
     return Effects({"paused_at": None}, {"reason": reason} if reason else {}, told)

@@ -34,6 +34,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "merge": {"triage": {"dispatcher"}, "returned": {"dispatcher"}},
     "invalidate": {"triage": {"dispatcher"}, "returned": {"dispatcher"}},
     "route": {},  # the system's, never a person's
+    "release": {},
     "close": {},
 }
 PAYLOADS = {
@@ -224,6 +225,45 @@ def _requester_token(stack, code: str) -> str:
     from appealflow.settings import get_settings
 
     return access_token(get_settings().signing_key(), code)
+
+
+@pytest.mark.parametrize("closing", ["withdraw", "invalidate"])
+def test_appeals_merged_into_one_closed_unanswered_go_back_to_triage(api, closing):
+    from sqlalchemy import select
+
+    from appealflow.models.appeal import Appeal, AppealEvent
+    from appealflow.models.db import session_scope
+    from appealflow.settings import get_settings
+
+    parent, version = appeal_in("dispatched" if closing == "withdraw" else "triage")
+    children = [appeal_in("triage") for _ in range(2)]
+    for child, child_version in children:
+        merged = api.post(f"/staff/appeals/{child}/merge", json={"version": child_version, "parent": parent},
+                          headers=api.staff["dispatcher"])
+        assert merged.status_code == 200, merged.text
+    if closing == "withdraw":
+        closed = api.post(f"/appeals/{parent}/withdraw", json={"reason": "已自行解决"},
+                          headers={"X-Access-Token": _requester_token(api, parent)})
+    else:
+        closed = api.post(f"/staff/appeals/{parent}/invalidate", json={"version": version, "reason": "测试数据"},
+                          headers=api.staff["dispatcher"])
+    assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        rows = session.execute(select(Appeal.code, Appeal.status, Appeal.parent_id).where(
+            Appeal.code.in_([c for c, _ in children]))).all()
+        assert {(code, status, parent_id) for code, status, parent_id in rows} == \
+            {(c, "triage", None) for c, _ in children}
+        kinds = session.execute(select(AppealEvent.kind, AppealEvent.detail).join(
+            Appeal, Appeal.id == AppealEvent.appeal_id).where(Appeal.code == children[0][0])).all()
+    assert [k for k, _ in kinds][-1] == "release" and kinds[-1][1]["parent"] == parent
+    # Back in the dispatcher's hands, and placed like any appeal in triage.
+    current = api.get(f"/staff/appeals/{children[0][0]}", headers=api.staff["dispatcher"]).json()
+    placed = api.post(f"/staff/appeals/{children[0][0]}/dispatch",
+                      json={"version": current["version"], "department": HOME}, headers=api.staff["dispatcher"])
+    assert placed.status_code == 200 and placed.json()["status"] == "dispatched"
+    # The requester's own view never shows the staff's reason.
+    public = api.get(f"/appeals/{children[0][0]}", headers={"X-Access-Token": _requester_token(api, children[0][0])})
+    assert public.status_code == 200 and "主件" not in public.text
 
 
 def test_a_merged_appeal_hears_what_its_parent_hears(api):

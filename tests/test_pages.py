@@ -329,3 +329,32 @@ def test_a_consultation_is_answered_on_the_spot_from_the_staff_page(stack):
     other, version = _consultation("received")  # outside a handler's view altogether
     assert handler.post(f"/work/appeals/{other}/answer", data={"csrf": csrf, "version": version,
                                                                "text": "x"}).status_code == 404
+
+
+def test_an_operator_files_a_hotline_call(stack):
+    base = stack.start_api()
+    anon = httpx.Client(base_url=base, timeout=30)
+    assert "/staff/sign-in" in anon.get("/work/hotline", follow_redirects=False).headers["location"]
+    page(_signed_in(base, "handler"), "/work/hotline", status=404)  # an operator's page only
+
+    operator = _signed_in(base, "operator")
+    assert 'id="nav-hotline"' in page(operator, "/work")
+    shown = page(operator, "/work/hotline")
+    assert 'id="priority"' in shown and 'action="/work/hotline"' in shown and "受理热线来电" in shown
+    hidden = Form(shown).hidden
+    call = {**hidden, "type": "help_request", "priority": "urgent", "title": "老人摔倒 <b>需要帮助</b>",
+            "text": "独居老人在家摔倒，邻居发现后打来电话", "district": "shinan", "street": "badaguan",
+            "name": "周先生", "phone": "13900003333", "email": "", "category": ""}
+    missing = operator.post("/work/hotline", data={**call, "title": ""})
+    assert missing.status_code == 422 and 'id="title-error"' in missing.text and "独居老人" in missing.text
+    filed = operator.post("/work/hotline", data=call, follow_redirects=False)
+    again = operator.post("/work/hotline", data=call, follow_redirects=False)  # a double click
+    assert filed.status_code == again.status_code == 303
+    assert filed.headers["location"] == again.headers["location"] and "/work/appeals/" in filed.headers["location"]
+    code = filed.headers["location"].rsplit("/", 1)[1]
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        row = session.execute(select(Appeal.channel, Appeal.priority, Appeal.operator_id, Appeal.requester_phone)
+                              .where(Appeal.code == code)).one()
+    assert tuple(row) == ("hotline", "urgent", "operator", "13900003333")
+    detail = page(operator, filed.headers["location"])
+    assert "12345热线" in detail and "&lt;b&gt;需要帮助" in detail and "<b>需要帮助" not in detail

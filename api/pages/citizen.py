@@ -39,13 +39,15 @@ async def _reference(api: Api) -> tuple[list, list]:
     return districts, categories
 
 
-async def _filing_form(request: Request, form: dict, errors: dict, status: int = 200):
+async def filing_form(request: Request, form: dict, errors: dict, status: int = 200, *, hotline: bool = False,
+                      staff=None):
+    """The filing form: a citizen's at /file, or, with `hotline`, an operator's for a caller."""
     districts, categories = await _reference(Api(request))
     parents = [c for c in categories if c["parent"] is None]
     children = {p["code"]: [c for c in categories if c["parent"] == p["code"]] for p in parents}
     return render(request, "file.html", {"form": form, "errors": errors, "types": TYPES, "districts": districts,
-                                         "parents": parents, "children": children, "options": intake_options()},
-                  status=status)
+                                         "parents": parents, "children": children, "options": intake_options(),
+                                         "hotline": hotline}, staff=staff, status=status)
 
 
 def intake_options() -> dict:
@@ -66,11 +68,11 @@ def intake_options() -> dict:
 @router.get("/file")
 async def filing_page(request: Request):
     # One key per form shown: a double click, or a retry after a lost answer, files one appeal.
-    return await _filing_form(request, {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint"}, {})
+    return await filing_form(request, {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint"}, {})
 
 
 FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
-                 "language", "preferred_channel", "idempotency_key", "csrf")
+                 "language", "preferred_channel", "idempotency_key", "csrf", "priority")
 
 
 def _text(value) -> str:
@@ -82,11 +84,15 @@ def _blank_to_none(value: str | None) -> str | None:
     return value.strip() or None if isinstance(value, str) else value
 
 
-@router.post("/file")
-async def file_appeal(request: Request):
+async def posted_filing(request: Request) -> dict:
     posted = await request.form()
     form = {name: _text(posted.get(name)) for name in FILING_FIELDS}
     check_csrf(request, form.pop("csrf"))
+    return form
+
+
+def intake_body(form: dict) -> dict:
+    """POST /appeals's body from the filing form's fields."""
     body: dict = {
         "type": form["type"], "title": form["title"], "text": form["text"],
         "category": _blank_to_none(form["category"]),
@@ -101,22 +107,38 @@ async def file_appeal(request: Request):
     if options["channel_field"] and form["preferred_channel"]:
         where, _, name = options["channel_field"].rpartition(".")
         (body["requester"] if where else body)[name] = form["preferred_channel"]
+    return body
+
+
+def idempotency_key(form: dict) -> str:
+    """The form's own key (one per form shown), or a fresh one when it came back mangled."""
     key = form["idempotency_key"] if 10 <= len(form["idempotency_key"]) <= 64 else secrets.token_urlsafe(18)
     form["idempotency_key"] = key
-    response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": key})
+    return key
+
+
+def filing_errors(response) -> dict:
+    """Intake's refusal by form field."""
+    if response.status_code != 422:
+        return {"form": field_errors(response).get("form", "")}
+    errors = {}
+    for where, message in field_errors(response).items():
+        name = where.split(".")[-1]
+        errors[{"requester": "phone", "Idempotency-Key": "form"}.get(name, name)] = message
+    return errors
+
+
+@router.post("/file")
+async def file_appeal(request: Request):
+    form = await posted_filing(request)
+    body = intake_body(form)
+    response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
         created = response.json()
         target = str(request.url_for("filed_page", code=created["code"])) + "?" + urlencode(
             {"token": created["access_token"]})
         return RedirectResponse(target, status_code=303)
-    if response.status_code == 422:
-        errors = {}
-        for where, message in field_errors(response).items():
-            name = where.split(".")[-1]
-            errors[{"requester": "phone", "Idempotency-Key": "form"}.get(name, name)] = message
-        return await _filing_form(request, form, errors, status=422)
-    return await _filing_form(request, form, {"form": field_errors(response).get("form", "")},
-                              status=response.status_code)
+    return await filing_form(request, form, filing_errors(response), status=response.status_code)
 
 
 async def _appeal(request: Request, code: str, token: str | None):

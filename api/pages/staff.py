@@ -1,8 +1,10 @@
 """Staff pages: sign-in with an HttpOnly session cookie holding the same signed token as
 `POST /auth/token`; the work queue (a department's, or the dispatcher's triage); an appeal's page
 with exactly the actions this person may take now, each a form carrying the version it saw, and for a
-consultation not yet routed, the policy base's best answers to answer it on the spot (当场答复)."""
+consultation not yet routed, the policy base's best answers to answer it on the spot (当场答复); and the
+operator's form for a hotline call."""
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -13,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
+from appealflow.api.pages.citizen import filing_errors, filing_form, idempotency_key, intake_body, posted_filing
 from appealflow.api.pages.client import Api, field_errors
 from appealflow.api.pages.common import (
     STAFF_COOKIE,
@@ -277,6 +280,35 @@ def _recorded_suggestions(appeal: dict) -> list[dict]:
             return [{"department": s.get("department"), "category": s.get("category"),
                      "confidence": s.get("probability"), "reason": s.get("why")} for s in found if isinstance(s, dict)]
     return []
+
+
+@router.get("/work/hotline")
+async def hotline_page(request: Request):
+    """An operator files what a caller says; other staff have no such page."""
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    if staff.role != Role.operator:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    form = {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint", "priority": "normal"}
+    return await filing_form(request, form, {}, hotline=True, staff=staff)
+
+
+@router.post("/work/hotline")
+async def file_hotline(request: Request):
+    staff = await current(request)
+    if staff is None:
+        return sign_in_redirect(request)
+    form = await posted_filing(request)
+    if staff.role != Role.operator:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    body = intake_body(form) | {"channel": "hotline", "priority": form["priority"] or "normal"}
+    response = await api_for(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
+    if response.status_code in (200, 201):
+        target = str(request.url_for("staff_appeal_page", code=response.json()["code"]))
+        return RedirectResponse(target, status_code=303)
+    return await filing_form(request, form, filing_errors(response), status=response.status_code,
+                             hotline=True, staff=staff)
 
 
 @router.get("/work/appeals/{code}", name="staff_appeal_page")

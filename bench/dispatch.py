@@ -52,6 +52,7 @@ from appealflow.models.classifier_store import ensure_active  # noqa: E402
 from appealflow.models.columns import utcnow  # noqa: E402
 from appealflow.models.db import session_scope  # noqa: E402
 from appealflow.models.enums import AppealStatus, NotificationStatus  # noqa: E402
+from appealflow.models.evaluation import read_labelled  # noqa: E402
 from appealflow.models.outbox import DeliveryAttempt, Notification  # noqa: E402
 from appealflow.models.reference import load_reference_files  # noqa: E402
 from appealflow.models.schema import migrate  # noqa: E402
@@ -79,13 +80,10 @@ TEXTS = [
 ]
 
 
-
-
 def evaluation_texts() -> list[tuple[str, str, str | None, str | None]]:
     """The labelled evaluation appeals (tests/eval/appeals.jsonl): with a model on, an embedding's cost
     grows with the text, and these are as long as real appeals (about 60 characters, TEXTS' are 15)."""
-    rows = [json.loads(line) for line in (ROOT / "tests" / "eval" / "appeals.jsonl").read_text().splitlines()
-            if line.strip()]
+    rows = read_labelled(ROOT / "tests" / "eval" / "appeals.jsonl")
     return [(r["title"], r["text"], r.get("district"), r.get("street")) for r in rows]
 
 

@@ -123,6 +123,8 @@ def begin_immediate(dbapi_connection) -> None:
             tries += 1
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
+
+
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_INTERVAL_SECONDS = 0.2
 _checkpointers: set[str] = set()

@@ -150,7 +150,6 @@ class Step:
                             followers=self.followers())
 
 
-
 def department_may_take(role: Role, department_code: str | None, appeal_department: str | None,
                         action: Action) -> bool:
     """A department acts only on the appeals it holds; an assisting department adds notes."""
@@ -160,6 +159,7 @@ def department_may_take(role: Role, department_code: str | None, appeal_departme
 def answered_on_the_spot(appeal_type: AppealType | str) -> bool:
     """Only a consultation is answered from the policy base; anything else is dispatched."""
     return appeal_type == AppealType.consultation
+
 
 def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: ActionInput, *,
         now: datetime, calendar: WorkingCalendar) -> Appeal:

@@ -184,10 +184,7 @@ async def track_lookup(request: Request, code: Annotated[str | None, Query(max_l
         return render(request, "track_lookup.html", {"not_found": False, "form": {"code": code}})
     found = await Api(request).get(f"/appeals/{code}", params={"phone_last4": phone.strip()})
     if found.status_code == 200:
-        appeal = found.json()
-        _timeline(appeal)
-        for key, value in appeal["deadlines"].items():
-            appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
+        appeal = _readable(found.json())
         return render(request, "track.html", {"appeal": appeal, "token": None, "errors": {}, "by_phone": True,
                                               "can_comment": False, "can_withdraw": False, "notice": None,
                                               "satisfaction": SATISFACTION, "link": None})
@@ -196,10 +193,13 @@ async def track_lookup(request: Request, code: Annotated[str | None, Query(max_l
                   status=found.status_code if found.status_code in (404, 422, 429) else 404)
 
 
-def _timeline(appeal: dict) -> list[dict]:
+def _readable(appeal: dict) -> dict:
+    """The API's appeal with its times as datetimes, for the templates to write as people do."""
     for event in appeal["history"]:
         event["at"] = datetime.fromisoformat(event["at"])
-    return appeal["history"]
+    for key, value in appeal["deadlines"].items():
+        appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
+    return appeal
 
 
 NOTICES = ("rated", "information_sent", "withdrawn")
@@ -224,9 +224,7 @@ async def _track(request: Request, code: str, token: str | None, *, errors: dict
     appeal = await _appeal(request, code, token)
     if appeal is None:
         return _not_found(request)
-    _timeline(appeal)
-    for key, value in appeal["deadlines"].items():
-        appeal["deadlines"][key] = datetime.fromisoformat(value) if value else None
+    _readable(appeal)
     return render(request, "track.html", {"appeal": appeal, "token": token, "errors": errors or {},
                                           "can_comment": _offers(request, "comment"),
                                           "can_withdraw": _offers(request, "withdraw"),

@@ -129,6 +129,8 @@ def test_pages(stack):
     assert script not in by_phone and "&lt;script&gt;" in by_phone
     assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=1234", status=404)
     assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=12a4", status=422)
+    assert "Check them" in page(anon, f"/track?code={'X' * 39}&phone=5678&lang=en", status=404)  # no such code
+    anon.cookies.delete("af_lang")
     assert 'id="lookup-refused"' not in page(anon, "/track")
     # A link from a message names the API resource: a browser is sent to the page, a client gets JSON.
     api_path = link.replace("/t/", "/appeals/")

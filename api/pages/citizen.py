@@ -2,6 +2,7 @@
 page, rating and follow-up. Each calls the public JSON API (intake, tracking, rating, information)."""
 
 import io
+import re
 import secrets
 from datetime import datetime
 from typing import Annotated, get_args
@@ -182,15 +183,19 @@ async def track_lookup(request: Request, code: Annotated[str | None, Query(max_l
         return RedirectResponse(tracking_link(request, code, token.strip()), status_code=303)
     if not (code and phone and phone.strip()):
         return render(request, "track_lookup.html", {"not_found": False, "form": {"code": code}})
+    if not re.fullmatch(r"[0-9]{4}", phone.strip()):
+        return render(request, "track_lookup.html", {"not_found": True, "refusal": "track.phone_invalid",
+                                                     "form": {"code": code}}, status=422)
     found = await Api(request).get(f"/appeals/{code}", params={"phone_last4": phone.strip()})
     if found.status_code == 200:
         appeal = _readable(found.json())
         return render(request, "track.html", {"appeal": appeal, "token": None, "errors": {}, "by_phone": True,
                                               "can_comment": False, "can_withdraw": False, "notice": None,
                                               "satisfaction": SATISFACTION, "link": None})
-    refusal = {429: "track.too_many", 422: "track.phone_invalid"}.get(found.status_code, "track.not_found")
+    # Anything else (no such code, the wrong digits, a code that cannot be one) is "not found".
+    refusal = "track.too_many" if found.status_code == 429 else "track.not_found"
     return render(request, "track_lookup.html", {"not_found": True, "refusal": refusal, "form": {"code": code}},
-                  status=found.status_code if found.status_code in (404, 422, 429) else 404)
+                  status=429 if found.status_code == 429 else 404)
 
 
 def _readable(appeal: dict) -> dict:

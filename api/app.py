@@ -23,10 +23,12 @@ def create_app() -> FastAPI:
     # /docs and /redoc come from api/pages/docs.py, with their assets served locally (no CDN).
     app = FastAPI(title="AppealFlow", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Citizens' appeals: intake, dispatch, tracking.")
-    limit = get_settings().max_body_bytes
+    settings = get_settings()
 
-    # Counts the body as it streams (chunked too): 413 past the limit; 422 for unstorable text.
-    app.add_middleware(errors.InputGuard, limit=limit)
+    # Counts the body as it streams (chunked too): 413 past the limit; 422 for unstorable text; 408
+    # for a body that has not arrived in time.
+    app.add_middleware(errors.InputGuard, limit=settings.max_body_bytes,
+                       body_timeout=settings.request_body_timeout_seconds)
 
     errors.install(app)
     outage.install(app)  # /health, /health/ready, and 503 when the database or Redis is unreachable

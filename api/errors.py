@@ -1,6 +1,7 @@
 """Domain refusals mapped once to HTTP, in FastAPI's own error shape so clients parse one format; and
 the guard that refuses oversized bodies and unstorable text before any endpoint sees them."""
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from appealflow.models.intake import IdempotencyConflict, IntakeError
 from appealflow.models.lifecycle import IllegalTransition, NotPermitted
@@ -109,9 +111,10 @@ class InputGuard:
     be stored (NUL, lone surrogates in the path, query, JSON or form body: 422 naming where), and
     replayed to the application."""
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, body_timeout: float = 30.0):
         self.app = app
         self.limit = limit
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -131,8 +134,13 @@ class InputGuard:
                 {"loc": ["query", _printable(names[0])], "msg": UNSTORABLE_MESSAGE, "type": "value_error"}]})
         body = bytearray()
         more = True
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                return await _send(send, 408, {"detail": f"the request body did not arrive within "
+                                                         f"{self.body_timeout:g} seconds"})
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
@@ -168,7 +176,54 @@ class InputGuard:
             for name, value in parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True):
                 if "\x00" in value or "\x00" in name:
                     return ["body", name]
+        if b"multipart/form-data" in content_type:
+            return _unstorable_multipart(content_type, body)
         return None
+
+
+def _unstorable_multipart(content_type: bytes, body: bytes) -> list | None:
+    """Where a multipart form's text holds a NUL: a field's name or value, or a file's name. A file's
+    content may hold anything (a photo does); malformed forms are left to the form parser's 400."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        return None
+    parts: list[dict] = []
+    header: list[bytes] = [b"", b""]
+
+    def begin() -> None:
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def field(data: bytes, start: int, end: int) -> None:
+        header[0] += data[start:end]
+
+    def value(data: bytes, start: int, end: int) -> None:
+        header[1] += data[start:end]
+
+    def header_end() -> None:
+        parts[-1]["headers"][header[0].lower()] = header[1]
+        header[0] = header[1] = b""
+
+    def part_data(data: bytes, start: int, end: int) -> None:
+        if len(parts[-1]["data"]) < 70_000:  # the body is at most the guard's limit anyway
+            parts[-1]["data"] += data[start:end]
+
+    try:
+        parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": field,
+                                            "on_header_value": value, "on_header_end": header_end,
+                                            "on_part_data": part_data})
+        parser.write(body)
+        parser.finalize()
+    except Exception:
+        return None
+    for part in parts:
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if b"\x00" in disposition.get(b"name", b"") or b"\x00" in disposition.get(b"filename", b""):
+            return ["body", name.replace("\x00", "")]
+        if b"filename" not in disposition and b"\x00" in part["data"]:
+            return ["body", name]
+    return None
 
 
 async def _send(send, status: int, content: dict) -> None:

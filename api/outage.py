@@ -79,6 +79,10 @@ def unavailable(service: str) -> JSONResponse:
         "unavailable": service, "retry_after": RETRY_AFTER_SECONDS})
 
 
+# What an outage raises; pages answer them with a page of their own (api/pages/__init__.py).
+OUTAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
+
+
 def install(app: FastAPI) -> None:
     app.include_router(router)
 

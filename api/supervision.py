@@ -1,18 +1,16 @@
 """Supervisors: overdue and at-risk lists, the three rates and the rest, hot topics, decisions to
 make. Every table also comes as CSV (`?format=csv`). No personal data appears here."""
 
-import csv
-import io
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
 
 from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
+from appealflow.api.exports import csv_response
 from appealflow.models.appeal import Appeal
 from appealflow.models.columns import utcnow
 from appealflow.models.enums import OVERSIGHT_ROLES
@@ -37,13 +35,7 @@ router = APIRouter(prefix="/supervision", tags=["supervision"], dependencies=[De
 def _table(rows: list[dict], fmt: str, name: str, **extra):
     if fmt == "json":
         return {"rows": rows, **extra}
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return Response(out.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return csv_response(rows, name)
 
 
 def _listing(appeals: list[Appeal], now: datetime) -> list[dict]:

@@ -70,16 +70,23 @@ def cmd_api(args: argparse.Namespace) -> None:
     metrics.prepare()  # before anything imports prometheus-client
     import uvicorn
 
-    uvicorn.run("appealflow.api.app:app", host=args.host, port=args.port, log_level="warning")
+    from appealflow.api.server import HeaderDeadlineProtocol
+
+    uvicorn.run("appealflow.api.app:app", host=args.host, port=args.port, log_level="warning",
+                http=HeaderDeadlineProtocol, timeout_keep_alive=5)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from appealflow import metrics
 
     metrics.prepare()  # before Prefect imports prometheus-client
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    if not args.burst and (queues is None or "dispatch" in queues):
+        from appealflow.workers.first_batch import route_first_batch
+
+        route_first_batch()  # before Prefect and RQ load: a worker restarted often still routes
     from appealflow.workers.worker import run_worker
 
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     run_worker(burst=args.burst, name=args.name, queues=queues)
 
 

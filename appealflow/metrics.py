@@ -141,6 +141,9 @@ class StateCollector:
                                    "time (at_risk) or their deadline (breached)", labels=["state"])
         deliveries = CounterMetricFamily("appealflow_deliveries", "Delivery attempts by channel and result",
                                          labels=["channel", "result"])
+        repeated = GaugeMetricFamily("appealflow_messages_sent_more_than_once",
+                                     "Messages with more than one sent attempt (a kill between send and mark, "
+                                     "or a claim that lapsed mid-send)")
         try:
             with session_scope(self.settings.sqlalchemy_url) as session:
                 for status, count in _appeals_waiting(session):
@@ -150,11 +153,13 @@ class StateCollector:
                 clocks.add_metric(["breached"], breached)
                 for channel, result, count in _deliveries(session):
                     deliveries.add_metric([channel, result], count)
+                repeated.add_metric([], _repeated_sends(session))
         except Exception:
             pass
         yield waiting
         yield clocks
         yield deliveries
+        yield repeated
 
 
 def _queue_depths() -> dict[str, int]:
@@ -202,6 +207,12 @@ def _deliveries(session) -> list[tuple[str, str, int]]:
     return [(channel, result, count) for channel, result, count in session.execute(
         select(col(DeliveryAttempt.channel), col(DeliveryAttempt.result), func.count())
         .group_by(col(DeliveryAttempt.channel), col(DeliveryAttempt.result))).all()]
+
+
+def _repeated_sends(session) -> int:
+    from appealflow.models.outbox import repeated_sends
+
+    return repeated_sends(session)
 
 
 def render(settings: Settings) -> tuple[bytes, str]:

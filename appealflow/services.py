@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +46,28 @@ def wait_until(ready: Callable[[], bool], *, timeout: float, what: str,
     raise TimeoutError(f"{what} was not ready within {timeout:.0f}s")
 
 
+def own_group(process: subprocess.Popen) -> int | None:
+    """The process group a child leads (`spawn` starts each in a session of its own), else None."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(process.pid) == process.pid:
+            return process.pid
+    return None
+
+
+def signal_group(group: int | None, sig: int) -> bool:
+    """Signal every process in the group; false when none is left."""
+    if group is None:
+        return False
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; the process's own group too, when it leads one."""
+    group = own_group(process) if process.poll() is None else None
     if process.poll() is None:
         process.terminate()
         try:
@@ -52,15 +75,22 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if signal_group(group, signal.SIGTERM):
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and signal_group(group, 0):
+            time.sleep(0.05)
+        signal_group(group, signal.SIGKILL)
 
 
 def spawn(args: list[str], *, env: dict[str, str], log_file: Path | None) -> subprocess.Popen:
-    """A child process whose output goes to its own log file (the child keeps the handle)."""
+    """A child process whose output goes to its own log file (the child keeps the handle), leading a
+    process group of its own, so that what it starts is stopped with it (`Supervisor.stop_all`)."""
     if log_file is None:
-        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def redis_server_binary() -> str:

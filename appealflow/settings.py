@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
     worker_ttl_seconds: int = Field(default=15, ge=5)
 
     max_body_bytes: int = 64 * 1024
+    # A client must send a request's headers within this long of connecting (or of the last answer
+    # on its connection), and its body within the second: slow clients are cut off, not waited for.
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Per client IP (sign-in also per username), in the `limits` notation: "N/second|minute|hour",
     # several separated by ";". Off only for test suites that post thousands of appeals from one host.
@@ -95,6 +100,13 @@ class Settings(BaseSettings):
         from appealflow.models.calendar import load_calendar
 
         return load_calendar(session, hours=self.working_hours, zone=self.timezone)
+
+    @property
+    def takeover_grace(self) -> timedelta:
+        """How long a lapsed outbox claim is left to its worker before another may take the row: one
+        more lease, at most two send timeouts (connect and read), so a send begun just after a
+        renewal ends before the row can be sent again."""
+        return timedelta(seconds=min(self.claim_lease_seconds, 2 * self.notify_timeout_seconds))
 
     @property
     def embedding_backend(self) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from appealflow.services import own_group, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class Child:
     backoff: float = FIRST_BACKOFF
     restart_at: float | None = None
     exits: list[int] = field(default_factory=list)
+    group: int | None = None  # its process group, when it leads one: what it started is stopped with it
 
 
 class Supervisor:
@@ -42,6 +46,7 @@ class Supervisor:
         self.children.append(child)
         if process is not None:
             child.process, child.started_at = process, time.monotonic()
+            child.group = own_group(process)
         else:
             self._start(child)
         return child
@@ -55,6 +60,7 @@ class Supervisor:
             return
         child.started_at = time.monotonic()
         child.restart_at = None
+        child.group = own_group(child.process)
 
     def _schedule(self, child: Child, why: str) -> None:
         now = time.monotonic()
@@ -72,6 +78,8 @@ class Supervisor:
                 code = child.process.returncode
                 child.exits.append(code)
                 child.process = None
+                # What it started (a scheduler's flow-run processes) must not outlive it.
+                signal_group(child.group, signal.SIGTERM)
                 self._schedule(child, f"exited with code {code} (see its log)")
             elif child.process is None and child.restart_at is not None and now >= child.restart_at:
                 child.restarts += 1
@@ -85,17 +93,27 @@ class Supervisor:
             time.sleep(every)
 
     def stop_all(self, timeout: float = 10) -> None:
-        """SIGTERM every child at once, wait for all under one deadline, then SIGKILL the rest."""
-        running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
+        """SIGTERM every child and what it started (its process group) at once, wait for all under one
+        deadline, then SIGKILL whatever is left, flow-run processes of the scheduler included."""
+        running = [(c, c.process) for c in self.children
+                   if c.process is not None and c.process.poll() is None]
+        groups = [c.group for c in self.children if c.group is not None]
+        for child, process in running:
+            if not signal_group(child.group, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+        for group in groups:  # children that exited earlier may have left processes behind
+            signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for process in running:
+        for _, process in running:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
-        for process in running:
+        while time.monotonic() < deadline and any(signal_group(g, 0) for g in groups):
+            time.sleep(0.05)
+        for group in groups:
+            signal_group(group, signal.SIGKILL)
+        for _, process in running:
             if process.poll() is None:
                 process.wait()

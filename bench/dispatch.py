@@ -12,6 +12,9 @@ idle before timing begins:
      (bench/bare_dispatch.py), before any worker runs; the ratio to it is reported.
   2. dispatch: 10,000 received appeals committed to the database in one transaction, then one
      wake-up; rate = appeals / (time the last appeal changed status - time of the wake-up).
+  4. start-up (run first, while no other worker runs): 50 received appeals, then a new worker started;
+     the time from its spawn to the first of them routed, and to its RQ loop being registered (when
+     it could take a job), three times; the median and the slowest are reported.
   3. delivery: the messages dispatch wrote to the outbox (held back until now: the workers above
      serve only the dispatch queue), sent to a local SMTP receiver by `--delivery-workers` delivery
      workers (`appealflow worker --queues delivery`, as `appealflow up` runs them), once by each
@@ -187,6 +190,10 @@ def main() -> None:
             print(f"  bare SQL  {bare_appeals} appeals in {bare_seconds:.2f}s", flush=True)
             connection = redis.Redis.from_url(redis_url)
             exe = str(Path(sys.executable).with_name("appealflow"))
+            starts = [first_routed_after_start(url, env, exe, work, connection, turn) for turn in range(3)]
+            print("  start-up  first appeal routed " + ", ".join(f"{s['first_routed_s']:.2f}s" for s in starts)
+                  + " after spawn; RQ loop ready " + ", ".join(f"{s['rq_ready_s']:.2f}s" for s in starts),
+                  flush=True)
             workers = [spawn([exe, "worker", "--queues", "dispatch", "--name", f"bench-{i}"], env=env,
                              log_file=work / f"worker-{i}.log") for i in range(args.workers)]
             processes += workers
@@ -255,6 +262,10 @@ def main() -> None:
     print(f"  ratio        {dispatch_rate / noop_rate:8.2f}x  dispatched appeals per no-op job, same workers")
     print(f"  bare SQL     {bare_rate:8.0f} appeals/s  (dispatch's writes alone, batches of {bare_dispatch.BATCH}, "
           f"one process; dispatch is {dispatch_rate / bare_rate:.2f}x of it)")
+    first = sorted(s["first_routed_s"] for s in starts)
+    ready = sorted(s["rq_ready_s"] for s in starts)
+    print(f"  start-up     {first[1]:8.2f}s        from a worker's spawn to its first routed appeal (median of 3, "
+          f"slowest {first[-1]:.2f}s; its RQ loop was ready after {ready[1]:.2f}s)")
     current = rounds["current"]
     for figures in rounds.values():
         print(f"  delivery     {figures['messages_per_s']:8.0f} messages/s ({total_messages} SMTP messages in "
@@ -276,7 +287,40 @@ def main() -> None:
         "email_rate_limit": args.email_limit, "delivery_messages_per_s": current["messages_per_s"],
         "duplicate_messages": current["duplicates"], "missing_messages": current["missing"],
         "delivery_rounds": rounds, "ratio_delivery_to_reference": ratios,
+        "worker_start_to_first_routed_s": first[1], "worker_start_to_first_routed_slowest_s": first[-1],
+        "worker_start_to_rq_ready_s": ready[1],
     }))
+
+
+def first_routed_after_start(url: str, env: dict, exe: str, work: Path, connection, turn: int) -> dict:
+    """50 received appeals, then one new dispatch worker: seconds from its spawn to the first of them
+    routed, and to its RQ registration. The worker is stopped after."""
+    from rq import Worker
+
+    with session_scope(url) as session:
+        before = session.execute(select(func.coalesce(func.max(Appeal.id), 0))).scalar_one()
+    bulk_received(url, 50, random.Random(turn))
+    routed = select(func.count()).select_from(Appeal).where(Appeal.id > before,
+                                                            Appeal.status != AppealStatus.received)
+    name = f"bench-start-{turn}"
+    spawned = time.monotonic()
+    process = spawn([exe, "worker", "--queues", "dispatch", "--name", name], env=env,
+                    log_file=work / f"{name}.log")
+    first = ready = None
+    try:
+        while time.monotonic() - spawned < 120 and (first is None or ready is None):
+            if first is None and count(url, routed):
+                first = time.monotonic() - spawned
+            if ready is None and any(w.name == name for w in Worker.all(connection=connection)):
+                ready = time.monotonic() - spawned
+            time.sleep(0.01)
+        if first is None or ready is None:
+            raise TimeoutError(f"worker {name}: nothing routed or no RQ loop within 120 s")
+        # All 50 routed before it stops, so the next phases start with nothing waiting.
+        wait_until(lambda: count(url, routed) == 50, timeout=120, what=f"{name} routing its 50 appeals")
+    finally:
+        stop(process)
+    return {"first_routed_s": round(first, 3), "rq_ready_s": round(ready, 3)}
 
 
 # Delivery as issue 17 measured it (92 messages/s): before batches, kept connections and fixed QR masks.

@@ -1,88 +1,22 @@
-"""The dispatch flow: one flow run per batch of waiting appeals, a task per step of the batch."""
-
-import logging
+"""The dispatch flow: one flow run per batch of waiting appeals, a task per step of the batch. The
+steps themselves are plain functions (models/routing_batch.py)."""
 
 from prefect import flow, task
 from prefect.context import TagsContext
 
-from appealflow.models.classifier import embedder
-from appealflow.models.classifier_store import active_model
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.dispatch import Decision, DispatchSummary, decide_all, load_claimed, record, with_twins
-from appealflow.models.reference import Reference, read_reference
-from appealflow.settings import get_settings
-
-log = logging.getLogger(__name__)
-
-
-def routing_model(session, settings):
-    """The active routing model, loaded once per worker process and kept until another is promoted;
-    None (keyword rules alone) when turned off or when it cannot load."""
-    if settings.routing_model == "off":
-        return None
-    try:
-        return active_model(session, settings.routing_model, settings.model_cache_dir)
-    except Exception:
-        log.exception("routing model unavailable; keyword rules decide")
-        return None
+from appealflow.models.dispatch import Decision, DispatchSummary
+from appealflow.models.reference import Reference
+from appealflow.models.routing_batch import decide_batch, record_batch
 
 
 @task(name="decide-routes")
 def decide_routes(appeal_ids: list[int]) -> tuple[list[Decision], dict, Reference, list[str]]:
-    settings = get_settings()
-    with session_scope(settings.sqlalchemy_url) as session:
-        ref = read_reference(session, hours=settings.working_hours, zone=settings.timezone)
-        appeals = load_claimed(session, appeal_ids)
-        model = routing_model(session, settings)
-    embed = embedder(settings.routing_model).embed if model is not None else None
-    vectors: dict = {}
-    decisions, failed = decide_all(appeals, ref, calendar=ref.calendar, min_confidence=settings.routing_min_confidence,
-                                   model=model, embed=embed, vectors=vectors)
-    by_id = {a.id: a for a in appeals}
-    if settings.duplicates_at_intake and decisions:
-        decisions = probable_twins(settings, decisions, by_id, ref, vectors)
-    return decisions, by_id, ref, failed
-
-
-def probable_twins(settings, decisions: list[Decision], appeals: dict, ref: Reference, vectors: dict) -> list[Decision]:
-    """Decisions with their probable twins among open appeals, routed as those went. Finding twins
-    failing must not stop dispatch: the decisions stand as routing made them."""
-    def embed(texts: list[str]):
-        # Loaded only when some appeal shares a named place with an open one.
-        return embedder(settings.embedding_backend).embed(texts)
-
-    try:
-        with session_scope(settings.sqlalchemy_url) as session:
-            return with_twins(session, appeals, decisions, ref, calendar=ref.calendar, embed=embed, vectors=vectors)
-    except Exception:
-        log.exception("looking for probable duplicates failed; routing decides alone")
-        return decisions
+    return decide_batch(appeal_ids)
 
 
 @task(name="record-dispatch")
 def record_dispatch(decisions: list[Decision], appeals: dict, ref: Reference) -> DispatchSummary:
-    """Record the batch in one transaction; if that fails, one transaction per appeal isolates the culprit."""
-    url = get_settings().sqlalchemy_url
-    try:
-        with session_scope(url) as session:
-            return record(session, decisions, appeals, ref, now=utcnow())
-    except Exception:
-        log.exception("recording the batch failed; recording appeal by appeal")
-    summary = DispatchSummary()
-    for decision in decisions:
-        try:
-            with session_scope(url) as session:
-                one = record(session, [decision], appeals, ref, now=utcnow())
-        except Exception:
-            log.exception("recording dispatch failed", extra={"appeal": decision.code})
-            summary.failed.append(decision.code)
-            continue
-        summary.dispatched += one.dispatched
-        summary.triaged += one.triaged
-        summary.unchanged += one.unchanged
-        summary.notifications += one.notifications
-    return summary
+    return record_batch(decisions, appeals, ref)
 
 
 @flow(name="dispatch-appeals", log_prints=False)

@@ -57,6 +57,7 @@ class Appeal(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts(nullable=False))
     # A dispatch worker's claim; a claim that outlives its lease belongs to a dead worker.
     claimed_until: datetime | None = Field(default=None, sa_column=_ts())
+    claimed_by: str | None = Field(default=None, max_length=100)  # the worker (host:pid), to free it when it dies
     # While waiting on the requester the clocks stop; resuming moves every deadline by the pause.
     paused_at: datetime | None = Field(default=None, sa_column=_ts())
     return_count: int = Field(default=0)

@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from appealflow.models.appeal import Appeal, AppealAssist, AppealEvent
 from appealflow.models.audience import Event, Message, messages_for, when
 from appealflow.models.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
-from appealflow.models.columns import stored_id
+from appealflow.models.columns import rows_changed, stored_id
 from appealflow.models.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.duplicates import Candidate, Problem, follow_note, twin_to_follow, twins_for_batch
 from appealflow.models.enums import AppealStatus
@@ -60,22 +60,45 @@ def _claimable(now: datetime):
                 or_(col(Appeal.claimed_until).is_(None), col(Appeal.claimed_until) < now))
 
 
-def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: datetime) -> list[int]:
-    """Claim up to `limit` received appeals no live worker holds; a dead worker's claim lapses."""
-    waiting = (
+def claim_waiting(session: Session, *, limit: int, lease: timedelta, now: datetime,
+                  worker: str | None = None) -> list[int]:
+    """Claim up to `limit` received appeals no live worker holds; a dead worker's claim lapses, or is
+    released sooner once the worker is known dead (`release_claims_of`). `worker` names the claimant."""
+    # Locked first, then updated: inside one UPDATE, PostgreSQL may rescan a LIMIT ... SKIP LOCKED
+    # subquery and claim more than `limit` (models/outbox.py `claim_due` saw it).
+    waiting = session.execute(
         select(col(Appeal.id))
         .where(_claimable(now))
         .order_by(col(Appeal.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
+    ).scalars().all()
+    if not waiting:
+        return []
+    session.execute(update(Appeal).where(col(Appeal.id).in_(waiting))
+                    .values(claimed_until=now + lease, claimed_by=worker)
+                    .execution_options(synchronize_session=False))
+    return list(waiting)
+
+
+def claimants(session: Session, *, now: datetime) -> list[str]:
+    """The workers holding claims on received appeals that have not lapsed."""
     return list(session.execute(
-        update(Appeal)
-        .where(col(Appeal.id).in_(waiting.scalar_subquery()))
-        .values(claimed_until=now + lease)
-        .returning(col(Appeal.id))
-        .execution_options(synchronize_session=False)
+        select(col(Appeal.claimed_by)).distinct()
+        .where(col(Appeal.status) == AppealStatus.received, col(Appeal.claimed_until) >= now,
+               col(Appeal.claimed_by).is_not(None))
     ).scalars())
+
+
+def release_claims_of(session: Session, workers: list[str]) -> int:
+    """Give back the claims of workers known to be dead, without waiting for their leases to lapse:
+    a worker killed mid-batch costs the seconds until another notices, not the whole lease."""
+    if not workers:
+        return 0
+    result = session.execute(update(Appeal).where(
+        col(Appeal.status) == AppealStatus.received, col(Appeal.claimed_by).in_(workers))
+        .values(claimed_until=None, claimed_by=None).execution_options(synchronize_session=False))
+    return rows_changed(result) or 0
 
 
 def has_waiting(session: Session, *, now: datetime) -> bool:

@@ -86,6 +86,24 @@ def check(session: Session, new: NewAppeal) -> None:
                           f"unknown street {new.street!r} in {new.district!r}; see GET /reference/districts")
     if not (new.requester_phone or new.requester_email):
         raise IntakeError("requester", "give a phone number or an e-mail address so we can reply")
+    if new.requester_email and not deliverable_email(new.requester_email):
+        raise IntakeError("requester.email", "电子邮件地址 @ 前面的部分只能使用英文字母、数字和符号 / the part of the "
+                          "e-mail address before the @ must be in Latin letters, digits and symbols: mail "
+                          "servers cannot deliver to other addresses")
+
+
+def deliverable_email(address: str) -> bool:
+    """Whether a relay can take the address: its local part ASCII (a non-ASCII one needs SMTPUTF8,
+    which relays rarely offer, and every send would fail), its domain ASCII or IDNA-encodable
+    (例子.测试 goes out as xn--fsqu00a.xn--0zwm56d)."""
+    local, _, domain = address.rpartition("@")
+    if not local or not local.isascii() or not domain:
+        return False
+    try:
+        domain.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 CATALOGUE_TTL_SECONDS = 60.0

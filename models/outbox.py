@@ -2,6 +2,7 @@
 
 import random
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Column, Index, Text, bindparam, func, insert, select, update
@@ -34,6 +35,8 @@ class Notification(SQLModel, table=True):
     next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     claimed_by: str | None = Field(default=None, max_length=100)
+    # The worker that marked it sent: a mark tried again after a lost commit answer knows its own rows.
+    sent_by: str | None = Field(default=None, max_length=100)
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
@@ -95,23 +98,22 @@ def write(session: Session, messages: list[Message], *, now: datetime) -> int:
 
 def claim_due(session: Session, *, limit: int, lease: timedelta, now: datetime, worker: str) -> list[Notification]:
     """Mark up to `limit` due notifications as being sent by `worker`, and return them."""
-    due = (
+    # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT ... SKIP LOCKED): PostgreSQL may
+    # run such a subquery more than once in one UPDATE (a rescan), each time skipping other rows,
+    # and so claim many times `limit` (seen: 2,756 rows for a batch of 20 under three workers).
+    due = session.execute(
         select(col(Notification.id))
         .where(col(Notification.status) == NotificationStatus.pending, col(Notification.next_attempt_at) <= now)
         .order_by(col(Notification.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    claimed = session.execute(
-        update(Notification)
-        .where(col(Notification.id).in_(due.scalar_subquery()), col(Notification.status) == NotificationStatus.pending)
-        .values(status=NotificationStatus.sending, claimed_until=now + lease, claimed_by=worker)
-        .returning(col(Notification.id))
     ).scalars().all()
-    if not claimed:
+    if not due:
         return []
+    session.execute(update(Notification).where(col(Notification.id).in_(due))
+                    .values(status=NotificationStatus.sending, claimed_until=now + lease, claimed_by=worker))
     return list(session.execute(
-        select(Notification).where(col(Notification.id).in_(claimed)).order_by(col(Notification.id))).scalars())
+        select(Notification).where(col(Notification.id).in_(due)).order_by(col(Notification.id))).scalars())
 
 
 def _ours(notification_id: int, worker: str):
@@ -119,62 +121,84 @@ def _ours(notification_id: int, worker: str):
             col(Notification.claimed_by) == worker)
 
 
-def renew_claim(session: Session, notification_id: int, *, worker: str, until: datetime) -> bool:
-    """Extend `worker`'s claim just before sending; false if the claim lapsed and was taken over,
-    in which case the other worker sends it and this one must not."""
-    result = session.execute(update(Notification).where(*_ours(notification_id, worker)).values(claimed_until=until))
-    return rows_changed(result) == 1
+def _lock_in_order(session: Session, *conditions) -> list:
+    """Lock the matching rows in id order, the one order every multi-row lock here takes, so two
+    transactions that want some of the same rows queue rather than deadlock (PostgreSQL; SQLite has
+    one writer at a time anyway). The (id, status, claimed_by, sent_by, target) of each."""
+    return list(session.execute(
+        select(col(Notification.id), col(Notification.status), col(Notification.claimed_by),
+               col(Notification.sent_by), col(Notification.target))
+        .where(*conditions).order_by(col(Notification.id)).with_for_update()
+    ).all())
 
 
 def renew_claims(session: Session, notification_ids: Collection[int], *, worker: str, until: datetime) -> set[int]:
-    """`renew_claim` for many rows in one statement: the ids still claimed by `worker` (now until
-    `until`); any other was taken over after its claim lapsed, and this worker must not send it."""
+    """Extend `worker`'s claims on these rows to `until`: the ids still claimed by `worker`; any other
+    was taken over after its claim lapsed, and this worker must not send it."""
     if not notification_ids:
         return set()
-    renewed = session.execute(
-        update(Notification)
-        .where(col(Notification.id).in_(list(notification_ids)), col(Notification.status) == NotificationStatus.sending,
-               col(Notification.claimed_by) == worker)
-        .values(claimed_until=until)
-        .returning(col(Notification.id))
-    ).scalars().all()
-    return set(renewed)
+    ours = [row.id for row in _lock_in_order(
+        session, col(Notification.id).in_(list(notification_ids)),
+        col(Notification.status) == NotificationStatus.sending, col(Notification.claimed_by) == worker)]
+    if ours:
+        session.execute(update(Notification).where(col(Notification.id).in_(ours)).values(claimed_until=until))
+    return set(ours)
 
 
-def mark_sent(session: Session, notification_id: int, *, worker: str, now: datetime,
-              subject: str | None = None, body: str | None = None) -> None:
-    """Record the message as sent, with the words it went out with."""
-    mark_sent_many(session, [(notification_id, subject, body)], worker=worker, now=now)
+@dataclass
+class Marked:
+    """What `mark_sent_many` found: rows marked sent now, rows this worker had marked already (an
+    earlier try whose commit landed though its answer was lost), and rows another worker had taken
+    over after this worker's claim lapsed: those messages went, or go, out twice."""
+
+    now: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)
+    repeated: list[int] = field(default_factory=list)
 
 
 def mark_sent_many(session: Session, sent: Iterable[tuple[int, str | None, str | None]], *, worker: str,
-                   now: datetime) -> int:
-    """Record messages already sent as sent, each with its words (id, subject, body), in the caller's
-    transaction: one statement for the lot and one insert of their attempts. Only rows `worker` still
-    holds change; how many did."""
+                   now: datetime) -> Marked:
+    """Record messages `worker` has sent (id, subject, body), in the caller's transaction.
+
+    A send cannot be taken back, so it is recorded even where the claim did not hold: a row still
+    ours, or given back after its claim lapsed and not claimed again, is marked sent (nobody sends it
+    again); a row another worker has claimed or sent since stays that worker's, and this send is
+    recorded as a second `sent` attempt, so a repeated message is visible and counted. Trying again
+    after a failed commit is safe: rows this worker already marked are skipped."""
     words = {notification_id: (subject, body) for notification_id, subject, body in sent}
+    marked = Marked()
     if not words:
-        return 0
-    # Locked, so no other worker changes them between this look and the update (PostgreSQL; SQLite
-    # has one writer at a time anyway).
-    ours = session.execute(
-        select(col(Notification.id), col(Notification.target))
-        .where(col(Notification.id).in_(list(words)), col(Notification.status) == NotificationStatus.sending,
-               col(Notification.claimed_by) == worker)
-        .with_for_update()
-    ).all()
-    if not ours:
-        return 0
-    table = SQLModel.metadata.tables["notification"]  # the Core table: an executemany UPDATE
-    session.connection().execute(
-        update(table).where(table.c.id == bindparam("b_id"))
-        .values(status=NotificationStatus.sent, sent_at=now, claimed_until=None, claimed_by=None,
-                attempts=table.c.attempts + 1, subject=bindparam("b_subject"), body=bindparam("b_body")),
-        [dict(b_id=i, b_subject=words[i][0], b_body=words[i][1]) for i, _ in ours],
-    )
-    session.execute(insert(DeliveryAttempt), [dict(notification_id=i, at=now, channel=channel_of(target),
-                                                   result="sent", error=None) for i, target in ours])
-    return len(ours)
+        return marked
+    attempts = []
+    for row in _lock_in_order(session, col(Notification.id).in_(list(words))):
+        if row.status == NotificationStatus.sent and row.sent_by == worker:
+            marked.already.append(row.id)
+            continue
+        free = row.status == NotificationStatus.pending or (
+            row.status == NotificationStatus.sending and row.claimed_by == worker)
+        (marked.now if free else marked.repeated).append(row.id)
+        attempts.append(dict(notification_id=row.id, at=now, channel=channel_of(row.target), result="sent",
+                             error=None if free else "sent again: the claim had lapsed and was taken over"))
+    if marked.now:
+        table = SQLModel.metadata.tables["notification"]  # the Core table: an executemany UPDATE
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("b_id"))
+            .values(status=NotificationStatus.sent, sent_at=now, sent_by=worker, claimed_until=None,
+                    claimed_by=None, attempts=table.c.attempts + 1, subject=bindparam("b_subject"),
+                    body=bindparam("b_body")),
+            [dict(b_id=i, b_subject=words[i][0], b_body=words[i][1]) for i in marked.now],
+        )
+    if attempts:
+        session.execute(insert(DeliveryAttempt), attempts)
+    return marked
+
+
+def repeated_sends(session: Session) -> int:
+    """Messages with more than one `sent` attempt: what went out twice (a worker killed between a
+    send and its mark, or a claim that lapsed mid-send)."""
+    twice = (select(col(DeliveryAttempt.notification_id)).where(col(DeliveryAttempt.result) == "sent")
+             .group_by(col(DeliveryAttempt.notification_id)).having(func.count() > 1))
+    return session.execute(select(func.count()).select_from(twice.subquery())).scalar_one()
 
 
 def _attempted(session: Session, notification_id: int, now: datetime, result: str, error: str | None) -> None:
@@ -188,11 +212,6 @@ def backoff(attempts: int, base_seconds: float) -> float:
     """Exponential, with jitter: messages that failed together (a gateway down) do not all come
     back at the same instant when it returns. Between half and all of base * 2^(attempts-1)."""
     return base_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
-
-
-def defer(session: Session, notification_id: int, *, worker: str, until: datetime) -> None:
-    """Not sent for now (the channel's rate limit is spent): back to the queue, no attempt counted."""
-    defer_many(session, [notification_id], worker=worker, until=until)
 
 
 def defer_many(session: Session, notification_ids: Collection[int], *, worker: str, until: datetime) -> int:
@@ -237,11 +256,23 @@ def mark_failed(
     return status
 
 
-def release_abandoned(session: Session, *, now: datetime) -> int:
-    """Give back claims whose worker died; they are sent again (at-least-once at the crash point)."""
+def release_abandoned(session: Session, *, now: datetime, grace: timedelta = timedelta(0)) -> int:
+    """Give back claims whose worker died; they are sent again (at-least-once at the crash point).
+    Only claims lapsed for longer than `grace`: a worker that renewed its claim just before a send
+    and was then held up (a busy machine can stop a thread for seconds) still finishes that send
+    before anyone else may take the row, so a slow send is not a second send."""
+    # Rows locked by a worker marking or renewing them right now are skipped: that worker is alive.
+    lapsed = session.execute(
+        select(col(Notification.id))
+        .where(col(Notification.status) == NotificationStatus.sending,
+               col(Notification.claimed_until) < now - grace)
+        .order_by(col(Notification.id))
+        .with_for_update(skip_locked=True)
+    ).scalars().all()
+    if not lapsed:
+        return 0
     result = session.execute(
-        update(Notification)
-        .where(col(Notification.status) == NotificationStatus.sending, col(Notification.claimed_until) < now)
+        update(Notification).where(col(Notification.id).in_(lapsed))
         .values(status=NotificationStatus.pending, claimed_until=None, claimed_by=None)
     )
     return rows_changed(result) or 0

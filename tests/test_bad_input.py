@@ -67,6 +67,9 @@ def raw_json(text: str, headers: dict | None = None) -> dict:
 
 # (name, request as (method, path, keyword arguments) from Given, expected status, expected loc)
 CASES = [
+    ("an e-mail address no relay can take",
+     lambda g: ("POST", "/appeals", {"json": {**GOOD, "requester": {"name": "王", "email": "王@例子.测试"}}}), 422,
+     ["body", "requester", "email"]),
     ("non-ASCII token in the query",
      lambda g: ("GET", f"/appeals/{g.code}", {"params": {"token": "令牌" * 8}}), 422, ["query", "token"]),
     ("non-ASCII token in the header",
@@ -310,3 +313,54 @@ def test_a_chunked_body_past_the_limit_is_refused_without_reading_it(staff_api):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 5_000_000, f"the client could send {sent} bytes before the answer"
     assert stored() == before
+
+
+def _wait_closed(conn: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Read until the server closes the connection (true) or `seconds` pass; what it said."""
+    conn.settimeout(0.2)
+    said = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            more = conn.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            return True, said
+        if not more:
+            return True, said
+        said += more
+    return False, said
+
+
+@on_sqlite
+def test_slow_clients_are_cut_off(stack, monkeypatch):
+    """A client that connects and says nothing, one that sends its headers a byte at a time, and one
+    whose body never finishes: each is cut off after the deadline, and the API serves others meanwhile."""
+    monkeypatch.setitem(stack.env, "APPEALFLOW_REQUEST_HEADER_TIMEOUT_SECONDS", "1")
+    monkeypatch.setitem(stack.env, "APPEALFLOW_REQUEST_BODY_TIMEOUT_SECONDS", "1")
+    url = urlsplit(stack.start_api())
+    address = (url.hostname, url.port)
+    with socket.create_connection(address) as silent, socket.create_connection(address) as dripping, \
+            socket.create_connection(address) as unfinished:
+        started = time.monotonic()
+        unfinished.sendall(b"POST /appeals HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 100\r\n\r\n{\"type\":")
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n":  # never the blank line that ends headers
+            try:
+                dripping.send(bytes([byte]))
+            except ConnectionError:
+                break
+            time.sleep(0.1)
+            if time.monotonic() - started > 4:
+                break
+        with socket.create_connection(address, timeout=5) as other:  # still served meanwhile
+            other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert _wait_closed(other, 5)[1].startswith(b"HTTP/1.1 200")
+        closed, _ = _wait_closed(silent, 5)
+        assert closed, "a connection that sent nothing was kept open"
+        closed, _ = _wait_closed(dripping, 5)
+        assert closed, "a connection sending its headers a byte at a time was kept open"
+        closed, said = _wait_closed(unfinished, 5)
+        assert said.startswith(b"HTTP/1.1 408"), said[:100]
+        assert time.monotonic() - started < 10

@@ -60,6 +60,7 @@ def test_metrics_after_a_small_run(stack, smtp, tmp_path, monkeypatch):
                  route="/appeals/{code}", method="GET", status="4xx") == 1
     assert not any(codes[0] in str(labels) for _, labels in samples)
     assert value(samples, "appealflow_deadline_clocks", state="breached") == 0
+    assert value(samples, "appealflow_messages_sent_more_than_once") == 0
 
     clock.write_text(str(timedelta(days=30).total_seconds()))  # a month later, in every process
     samples = scrape(api)

@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 from tests.conftest import on_postgresql
 from tests.staff import appeal_in
 
-EXAMPLES_PER_OPERATION_AND_MODE = 32
+EXAMPLES_PER_OPERATION_AND_MODE = 24
 STATUSES = ("triage", "dispatched", "accepted", "in_progress", "waiting_requester", "replied", "returned",
             "arbitration", "closed")
 

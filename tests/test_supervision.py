@@ -9,6 +9,7 @@ from sqlalchemy import text
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.settings import get_settings
+from tests.conftest import on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in
 
 DIRECT_SQL = """
@@ -178,3 +179,34 @@ def test_a_deadline_across_a_day_boundary_keeps_the_seconds_left_that_day():
     friday_close = datetime(2026, 11, 27, 16, 59, 59, 999999, tzinfo=zone)
     assert calendar.add_working_minutes(friday_close, 1) == datetime(
         2026, 11, 30, 9, 0, 59, 999999, tzinfo=zone).astimezone(UTC)  # over the weekend, to the microsecond
+
+
+@on_sqlite
+def test_exported_titles_that_look_like_formulas_open_as_text(api):
+    import csv
+    import io
+
+    from sqlalchemy import update
+
+    from appealflow.api.exports import FORMULA_STARTS
+    from appealflow.models.appeal import Appeal
+
+    titles = ["=HYPERLINK(\"http://x.test\",\"点我\")", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1",
+              "路灯不亮"]
+    codes = []
+    for title in titles:
+        code, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            session.execute(update(Appeal).where(Appeal.code == code).values(title=title))
+        codes.append(code)
+    exported = api.get("/supervision/overdue", params={"format": "csv"}, headers=api.staff["supervisor"])
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
+    by_code = {row["code"]: row for row in rows}
+    assert set(codes) <= set(by_code)
+    for title, code in zip(titles, codes, strict=True):
+        shown = by_code[code]["title"]
+        assert shown == ("'" + title if title.startswith(FORMULA_STARTS) else title), (title, shown)
+    for row in rows:
+        for cell in row.values():
+            assert not cell.startswith(FORMULA_STARTS), f"a cell would run as a formula: {cell!r}"

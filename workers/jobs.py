@@ -10,12 +10,10 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from prefect import tags
 from redis.exceptions import RedisError
 from rq import get_current_job
 
 from appealflow import metrics
-from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
 from appealflow.models.dispatch import claim_waiting
@@ -46,15 +44,20 @@ def dispatch_waiting() -> dict:
     lease = timedelta(seconds=settings.claim_lease_seconds)
     size = settings.dispatch_batch_size
     with session_scope(settings.sqlalchemy_url) as session:
-        ids = claim_waiting(session, limit=size, lease=lease, now=utcnow())
+        ids = claim_waiting(session, limit=size, lease=lease, now=utcnow(), worker=instance())
     if 0 < len(ids) < size and settings.dispatch_batch_wait_ms:
         time.sleep(settings.dispatch_batch_wait_ms / 1000)
         with session_scope(settings.sqlalchemy_url) as session:
-            ids += claim_waiting(session, limit=size - len(ids), lease=lease, now=utcnow())
+            ids += claim_waiting(session, limit=size - len(ids), lease=lease, now=utcnow(), worker=instance())
     if not ids:
         return {"claimed": 0}
     if len(ids) == size:
         wake_quietly(redis, DISPATCH)  # likely more waiting: let another worker start on it now
+    # Prefect is loaded here, not at import: a delivery-only worker never needs it.
+    from prefect import tags
+
+    from appealflow.flows.dispatch import dispatch_appeals
+
     # Tagged with this process, so a reconciler can mark the run crashed if the process dies in it.
     with tags(FLOW_TAG, INSTANCE_TAG_PREFIX + instance()):
         summary = dispatch_appeals(ids)
@@ -96,7 +99,7 @@ def deliver_batch(settings: Settings, *, worker: str | None = None) -> tuple[Cou
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     now = utcnow()
     with session_scope(settings.sqlalchemy_url) as session:
-        release_abandoned(session, now=now)
+        release_abandoned(session, now=now, grace=settings.takeover_grace)
         batch = claim_due(session, limit=settings.delivery_batch_size, lease=lease, now=now, worker=worker)
     outcomes = send_batch(batch, url=settings.sqlalchemy_url, worker=worker, settings=settings,
                           limits=_channel_limits(settings), claimed_until=now + lease, lease=lease)

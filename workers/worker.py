@@ -15,14 +15,13 @@ import signal
 import threading
 import time
 
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from appealflow.models.columns import utcnow
 from appealflow.models.db import session_scope
-from appealflow.models.dispatch import has_waiting
+from appealflow.models.dispatch import claimants, has_waiting, release_claims_of
 from appealflow.models.outbox import next_due_at, release_abandoned
 from appealflow.settings import get_settings
 from appealflow.workers import liveness
@@ -64,11 +63,17 @@ class _Worker(SimpleWorker):
 
 
 def reconcile_once(redis, kinds=tuple(QUEUES)) -> list[str]:
-    """Wake jobs for work the database holds: unclaimed or abandoned appeals, due notifications."""
+    """Wake jobs for work the database holds: unclaimed or abandoned appeals (a dead worker's claims
+    given back as soon as it is known dead), due notifications."""
     woke = []
-    with session_scope(get_settings().sqlalchemy_url) as session:
+    settings = get_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
         now = utcnow()
-        release_abandoned(session, now=now)
+        release_abandoned(session, now=now, grace=settings.takeover_grace)
+        if DISPATCH in kinds:
+            dead = [who for who in claimants(session, now=now) if liveness.is_dead(redis, who)]
+            if dead and release_claims_of(session, dead):
+                log.warning("released the claims of dead dispatch workers %s", dead)
         if DISPATCH in kinds and has_waiting(session, now=now) and wake(redis, DISPATCH, unless_queued=True):
             woke.append(DISPATCH)
         due = next_due_at(session) if DELIVERY in kinds else None
@@ -142,6 +147,16 @@ def _ask_stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, _stop)
 
 
+def _without_flow_heartbeats(kinds: tuple[str, ...]):
+    """For a dispatch worker, Prefect's flow-run heartbeat turned off; a delivery-only worker runs no
+    flow and never loads Prefect (a second or more of start-up on two cores)."""
+    if DISPATCH not in kinds:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def run_worker(*, burst: bool = False, name: str | None = None, queues: list[str] | None = None) -> None:
     settings = get_settings()
     kinds = tuple(queues or QUEUES)
@@ -161,7 +176,7 @@ def run_worker(*, burst: bool = False, name: str | None = None, queues: list[str
     try:
         # A sync flow run joins its heartbeat thread on exit (about 1 s); the worker's own liveness
         # key and the database's claims already tell when a worker died.
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with _without_flow_heartbeats(kinds):
             while not stop.is_set() and _wait_for_redis(redis, stop):
                 worker = _Worker([QUEUES[k] for k in kinds], connection=redis, name=name,
                                  worker_ttl=settings.worker_ttl_seconds, maintenance_interval=60,

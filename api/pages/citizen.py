@@ -113,7 +113,8 @@ def intake_body(form: dict) -> dict:
 
 def idempotency_key(form: dict) -> str:
     """The form's own key (one per form shown), or a fresh one when it came back mangled."""
-    key = form["idempotency_key"] if 10 <= len(form["idempotency_key"]) <= 64 else secrets.token_urlsafe(18)
+    sent = form["idempotency_key"]
+    key = sent if 10 <= len(sent) <= 64 and sent.isascii() and sent.isprintable() else secrets.token_urlsafe(18)
     form["idempotency_key"] = key
     return key
 

@@ -8,6 +8,14 @@ from fastapi import Request
 from appealflow.api import ratelimit
 
 
+class Unavailable(Exception):
+    """The API answered 503 (the database or Redis is unreachable): the page says to try again shortly."""
+
+    def __init__(self, service: str):
+        super().__init__(service)
+        self.service = service
+
+
 class Api:
     def __init__(self, request: Request, token: str | None = None):
         self.request = request
@@ -17,11 +25,20 @@ class Api:
         headers = dict(kwargs.pop("headers", None) or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        headers.setdefault("Accept-Language", self.request.headers.get("accept-language", ""))
+        # As bytes: HTTP headers are Latin-1 on the wire, and the browser's may hold any byte; as text
+        # httpx would only take ASCII, and the page would fail on a header the API reads fine.
+        headers.setdefault("Accept-Language", self.request.headers.get("accept-language", "").encode("latin-1"))
         transport = httpx.ASGITransport(app=self.request.app, client=(ratelimit.client_ip(self.request), 0))
         base = str(self.request.base_url).rstrip("/")
         async with httpx.AsyncClient(transport=transport, base_url=base, timeout=30) as client:
-            return await client.request(method, url, headers=headers, **kwargs)
+            response = await client.request(method, url, headers=headers, **kwargs)
+        if response.status_code == 503:
+            try:
+                service = str(response.json().get("unavailable") or "service")
+            except ValueError:
+                service = "service"
+            raise Unavailable(service)
+        return response
 
     async def get(self, url: str, **kwargs) -> httpx.Response:
         return await self("GET", url, **kwargs)

@@ -113,7 +113,9 @@ def csrf_cookie(request: Request) -> str:
 
 def check_csrf(request: Request, sent: str | None) -> None:
     cookie = request.cookies.get(CSRF_COOKIE)
-    if not cookie or not sent or not hmac.compare_digest(_csrf_for(cookie, get_settings()), sent):
+    # Compared as bytes: compare_digest refuses text that is not ASCII, and a form may send any.
+    if not cookie or not sent or not hmac.compare_digest(_csrf_for(cookie, get_settings()).encode(),
+                                                         sent.encode("utf-8", "surrogatepass")):
         raise HTTPException(403, "表单已过期，请刷新页面后重试 / the form expired: reload the page and try again")
 
 

@@ -1,0 +1,30 @@
+"""Tables as files a spreadsheet opens: CSV now, with every cell that a spreadsheet would read as a
+formula made inert (OWASP "CSV injection"): a title a citizen typed as `=HYPERLINK(...)` must open
+as the text it is, never as a live formula on a supervisor's machine."""
+
+import csv
+import io
+
+from fastapi.responses import Response
+
+# A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice and Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value):
+    """The value as a spreadsheet should show it: text that would start a formula gets a leading
+    apostrophe, which spreadsheets take as "this is text" and do not display. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_response(rows: list[dict], name: str) -> Response:
+    """The rows as a CSV download, every cell inert."""
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({key: inert(value) for key, value in row.items()} for row in rows)
+    return Response(out.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -1,0 +1,137 @@
+"""Every message exactly once on PostgreSQL with three delivery workers racing, claims renewed while
+marks are written, and the database stopped in the middle. Real worker processes, a real SMTP
+receiver, and PostgreSQL's own deadlock counter as the witness."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from appealflow.models.db import engine_for, session_scope
+from appealflow.models.enums import NotificationStatus
+from appealflow.models.outbox import DeliveryAttempt, Notification, repeated_sends
+from appealflow.models.reference import load_reference_files
+from appealflow.models.schema import migrate
+from appealflow.settings import get_settings
+from tests.conftest import Stack, on_postgresql
+from tests.factories import received_appeals
+from tests.postgres import new_database
+from tests.test_dispatch_end_to_end import wait_for
+from tests.test_faults import private_postgres  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = 3000
+# Leases shorter than the margin a send needs, so every send renews the batch's claims while the
+# batch's thread marks what went out: the overlap that deadlocked before. Small batches, many passes.
+RACING = {"APPEALFLOW_CLAIM_LEASE_SECONDS": "2", "APPEALFLOW_NOTIFY_TIMEOUT_SECONDS": "1",
+          "APPEALFLOW_DELIVERY_BATCH_SIZE": "20", "APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL": "100000/second"}
+
+
+def _deadlocks(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_force_next_flush()")
+        return connection.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+                                  ).fetchone()[0]
+
+
+def _outcome(url: str) -> tuple[dict, dict]:
+    with session_scope(url) as session:
+        statuses = dict(session.execute(select(Notification.status, func.count()).group_by(Notification.status)).all())
+        sent_attempts = dict(session.execute(
+            select(DeliveryAttempt.notification_id, func.count()).where(DeliveryAttempt.result == "sent")
+            .group_by(DeliveryAttempt.notification_id)).all())
+    return statuses, sent_attempts
+
+
+def _all_sent(url: str):
+    statuses, _ = _outcome(url)
+    return statuses.get(NotificationStatus.sent, 0) == MESSAGES, statuses
+
+
+def _start_delivery_workers(stack: Stack, count: int = 3) -> None:
+    for n in range(count):
+        stack.workers.append(stack._spawn(["worker", "--queues", "delivery", "--name", f"delivery-{n}"],
+                                          f"delivery-{n}.log"))
+
+
+def _deadlock_lines(stack: Stack) -> list[str]:
+    return [line for text in stack.log_texts().values() for line in text.splitlines() if "deadlock" in line.lower()]
+
+
+@on_postgresql
+def test_three_delivery_workers_racing_their_own_renewals_send_every_message_once(stack, env, smtp, monkeypatch):
+    for key, value in RACING.items():
+        monkeypatch.setitem(stack.env, key, value)
+    url = get_settings().sqlalchemy_url
+    received_appeals(MESSAGES)  # one requester e-mail each
+    before = _deadlocks(env["DATABASE_URL"])
+    _start_delivery_workers(stack)
+    wait_for(lambda: _all_sent(url), timeout=150, every=0.5, what="every message sent")
+
+    stack.stop()  # a server process reports its deadlocks to the statistics by the time it exits
+    statuses, sent_attempts = _outcome(url)
+    received = smtp.counts()
+    assert statuses == {NotificationStatus.sent: MESSAGES}
+    assert len(received) == MESSAGES and set(received.values()) == {1}, "a message arrived twice"
+    assert set(sent_attempts.values()) == {1}, "one sent attempt per message"
+    assert _deadlocks(env["DATABASE_URL"]) == before, "PostgreSQL detected a deadlock"
+    assert not _deadlock_lines(stack), _deadlock_lines(stack)[:3]
+
+
+def test_a_database_stopped_mid_delivery_repeats_at_most_what_was_in_flight(
+        private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch):  # noqa: F811
+    database = new_database(private_postgres.url)
+    sa_url = "postgresql+psycopg://" + database.split("://", 1)[1]
+    migrate(sa_url)
+    with session_scope(sa_url) as session:
+        load_reference_files(session)
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
+           "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
+           "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5", "PREFECT_LOGGING_LEVEL": "WARNING", **RACING,
+           # Claims renewed about once a second, and all lapsed during the 10 s outage.
+           "APPEALFLOW_CLAIM_LEASE_SECONDS": "6"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    stack = Stack(env, tmp_path / "logs")
+    try:
+        received_appeals(MESSAGES)
+        _start_delivery_workers(stack)
+        wait_for(lambda: sum(smtp.counts().values()) >= MESSAGES // 3, timeout=90, every=0.02,
+                 what="a third of the messages out")
+        private_postgres.stop()
+        at_stop = sum(smtp.counts().values())
+        time.sleep(1)  # sends under way when the database went finish now; then sending stops
+        after_in_flight = sum(smtp.counts().values())
+        time.sleep(9)
+        during = sum(smtp.counts().values()) - after_in_flight
+        private_postgres.start()
+        engine_for(sa_url).dispose()
+        wait_for(lambda: _all_sent(sa_url), timeout=150, every=0.5, what="every message sent after the outage")
+
+        statuses, sent_attempts = _outcome(sa_url)
+        received = smtp.counts()
+        twice = sum(1 for n in received.values() if n > 1)
+        in_flight = after_in_flight - at_stop + 3 * int(RACING["APPEALFLOW_DELIVERY_BATCH_SIZE"])
+        print(f"{MESSAGES} messages; {at_stop} out when PostgreSQL stopped, {after_in_flight - at_stop} finished "
+              f"in the next second, {during} sent during the rest of the 10 s outage; {twice} arrived twice "
+              f"(bound: the {in_flight} that could have been in flight)")
+        assert statuses == {NotificationStatus.sent: MESSAGES}
+        assert len(received) == MESSAGES and max(received.values()) <= 2
+        assert during == 0, "messages went out while their marks could not be written"
+        assert twice <= in_flight
+        with session_scope(sa_url) as session:
+            recorded = repeated_sends(session)
+        assert recorded == twice == sum(1 for n in sent_attempts.values() if n > 1), \
+            "every message that arrived twice has two sent attempts"
+        assert all(process.poll() is None for process in stack.workers), "a worker exited"
+    finally:
+        stack.stop()
+        engine_for(get_settings().sqlalchemy_url).dispose()
+        get_settings.cache_clear()

@@ -7,7 +7,6 @@ from appealflow.api import (
     auth,
     errors,
     intake,
-    open311,
     outage,
     pages,
     reference,
@@ -16,6 +15,7 @@ from appealflow.api import (
     tracking,
     workbench,
 )
+from appealflow.api.open311 import endpoints as open311
 from appealflow.settings import get_settings
 
 

@@ -10,8 +10,8 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordR
 
 from appealflow.api import ratelimit
 from appealflow.api.deps import SessionDep, SettingsDep
-from appealflow.models.columns import utcnow
-from appealflow.models.people import Staff, authenticate, staff_by_id, staff_for_api_key
+from appealflow.models.city.people import Staff, authenticate, staff_by_id, staff_for_api_key
+from appealflow.models.storage.columns import utcnow
 from appealflow.settings import Settings
 
 TOKEN_LIFETIME = timedelta(minutes=15)

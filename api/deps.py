@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from redis import Redis
 from sqlmodel import Session
 
-from appealflow.models.db import engine_for
+from appealflow.models.storage.db import engine_for
 from appealflow.settings import Settings, get_settings
 from appealflow.workers.queues import connect, wake_quietly
 

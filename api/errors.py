@@ -13,10 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from appealflow.models.intake import IdempotencyConflict, IntakeError
-from appealflow.models.lifecycle import IllegalTransition, NotPermitted
-from appealflow.models.queue import BadCursor
-from appealflow.models.workbench import ActionRefused, NotYourDepartment, StaleVersion
+from appealflow.models.refusal import Kind, Refused
 
 # NUL cannot be stored in PostgreSQL text, and a lone surrogate cannot be encoded as UTF-8 at all.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -40,45 +37,26 @@ def validation_errors(errors) -> list[dict]:
              "type": error.get("type", "value_error")} for error in errors]
 
 
+STATUS = {Kind.invalid: 422, Kind.forbidden: 403, Kind.not_found: 404, Kind.conflict: 409}
+
+
+def refusal(error: Refused) -> JSONResponse:
+    """Any domain refusal in FastAPI's error shape: an invalid field as a validation error naming
+    where it is, anything else as its message and the facts a client needs to decide again."""
+    if error.kind == Kind.invalid:
+        where = [error.where, *error.field.split(".")] if error.field else [error.where]
+        return _unprocessable(where, str(error), error.type)
+    return JSONResponse(status_code=STATUS[error.kind], content={"detail": str(error), **error.facts()})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError):
         return JSONResponse(status_code=422, content={"detail": validation_errors(error.errors())})
 
-    @app.exception_handler(IntakeError)
-    async def _intake(_: Request, error: IntakeError):
-        return _unprocessable(["body", *error.field.split(".")], str(error), "value_error")
-
-    @app.exception_handler(ActionRefused)
-    async def _refused(_: Request, error: ActionRefused):
-        return _unprocessable(["body", error.field], str(error), "value_error")
-
-    @app.exception_handler(BadCursor)
-    async def _cursor(_: Request, error: BadCursor):
-        return _unprocessable(["query", "cursor"], str(error), "value_error")
-
-    @app.exception_handler(NotPermitted)
-    async def _forbidden(_: Request, error: NotPermitted):
-        return JSONResponse(status_code=403, content={"detail": str(error)})
-
-    @app.exception_handler(NotYourDepartment)
-    async def _not_yours(_: Request, error: NotYourDepartment):
-        return JSONResponse(status_code=403, content={"detail": str(error)})
-
-    @app.exception_handler(IllegalTransition)
-    async def _illegal(_: Request, error: IllegalTransition):
-        return JSONResponse(status_code=409, content={"detail": str(error), "status": error.status,
-                                                      "version": error.version})
-
-    @app.exception_handler(StaleVersion)
-    async def _stale(_: Request, error: StaleVersion):
-        return JSONResponse(status_code=409, content={
-            "detail": f"the appeal changed since you saw it: {error}", "status": error.status,
-            "version": error.version})
-
-    @app.exception_handler(IdempotencyConflict)
-    async def _idempotency(_: Request, error: IdempotencyConflict):
-        return _unprocessable(["header", "Idempotency-Key"], str(error), "idempotency_conflict")
+    @app.exception_handler(Refused)  # every subclass: Starlette looks handlers up along the MRO
+    async def _refused(_: Request, error: Refused):
+        return refusal(error)
 
 
 def _unstorable_in(value, loc: list) -> list | None:

@@ -1,5 +1,6 @@
 """Intake: citizens online and hotline operators submit appeals here."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -9,11 +10,11 @@ from appealflow.api import ratelimit
 from appealflow.api.auth import OptionalStaff
 from appealflow.api.deps import SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import AppealCreated, AppealIn
-from appealflow.models.columns import utcnow
-from appealflow.models.enums import Channel, Role
-from appealflow.models.intake import NewAppeal, language_of, receive_once
-from appealflow.models.lifecycle import NotPermitted
-from appealflow.models.tracking import access_token
+from appealflow.models.appeals.enums import Channel, Role
+from appealflow.models.appeals.intake import check_hold, receive_once
+from appealflow.models.appeals.lifecycle import NotPermitted
+from appealflow.models.appeals.tracking import access_token
+from appealflow.models.storage.columns import utcnow
 from appealflow.workers.queues import DELIVERY, DISPATCH
 
 router = APIRouter(tags=["intake"])
@@ -27,7 +28,9 @@ def submit_appeal(
 ) -> Response:
     """Store the appeal and its `received` event, then wake dispatch. Retries with the same
     Idempotency-Key return the first answer. A hotline appeal is filed by a signed-in operator (a
-    bearer token or an operator's API key), recorded as that account whatever `operator_id` says."""
+    bearer token or an operator's API key), recorded as that account whatever `operator_id` says.
+    `answer_now`: the operator answers this consultation on the spot, so dispatch leaves it alone for
+    `APPEALFLOW_ANSWER_HOLD_SECONDS` (or until the operator answers it or routes it after all)."""
     operator_id = None
     if body.channel == Channel.hotline:
         if staff is None:
@@ -38,15 +41,13 @@ def submit_appeal(
         operator_id = staff.username
     if staff is None:  # the public's intake is limited per address; staff file as their work needs
         ratelimit.check(request, "intake", ratelimit.client_ip(request))
-    new = NewAppeal(
-        channel=body.channel, appeal_type=body.type, priority=body.priority, title=body.title,
-        text=body.text, category_code=body.category, district=body.location.district,
-        street=body.location.street, address=body.location.address, requester_name=body.requester.name,
-        requester_phone=body.requester.phone, requester_email=body.requester.email,
-        operator_id=operator_id, language=language_of(body.title, body.text, body.language),
-    )
+    new = body.to_new(operator_id=operator_id)
+    if body.answer_now:
+        check_hold(new)
+    hold = timedelta(seconds=settings.answer_hold_seconds) if body.answer_now else None
     actor = f"operator:{operator_id}" if operator_id else "requester"
-    appeal, created = receive_once(unit.session, new, now=utcnow(), actor=actor, idempotency_key=idempotency_key)
+    appeal, created = receive_once(unit.session, new, now=utcnow(), actor=actor, idempotency_key=idempotency_key,
+                                   hold=hold)
     if created:
         unit.wake(DISPATCH)
         unit.wake(DELIVERY)  # the requester's "received"

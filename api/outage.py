@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from appealflow.models.db import engine_for
+from appealflow.models.storage.db import engine_for
 from appealflow.redis_url import redis_url
 from appealflow.settings import get_settings
 

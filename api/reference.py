@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from appealflow.api.deps import SessionDep
-from appealflow.models.intake import categories, districts
+from appealflow.models.appeals.intake import categories, districts
 
 router = APIRouter(prefix="/reference", tags=["reference"])
 

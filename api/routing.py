@@ -15,13 +15,13 @@ from appealflow.api import ratelimit
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep
 from appealflow.api.workbench import Code, readable
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.classifier import embedder
-from appealflow.models.columns import utcnow
-from appealflow.models.dispatch import DUPLICATE_EVENT
-from appealflow.models.duplicates import OPEN, candidates_for
-from appealflow.models.enums import CENTRE_ROLES, Role
-from appealflow.models.policy_qa import search
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.enums import CENTRE_ROLES, Role
+from appealflow.models.routing.classifier import embedder
+from appealflow.models.routing.dispatch import DUPLICATE_EVENT
+from appealflow.models.routing.duplicates import OPEN, candidates_for
+from appealflow.models.routing.policy_qa import search
+from appealflow.models.storage.columns import utcnow
 
 router = APIRouter(tags=["routing"])
 NOT_FOUND = ("没有找到相关的政策答复，请提交诉求，由工作人员为您解答 / "

@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from appealflow.models.enums import AppealType, Channel, Priority
+from appealflow.models.appeals.enums import AppealType, Channel, Priority
+from appealflow.models.appeals.intake import NewAppeal
 
 # Tracking codes as issued (261127-K7Q9XMA), loosely: a mistyped code is simply not found.
 CODE_PATTERN = r"^[0-9A-Za-z-]{1,20}$"
@@ -42,6 +43,18 @@ class AppealIn(BaseModel):
     # What the requester reads (messages, their tracking view): chosen, or English for an appeal
     # written without Chinese, else Chinese.
     language: Literal["zh", "en"] | None = None
+    # An operator's consultation they answer on the spot: dispatch waits for them (a short hold).
+    answer_now: bool = False
+
+    def to_new(self, operator_id: str | None = None) -> NewAppeal:
+        """The appeal as the domain receives it: the one mapping the JSON API, the pages (through
+        the API) and Open311 share. `operator_id` is the signed-in operator's, never the body's."""
+        return NewAppeal(
+            channel=self.channel, appeal_type=self.type, priority=self.priority, title=self.title, text=self.text,
+            category_code=self.category, district=self.location.district, street=self.location.street,
+            address=self.location.address, requester_name=self.requester.name, requester_phone=self.requester.phone,
+            requester_email=self.requester.email, operator_id=operator_id, language=self.language,
+        )
 
 
 class AppealCreated(BaseModel):

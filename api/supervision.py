@@ -11,13 +11,20 @@ from fastapi.exceptions import RequestValidationError
 from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.api.exports import csv_response
-from appealflow.models.appeal import Appeal
-from appealflow.models.columns import utcnow
-from appealflow.models.enums import OVERSIGHT_ROLES
-from appealflow.models.lifecycle import NotPermitted
-from appealflow.models.outbox import attempts_of, retry, undelivered
-from appealflow.models.people import Staff
-from appealflow.models.supervision import FORMULAS, at_risk, department_figures, hot_topics, overdue, pending_decisions
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import OVERSIGHT_ROLES
+from appealflow.models.appeals.lifecycle import NotPermitted
+from appealflow.models.city.people import Staff
+from appealflow.models.oversight.supervision import (
+    FORMULAS,
+    at_risk,
+    department_figures,
+    hot_topics,
+    overdue,
+    pending_decisions,
+)
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.telling.outbox import attempts_of, retry, undelivered
 from appealflow.workers.queues import DELIVERY
 
 Format = Annotated[Literal["json", "csv"], Query()]

@@ -11,14 +11,12 @@ from sqlmodel import Session, col, select
 
 from appealflow.api import ratelimit, schemas
 from appealflow.api.deps import RedisDep, SessionDep, SettingsDep
-from appealflow.models.appeal import Appeal, AppealAssist
-from appealflow.models.columns import utcnow
-from appealflow.models.department import Department
-from appealflow.models.enums import AppealStatus, Role
-from appealflow.models.intake import history
-from appealflow.models.lifecycle import Action
-from appealflow.models.people import Staff
-from appealflow.models.tracking import (
+from appealflow.models.appeals.appeal import Appeal, AppealAssist
+from appealflow.models.appeals.enums import AppealStatus, Role
+from appealflow.models.appeals.intake import history
+from appealflow.models.appeals.lifecycle import Action
+from appealflow.models.appeals.steps import ActionInput
+from appealflow.models.appeals.tracking import (
     access_token,
     mask_email,
     mask_name,
@@ -29,7 +27,11 @@ from appealflow.models.tracking import (
     token_matches,
     tracking_view,
 )
-from appealflow.models.workbench import ActionInput, act
+from appealflow.models.appeals.workbench import act
+from appealflow.models.city.department import Department
+from appealflow.models.city.people import Staff
+from appealflow.models.clocks.calendar import load_calendar
+from appealflow.models.storage.columns import utcnow
 from appealflow.settings import Settings
 from appealflow.workers.queues import DELIVERY, wake_quietly
 
@@ -147,7 +149,8 @@ def rate_reply(code: Code, body: Rating, request: Request, session: SessionDep, 
 def _as_requester(session: Session, settings: Settings, redis, appeal: Appeal, action: Action,
                   given: ActionInput) -> None:
     try:
-        act(session, REQUESTER, appeal, action, given, now=utcnow(), calendar=settings.calendar(session))
+        calendar = load_calendar(session, hours=settings.working_hours, zone=settings.timezone)
+        act(session, REQUESTER, appeal, action, given, now=utcnow(), calendar=calendar)
         session.commit()
     except Exception:
         session.rollback()

@@ -12,17 +12,19 @@ from sqlmodel import Session, col, select
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import CODE_PATTERN, Event
-from appealflow.models.access import readable_appeals, requester_view
-from appealflow.models.appeal import Appeal, AppealAssist, ExtensionRequest
-from appealflow.models.columns import utcnow
-from appealflow.models.deadlines import is_overdue
-from appealflow.models.enums import AppealStatus
-from appealflow.models.intake import history
-from appealflow.models.lifecycle import Action
-from appealflow.models.people import Staff
-from appealflow.models.queue import QueueFilter, page
-from appealflow.models.workbench import ActionInput, StaleVersion, act
-from appealflow.workers.queues import DELIVERY
+from appealflow.models.appeals.access import readable_appeals, requester_view
+from appealflow.models.appeals.appeal import Appeal, AppealAssist, ExtensionRequest
+from appealflow.models.appeals.enums import AppealStatus, Role
+from appealflow.models.appeals.intake import history, release_hold
+from appealflow.models.appeals.lifecycle import Action, NotPermitted
+from appealflow.models.appeals.queue import QueueFilter, page
+from appealflow.models.appeals.steps import ActionInput, StaleVersion
+from appealflow.models.appeals.workbench import act
+from appealflow.models.city.people import Staff
+from appealflow.models.clocks.calendar import load_calendar
+from appealflow.models.clocks.deadlines import is_overdue
+from appealflow.models.storage.columns import utcnow
+from appealflow.workers.queues import DELIVERY, DISPATCH
 
 router = APIRouter(tags=["workbench"])
 MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
@@ -134,6 +136,22 @@ def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
     )
 
 
+@router.post("/staff/appeals/{code}/route-now", response_model=AppealDetail)
+def route_now(code: Code, staff: CurrentStaff, unit: UnitOfWorkDep) -> AppealDetail:
+    """The operator who held a consultation to answer it on the spot routes it after all: dispatch
+    takes it at once. 409 if there is no such hold (answered, or the hold ran out and it was routed)."""
+    session = unit.session
+    appeal = readable(session, staff, code)
+    if staff.role != Role.operator:
+        raise NotPermitted(staff.role, "route an appeal held for an answer on the spot")
+    if not release_hold(session, appeal, staff.username):
+        raise HTTPException(409, "这件诉求没有等待您当场答复 / this appeal is not held for your answer")
+    unit.wake(DISPATCH)
+    unit.commit()
+    session.refresh(appeal)
+    return _detail(session, staff, appeal)
+
+
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)
 def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff, unit: UnitOfWorkDep,
                 settings: SettingsDep) -> AppealDetail:
@@ -143,7 +161,7 @@ def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff,
     appeal = readable(session, staff, code)
     try:
         act(session, staff, appeal, action, ActionInput(**body.model_dump()), now=utcnow(),
-            calendar=settings.calendar(session))
+            calendar=load_calendar(session, hours=settings.working_hours, zone=settings.timezone))
         unit.wake(DELIVERY)  # the messages the action wrote
         unit.commit()
     except IntegrityError:

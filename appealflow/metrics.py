@@ -125,8 +125,8 @@ class StateCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from appealflow.models.columns import utcnow
-        from appealflow.models.db import session_scope
+        from appealflow.models.storage.columns import utcnow
+        from appealflow.models.storage.db import session_scope
 
         queues = GaugeMetricFamily("appealflow_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"])
         try:
@@ -175,8 +175,8 @@ def _queue_depths() -> dict[str, int]:
 def _appeals_waiting(session) -> list[tuple[str, int]]:
     from sqlalchemy import func, select
 
-    from appealflow.models.appeal import Appeal
-    from appealflow.models.enums import AppealStatus
+    from appealflow.models.appeals.appeal import Appeal
+    from appealflow.models.appeals.enums import AppealStatus
 
     done = (AppealStatus.closed, AppealStatus.merged)
     counts = dict(session.execute(select(col(Appeal.status), func.count()).where(col(Appeal.status).not_in(done))
@@ -188,8 +188,8 @@ def _appeals_waiting(session) -> list[tuple[str, int]]:
 def _clocks(session, now) -> tuple[int, int]:
     from sqlalchemy import case, func, select
 
-    from appealflow.models.enums import ClockState
-    from appealflow.models.escalation import DeadlineClock
+    from appealflow.models.appeals.enums import ClockState
+    from appealflow.models.clocks.escalation import DeadlineClock
 
     at_risk = (col(DeadlineClock.warn_at) <= now) & (col(DeadlineClock.due_at) > now)
     row = session.execute(select(
@@ -202,7 +202,7 @@ def _clocks(session, now) -> tuple[int, int]:
 def _deliveries(session) -> list[tuple[str, str, int]]:
     from sqlalchemy import func, select
 
-    from appealflow.models.outbox import DeliveryAttempt
+    from appealflow.models.telling.outbox import DeliveryAttempt
 
     return [(channel, result, count) for channel, result, count in session.execute(
         select(col(DeliveryAttempt.channel), col(DeliveryAttempt.result), func.count())
@@ -210,7 +210,7 @@ def _deliveries(session) -> list[tuple[str, str, int]]:
 
 
 def _repeated_sends(session) -> int:
-    from appealflow.models.outbox import repeated_sends
+    from appealflow.models.telling.outbox import repeated_sends
 
     return repeated_sends(session)
 

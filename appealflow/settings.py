@@ -47,10 +47,13 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(default=500, ge=1, le=5000)
     dispatch_batch_wait_ms: int = Field(default=20, ge=0, le=5000)
     routing_min_confidence: float = Field(default=0.5, ge=0, le=1)
-    # The routing model's embedding backend ("e5", "chargram"), or "off" for keyword rules alone;
-    # zero-shot category vectors are cached under model_cache_dir (built once per machine). Off by
-    # default until e5 keeps dispatch at the raw RQ rate: it embedded 7-64 texts/s here.
-    routing_model: str = Field(default="off", pattern=r"^(e5|chargram|off)$")
+    # The routing model's embedding backend ("e5", "chargram"), or "off" for keyword rules alone (they
+    # stay the fallback when the model cannot load); zero-shot category vectors are cached under
+    # model_cache_dir (built once per machine). On by default: it routes 86.6% right with 0.9%
+    # silently wrong where the keyword rules route 63.8% with 16.9% wrong.
+    routing_model: str = Field(default="e5", pattern=r"^(e5|chargram|off)$")
+    # How long dispatch leaves an operator's consultation alone while they answer it on the spot.
+    answer_hold_seconds: int = Field(default=300, ge=10, le=3600)
     model_cache_dir: Path = Path.home() / ".cache" / "appealflow"
     # Dispatch records each new appeal's probable duplicates among open ones and routes it as its
     # twin went. Only appeals sharing a named place with an open one are embedded.
@@ -95,11 +98,6 @@ class Settings(BaseSettings):
     working_hours: str = "09:00-17:00"
     timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: int = Field(default=60, ge=5)
-
-    def calendar(self, session):
-        from appealflow.models.calendar import load_calendar
-
-        return load_calendar(session, hours=self.working_hours, zone=self.timezone)
 
     @property
     def takeover_grace(self) -> timedelta:

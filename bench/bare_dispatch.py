@@ -14,11 +14,11 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.enums import AppealStatus, NotificationStatus
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.enums import AppealStatus, NotificationStatus
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 
 BATCH = 500
 

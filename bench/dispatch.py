@@ -50,17 +50,17 @@ from sqlalchemy import delete, func, insert, select, update
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appealflow.models.appeal import Appeal, AppealEvent  # noqa: E402
-from appealflow.models.classifier_store import ensure_active  # noqa: E402
-from appealflow.models.columns import utcnow  # noqa: E402
-from appealflow.models.db import session_scope  # noqa: E402
-from appealflow.models.enums import AppealStatus, NotificationStatus  # noqa: E402
-from appealflow.models.evaluation import read_labelled  # noqa: E402
-from appealflow.models.outbox import DeliveryAttempt, Notification  # noqa: E402
-from appealflow.models.reference import load_reference_files  # noqa: E402
-from appealflow.models.schema import migrate  # noqa: E402
-from appealflow.models.tracking import new_tracking_code  # noqa: E402
-from appealflow.services import (  # noqa: E402
+from appealflow.models.appeals.appeal import Appeal, AppealEvent  # noqa: E402
+from appealflow.models.appeals.enums import AppealStatus, NotificationStatus  # noqa: E402
+from appealflow.models.appeals.tracking import new_tracking_code  # noqa: E402
+from appealflow.models.city.reference import load_reference_files  # noqa: E402
+from appealflow.models.routing.classifier_store import ensure_active  # noqa: E402
+from appealflow.models.routing.evaluation import read_labelled  # noqa: E402
+from appealflow.models.storage.columns import utcnow  # noqa: E402
+from appealflow.models.storage.db import session_scope  # noqa: E402
+from appealflow.models.storage.schema import migrate  # noqa: E402
+from appealflow.models.telling.outbox import DeliveryAttempt, Notification  # noqa: E402
+from appealflow.runtime.services import (  # noqa: E402
     spawn,
     start_prefect_server,
     start_redis,

@@ -43,9 +43,9 @@ def stage_breakdown(url: str, posted: dict[str, float]) -> tuple[dict[str, tuple
     notice's `sent_at` (delivery marked it sent); and the messages per appeal by event and audience."""
     from sqlalchemy import func, select
 
-    from appealflow.models.appeal import Appeal
-    from appealflow.models.db import session_scope
-    from appealflow.models.outbox import Notification
+    from appealflow.models.appeals.appeal import Appeal
+    from appealflow.models.storage.db import session_scope
+    from appealflow.models.telling.outbox import Notification
 
     with session_scope(url) as session:
         rows = session.execute(

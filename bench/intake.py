@@ -71,15 +71,15 @@ def serve_bare(port: int) -> None:
     from fastapi import FastAPI
     from sqlmodel import Session
 
-    from appealflow.models import tables  # noqa: F401 - every table known, so foreign keys resolve
-    from appealflow.models.appeal import Appeal
-    from appealflow.models.columns import utcnow
-    from appealflow.models.db import engine_for
-    from appealflow.models.tracking import new_tracking_code
+    from appealflow.models.appeals.appeal import Appeal
+    from appealflow.models.appeals.tracking import new_tracking_code
+    from appealflow.models.storage import tables  # noqa: F401 - every table known, so foreign keys resolve
+    from appealflow.models.storage.columns import utcnow
+    from appealflow.models.storage.db import engine_for
     from appealflow.settings import get_settings
 
     url = get_settings().sqlalchemy_url
-    # The engine the real API gets (models/db.py): the same pool, and on SQLite the same pragmas
+    # The engine the real API gets (models/storage/db.py): the same pool, and on SQLite the same pragmas
     # (synchronous=NORMAL), write lock and checkpoints. With pysqlite's defaults instead, every
     # commit of the baseline was an fsync, which flattered the real endpoint at one client.
     engine = engine_for(url)
@@ -120,10 +120,10 @@ def main() -> None:
     if args.serve_bare:
         return serve_bare(args.serve_bare)
 
-    from appealflow.models.db import session_scope
-    from appealflow.models.reference import load_reference_files
-    from appealflow.models.schema import migrate
-    from appealflow.services import free_port, spawn, start_redis, stop, wait_until
+    from appealflow.models.city.reference import load_reference_files
+    from appealflow.models.storage.db import session_scope
+    from appealflow.models.storage.schema import migrate
+    from appealflow.runtime.services import free_port, spawn, start_redis, stop, wait_until
     from appealflow.settings import get_settings
     from tests.postgres import new_database, postgres_server
 

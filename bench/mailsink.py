@@ -102,7 +102,7 @@ class MailSink:
     """`processes` receivers on one port; `arrivals()` reads what they wrote so far."""
 
     def __init__(self, folder: Path, *, processes: int = 2):
-        from appealflow.services import free_port
+        from appealflow.runtime.services import free_port
 
         self.port = free_port()
         self.folder = folder

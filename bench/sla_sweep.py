@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appealflow.flows.escalation import sweep_deadlines  # noqa: E402
-from appealflow.models.columns import utcnow  # noqa: E402
-from appealflow.models.db import engine_for, session_scope  # noqa: E402
-from appealflow.models.reference import load_reference_files  # noqa: E402
-from appealflow.models.schema import migrate  # noqa: E402
-from appealflow.services import start_redis, stop  # noqa: E402
+from appealflow.models.city.reference import load_reference_files  # noqa: E402
+from appealflow.models.storage.columns import utcnow  # noqa: E402
+from appealflow.models.storage.db import engine_for, session_scope  # noqa: E402
+from appealflow.models.storage.schema import migrate  # noqa: E402
+from appealflow.runtime.services import start_redis, stop  # noqa: E402
 from appealflow.settings import get_settings  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 

@@ -52,9 +52,9 @@ def main() -> None:
         return post_json("/appeals", appeal_body(next(counter)))
 
     with System(postgres=args.postgres) as system:
-        from appealflow.models.appeal import Appeal
-        from appealflow.models.db import session_scope
-        from appealflow.models.enums import AppealStatus
+        from appealflow.models.appeals.appeal import Appeal
+        from appealflow.models.appeals.enums import AppealStatus
+        from appealflow.models.storage.db import session_scope
 
         def received() -> int:
             with session_scope(system.url) as session:

@@ -105,10 +105,10 @@ class System:
         return self
 
     def _start(self) -> None:
-        from appealflow.models.db import session_scope
-        from appealflow.models.reference import load_reference_files
-        from appealflow.models.schema import migrate
-        from appealflow.services import free_port, spawn, start_prefect_server, start_redis, wait_until
+        from appealflow.models.city.reference import load_reference_files
+        from appealflow.models.storage.db import session_scope
+        from appealflow.models.storage.schema import migrate
+        from appealflow.runtime.services import free_port, spawn, start_prefect_server, start_redis, wait_until
         from appealflow.settings import get_settings
         from tests.postgres import new_database, postgres_server
 
@@ -193,7 +193,7 @@ class System:
         return sum(log.read_text(errors="replace").count("Traceback") for log in (self.work / "logs").glob("*.log"))
 
     def __exit__(self, *_) -> None:
-        from appealflow.services import stop
+        from appealflow.runtime.services import stop
 
         for process in reversed(list(self.processes.values())):
             stop(process, timeout=20)

@@ -30,15 +30,15 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appealflow.models.appeal import Appeal, AppealAssist  # noqa: E402
-from appealflow.models.columns import utcnow  # noqa: E402
-from appealflow.models.db import engine_for, session_scope  # noqa: E402
-from appealflow.models.department import Department  # noqa: E402
-from appealflow.models.enums import Role  # noqa: E402
-from appealflow.models.people import add_user  # noqa: E402
-from appealflow.models.reference import load_reference_files  # noqa: E402
-from appealflow.models.schema import migrate  # noqa: E402
-from appealflow.services import free_port, spawn, start_redis, stop, wait_until  # noqa: E402
+from appealflow.models.appeals.appeal import Appeal, AppealAssist  # noqa: E402
+from appealflow.models.appeals.enums import Role  # noqa: E402
+from appealflow.models.city.department import Department  # noqa: E402
+from appealflow.models.city.people import add_user  # noqa: E402
+from appealflow.models.city.reference import load_reference_files  # noqa: E402
+from appealflow.models.storage.columns import utcnow  # noqa: E402
+from appealflow.models.storage.db import engine_for, session_scope  # noqa: E402
+from appealflow.models.storage.schema import migrate  # noqa: E402
+from appealflow.runtime.services import free_port, spawn, start_redis, stop, wait_until  # noqa: E402
 from appealflow.settings import get_settings  # noqa: E402
 from tests.postgres import new_database, postgres_server  # noqa: E402
 

@@ -4,12 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# Install only when pyproject.toml changed since the last install (its hash is kept in .venv).
+# Install only when pyproject.toml or the pinned versions (deploy/constraints.txt) changed since the last install (its hash is kept in .venv).
 STAMP=.venv/.appealflow-test-installed
-WANT="$(.venv/bin/python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest())')"
+WANT="$(.venv/bin/python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml","rb").read() + open("deploy/constraints.txt","rb").read()).hexdigest())')"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    .venv/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[test]"
     echo "$WANT" > "$STAMP"
 fi
 # The browser tests (tests/browser) drive Debian's Chromium, with a CJK font for the Chinese pages;

@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 mkdir -p "$tree/appealflow"
-for file in "$root"/appealflow/*.py; do ln -s "$file" "$tree/appealflow/"; done
+for entry in "$root"/appealflow/*; do [ "${entry##*/}" = __pycache__ ] || ln -s "$entry" "$tree/appealflow/"; done
 for folder in models api flows workers notifications; do ln -s "$root/$folder" "$tree/appealflow/$folder"; done
 cd "$tree"
 exec "$root/.venv/bin/mypy" --config-file "$root/pyproject.toml" --cache-dir "$root/.mypy_cache" -p appealflow "$@"

@@ -1,12 +1,12 @@
 """The dispatch flow: one flow run per batch of waiting appeals, a task per step of the batch. The
-steps themselves are plain functions (models/routing_batch.py)."""
+steps themselves are plain functions (models/routing/batch.py)."""
 
 from prefect import flow, task
 from prefect.context import TagsContext
 
-from appealflow.models.dispatch import Decision, DispatchSummary
-from appealflow.models.reference import Reference
-from appealflow.models.routing_batch import decide_batch, record_batch
+from appealflow.models.city.reference import Reference
+from appealflow.models.routing.batch import decide_batch, record_batch
+from appealflow.models.routing.dispatch import Decision, DispatchSummary
 
 
 @task(name="decide-routes")

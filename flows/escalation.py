@@ -5,10 +5,10 @@ from datetime import datetime, timedelta
 
 from prefect import flow
 
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.escalation import SweepResult, sweep_batch
-from appealflow.models.workbench import close_unrated
+from appealflow.models.appeals.requester import close_unrated
+from appealflow.models.clocks.escalation import SweepResult, sweep_batch
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 
 log = logging.getLogger(__name__)

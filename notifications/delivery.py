@@ -15,7 +15,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from appealflow.models.outbox import channel_of
+from appealflow.models.telling.outbox import channel_of
 from appealflow.notifications.mail import Relay, ascii_address
 from appealflow.notifications.messages import Rendered
 from appealflow.settings import Settings
@@ -125,7 +125,7 @@ def relay(settings: Settings) -> Relay:
         return _relays[url]
 
 
-def send(target: str, message: Rendered, settings: Settings) -> None:
+def send(target: str, message: Rendered, settings: Settings, *, key: str | None = None) -> None:
     """Deliver or raise; Apprise reports failure as a false result, which we turn into an error.
 
     E-mail gets our HTML (every fact escaped, so what a citizen typed never reaches a mailbox as live
@@ -136,7 +136,7 @@ def send(target: str, message: Rendered, settings: Settings) -> None:
     if kind == "mailto" and not address.startswith("//"):
         mail_relay = relay(settings)
         if mail_relay.kept:
-            mail_relay.send(address, message.subject, message.text, message.html)
+            mail_relay.send(address, message.subject, message.text, message.html, key=key)
             return
     notifier = apprise.Apprise(asset=_asset())
     if not notifier.add(apprise_url(target, settings)):

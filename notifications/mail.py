@@ -70,10 +70,12 @@ class Relay:
         self._lock = threading.Lock()
         self.opened = 0  # connections opened so far (the benchmarks report it)
 
-    def send(self, to_address: str, subject: str, text: str, html: str) -> None:
-        """Send one message; raise if the relay did not take it (the outbox retries it later)."""
+    def send(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None) -> None:
+        """Send one message; raise if the relay did not take it (the outbox retries it later). `key`
+        names the message for good: every try carries the same Message-ID, so a resend after an
+        answer the relay gave too late for us is one message to a mail client, not two."""
         to_address = ascii_address(to_address)
-        message = self.compose(to_address, subject, text, html)
+        message = self.compose(to_address, subject, text, html, key=key)
         connection, reused = self._take()
         try:
             try:
@@ -95,7 +97,7 @@ class Relay:
             raise
         self._give(connection)
 
-    def compose(self, to_address: str, subject: str, text: str, html: str) -> str:
+    def compose(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None) -> str:
         """multipart/alternative: our plain text and our HTML, each UTF-8 in base64, headers as Apprise
         writes them (From, To, Subject, Message-ID, Date, X-Application and the URL's own)."""
         boundary = "===============" + token_hex(12) + "=="
@@ -106,7 +108,7 @@ class Relay:
             ("Subject", _header(" ".join(subject.split()))),
             ("From", self._from),
             ("To", formataddr((None, to_address), charset="utf-8")),
-            ("Message-ID", make_msgid(domain=self.host)),
+            ("Message-ID", f"<{key}@{self.host}>" if key else make_msgid(domain=self.host)),
             ("Date", format_datetime(datetime.now(tz=self._zone))),
         ]
         if self._reply_to:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import yaml
 
-from appealflow.models.tracking import FIXED_MASK, local_time, qr_code, rating_link, tracking_link, workbench_link
+from appealflow.models.appeals.tracking import (
+    FIXED_MASK,
+    local_time,
+    qr_code,
+    rating_link,
+    tracking_link,
+    workbench_link,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGES = ("zh", "en")
@@ -37,7 +44,7 @@ class Links:
 
     @classmethod
     def of(cls, code: str, *, public_url: str, signing_key: bytes) -> "Links":
-        from appealflow.models.tracking import access_token
+        from appealflow.models.appeals.tracking import access_token
 
         token = access_token(signing_key, code)
         return cls(tracking_link(public_url, code, token), rating_link(public_url, code, token),

@@ -1,5 +1,5 @@
 """Sending one claimed batch of outbox rows: a few at a time on threads, with the database work done
-per batch rather than per message. Plain Python over models/outbox.py and delivery.py; no RQ here.
+per batch rather than per message. Plain Python over models/telling/outbox.py and delivery.py; no RQ here.
 
 Per message, only the rendering and the send itself remain. The rest is shared by the batch:
 - claims: renewed for every unsent row of the batch in one UPDATE, and only when they are about to
@@ -30,9 +30,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from appealflow.models.columns import stored_id, utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.outbox import (
+from appealflow.models.storage.columns import stored_id, utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import (
     Notification,
     channel_of,
     defer_many,
@@ -286,7 +286,8 @@ def _deliver_one(notification: Notification, *, url: str, worker: str, settings:
         # A QR code where the channel shows one: the requester's e-mail.
         message = words_of(notification, zone=settings.timezone, links=links,
                            qr=channel == "email" and notification.audience == "requester")
-        send(target, message, settings)
+        # One Message-ID for every try of this notification: a resend is recognisably the same message.
+        send(target, message, settings, key=f"appealflow.{notification_id}.{code or 'notice'}")
     except Exception as error:  # NoRoute, or whatever the channel raised
         return _failed(notification, error, url=url, worker=worker, settings=settings, keeper=keeper, marks=marks)
     with marks.lock:

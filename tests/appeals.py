@@ -6,7 +6,7 @@ import random
 
 import yaml
 
-from appealflow.models.reference import REFERENCE_DIR
+from appealflow.models.city.reference import REFERENCE_DIR
 
 
 def _load(name: str):

@@ -23,11 +23,15 @@ from sqlmodel import SQLModel
 # for every process they start, instead of each spinning two and fighting (112 s against 20 s for the
 # evaluation test on a busy run).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The suite runs with the keyword rules unless a test turns the model on (tests/test_routing_model.py,
+# tests/browser/test_suggestions.py): embedding every test's appeals would double its CPU time. That
+# the default is e5, as `up` runs it, is tested in tests/test_routing_model.py.
+os.environ.setdefault("APPEALFLOW_ROUTING_MODEL", "off")
 
-from appealflow.models.db import engine_for, session_scope
-from appealflow.models.reference import load_reference_files
-from appealflow.models.schema import migrate
-from appealflow.services import free_port, spawn, spawn_prefect_server, start_redis, stop, wait_until
+from appealflow.models.city.reference import load_reference_files
+from appealflow.models.storage.db import engine_for, session_scope
+from appealflow.models.storage.schema import migrate
+from appealflow.runtime.services import free_port, spawn, spawn_prefect_server, start_redis, stop, wait_until
 from appealflow.settings import get_settings
 from tests.postgres import new_database
 from tests.postgres import postgres_server as postgres_server_for

@@ -1,8 +1,8 @@
 """Appeals written straight into the database, as the API would leave them."""
 
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.intake import NewAppeal, receive
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 
 KINDS = [

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from appealflow.services import free_port
+from appealflow.runtime.services import free_port
 
 # Only the subject is read: parsing whole messages cost the receiver more CPU than the sender spent.
 _HEADERS = BytesHeaderParser()

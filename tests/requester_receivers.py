@@ -24,7 +24,7 @@ class Mailbox(SmtpReceiver):
         html = parsed.get_body(("html",))
         with self._lock:
             for rcpt in envelope.rcpt_tos:
-                self.letters.append({"to": rcpt, "subject": str(parsed["Subject"]),
+                self.letters.append({"to": rcpt, "subject": str(parsed["Subject"]), "id": str(parsed["Message-ID"]),
                                      "text": text.get_content() if text else "",
                                      "html": html.get_content() if html else ""})
         return await super().handle_DATA(server, session, envelope)
@@ -39,7 +39,7 @@ class Gateway:
     port (connections refused), `up()` opens it again on the same port."""
 
     def __init__(self):
-        from appealflow.services import free_port
+        from appealflow.runtime.services import free_port
 
         self.port = free_port()
         self.received: list[dict] = []

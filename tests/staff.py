@@ -7,12 +7,12 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select, update
 
-from appealflow.models.appeal import Appeal, ExtensionRequest
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.enums import Role
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.people import StaffUser, add_user
+from appealflow.models.appeals.appeal import Appeal, ExtensionRequest
+from appealflow.models.appeals.enums import Role
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.city.people import StaffUser, add_user
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 
 PASSWORD = "correct-horse-battery"

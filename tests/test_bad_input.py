@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
-from appealflow.models.db import session_scope
-from appealflow.models.outbox import Notification
-from appealflow.models.tracking import access_token
+from appealflow.models.appeals.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
+from appealflow.models.appeals.tracking import access_token
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appealflow.models.calendar import WorkingCalendar, WorkingHours
-from appealflow.models.deadlines import Duration
+from appealflow.models.clocks.calendar import WorkingCalendar, WorkingHours
+from appealflow.models.clocks.deadlines import Duration
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 CALENDAR = WorkingCalendar()

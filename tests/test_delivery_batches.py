@@ -7,9 +7,9 @@ import time
 from sqlalchemy import func, select
 
 from appealflow.flows.dispatch import dispatch_appeals
-from appealflow.models.db import session_scope
-from appealflow.models.enums import NotificationStatus
-from appealflow.models.outbox import DeliveryAttempt, Notification
+from appealflow.models.appeals.enums import NotificationStatus
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import DeliveryAttempt, Notification
 from appealflow.notifications.delivery import Allowance, ChannelLimits
 from appealflow.settings import get_settings
 from appealflow.workers.jobs import deliver_until_done

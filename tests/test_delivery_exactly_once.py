@@ -11,11 +11,11 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from appealflow.models.db import engine_for, session_scope
-from appealflow.models.enums import NotificationStatus
-from appealflow.models.outbox import DeliveryAttempt, Notification, repeated_sends
-from appealflow.models.reference import load_reference_files
-from appealflow.models.schema import migrate
+from appealflow.models.appeals.enums import NotificationStatus
+from appealflow.models.city.reference import load_reference_files
+from appealflow.models.storage.db import engine_for, session_scope
+from appealflow.models.storage.schema import migrate
+from appealflow.models.telling.outbox import DeliveryAttempt, Notification, repeated_sends
 from appealflow.settings import get_settings
 from tests.conftest import Stack, on_postgresql
 from tests.factories import received_appeals
@@ -26,9 +26,14 @@ from tests.test_faults import private_postgres  # noqa: F401 - a fixture
 pytestmark = pytest.mark.slow
 
 MESSAGES = 3000
+# The outage test's load: enough that the stop lands mid-delivery with all three workers sending.
+OUTAGE_MESSAGES = 1500
 # Leases shorter than the margin a send needs, so every send renews the batch's claims while the
 # batch's thread marks what went out: the overlap that deadlocked before. Small batches, many passes.
-RACING = {"APPEALFLOW_CLAIM_LEASE_SECONDS": "2", "APPEALFLOW_NOTIFY_TIMEOUT_SECONDS": "1",
+# The send timeout is 5 s, not less: a read timeout on the relay's final "250" is ambiguous (the relay
+# may have the message) and the send is retried, which this test would count as a double; the local
+# receiver runs in the test process and answers late when the suite loads the machine.
+RACING = {"APPEALFLOW_CLAIM_LEASE_SECONDS": "2", "APPEALFLOW_NOTIFY_TIMEOUT_SECONDS": "5",
           "APPEALFLOW_DELIVERY_BATCH_SIZE": "20", "APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL": "100000/second"}
 
 
@@ -48,9 +53,18 @@ def _outcome(url: str) -> tuple[dict, dict]:
     return statuses, sent_attempts
 
 
-def _all_sent(url: str):
+def _all_sent(url: str, messages: int = MESSAGES):
     statuses, _ = _outcome(url)
-    return statuses.get(NotificationStatus.sent, 0) == MESSAGES, statuses
+    return statuses.get(NotificationStatus.sent, 0) == messages, statuses
+
+
+def _attempts_of(url: str, pairs: list[tuple[str, str]]) -> list:
+    """What the outbox recorded for messages that arrived more than once (for the failure message)."""
+    with session_scope(url) as session:
+        ids = session.execute(select(Notification.id).where(
+            Notification.target.in_([f"mailto:{to}" for to, _ in pairs[:5]]))).scalars().all()
+        return [(a.notification_id, a.result, a.error, a.at.isoformat()) for a in session.execute(
+            select(DeliveryAttempt).where(DeliveryAttempt.notification_id.in_(ids))).scalars()]
 
 
 def _start_delivery_workers(stack: Stack, count: int = 3) -> None:
@@ -77,7 +91,8 @@ def test_three_delivery_workers_racing_their_own_renewals_send_every_message_onc
     statuses, sent_attempts = _outcome(url)
     received = smtp.counts()
     assert statuses == {NotificationStatus.sent: MESSAGES}
-    assert len(received) == MESSAGES and set(received.values()) == {1}, "a message arrived twice"
+    twice = [pair for pair, n in received.items() if n > 1]
+    assert len(received) == MESSAGES and not twice, f"{len(twice)} arrived twice: {_attempts_of(url, twice)}"
     assert set(sent_attempts.values()) == {1}, "one sent attempt per message"
     assert _deadlocks(env["DATABASE_URL"]) == before, "PostgreSQL detected a deadlock"
     assert not _deadlock_lines(stack), _deadlock_lines(stack)[:3]
@@ -101,9 +116,9 @@ def test_a_database_stopped_mid_delivery_repeats_at_most_what_was_in_flight(
     get_settings.cache_clear()
     stack = Stack(env, tmp_path / "logs")
     try:
-        received_appeals(MESSAGES)
+        received_appeals(OUTAGE_MESSAGES)
         _start_delivery_workers(stack)
-        wait_for(lambda: sum(smtp.counts().values()) >= MESSAGES // 3, timeout=90, every=0.02,
+        wait_for(lambda: sum(smtp.counts().values()) >= OUTAGE_MESSAGES // 3, timeout=90, every=0.02,
                  what="a third of the messages out")
         private_postgres.stop()
         at_stop = sum(smtp.counts().values())
@@ -113,17 +128,18 @@ def test_a_database_stopped_mid_delivery_repeats_at_most_what_was_in_flight(
         during = sum(smtp.counts().values()) - after_in_flight
         private_postgres.start()
         engine_for(sa_url).dispose()
-        wait_for(lambda: _all_sent(sa_url), timeout=150, every=0.5, what="every message sent after the outage")
+        wait_for(lambda: _all_sent(sa_url, OUTAGE_MESSAGES), timeout=150, every=0.5,
+                 what="every message sent after the outage")
 
         statuses, sent_attempts = _outcome(sa_url)
         received = smtp.counts()
         twice = sum(1 for n in received.values() if n > 1)
         in_flight = after_in_flight - at_stop + 3 * int(RACING["APPEALFLOW_DELIVERY_BATCH_SIZE"])
-        print(f"{MESSAGES} messages; {at_stop} out when PostgreSQL stopped, {after_in_flight - at_stop} finished "
-              f"in the next second, {during} sent during the rest of the 10 s outage; {twice} arrived twice "
+        print(f"{OUTAGE_MESSAGES} messages; {at_stop} out when PostgreSQL stopped, {after_in_flight - at_stop} "
+              f"finished in the next second, {during} sent during the rest of the 10 s outage; {twice} arrived twice "
               f"(bound: the {in_flight} that could have been in flight)")
-        assert statuses == {NotificationStatus.sent: MESSAGES}
-        assert len(received) == MESSAGES and max(received.values()) <= 2
+        assert statuses == {NotificationStatus.sent: OUTAGE_MESSAGES}
+        assert len(received) == OUTAGE_MESSAGES and max(received.values()) <= 2
         assert during == 0, "messages went out while their marks could not be written"
         assert twice <= in_flight
         with session_scope(sa_url) as session:

@@ -5,13 +5,13 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from appealflow.flows.dispatch import dispatch_appeals
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.department import Department
-from appealflow.models.dispatch import claim_waiting
-from appealflow.models.enums import AppealStatus, NotificationStatus
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.enums import AppealStatus, NotificationStatus
+from appealflow.models.city.department import Department
+from appealflow.models.routing.dispatch import claim_waiting
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 from tests.conftest import at_once
 from tests.factories import received_appeals

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.db import session_scope
-from appealflow.models.enums import AppealStatus, NotificationStatus
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.enums import AppealStatus, NotificationStatus
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 from appealflow.workers.liveness import INSTANCE_TAG_PREFIX
 from tests.appeals import CatalogueOracle, appeal_body

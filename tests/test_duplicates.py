@@ -6,16 +6,24 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.classifier import Suggestion, embedder
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.dispatch import DUPLICATE_EVENT, decide_all, follow_twin, load_claimed, record, with_twins
-from appealflow.models.duplicates import CONFLICT, ROAD, SPECIFIC, Candidate, places, relation
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.lifecycle import Action
-from appealflow.models.reference import read_reference
-from appealflow.models.tracking import public_timeline
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.appeals.lifecycle import Action
+from appealflow.models.appeals.tracking import public_timeline
+from appealflow.models.city.reference import read_reference
+from appealflow.models.routing.classifier import Suggestion, embedder
+from appealflow.models.routing.dispatch import (
+    DUPLICATE_EVENT,
+    decide_all,
+    follow_twin,
+    load_claimed,
+    record,
+    with_twins,
+)
+from appealflow.models.routing.duplicates import Candidate
+from appealflow.models.routing.places import CONFLICT, ROAD, SPECIFIC, places, relation
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 
 
 def _receive(session, title: str, text: str) -> int:

@@ -8,13 +8,13 @@ from sqlalchemy import select
 
 from appealflow.flows.dispatch import dispatch_appeals
 from appealflow.flows.escalation import sweep_deadlines
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.dispatch import claim_waiting
-from appealflow.models.escalation import DeadlineClock, Escalation
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.clocks.escalation import DeadlineClock, Escalation
+from appealflow.models.routing.dispatch import claim_waiting
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 from tests.conftest import at_once
 
@@ -84,7 +84,7 @@ def test_a_satisfied_clock_stops_and_a_paused_one_waits(env):
     with session_scope(url) as session:
         clocks = {c.clock: c for c in session.execute(
             select(DeadlineClock).where(DeadlineClock.appeal_id == appeal.id)).scalars()}
-        from appealflow.models.escalation import pause_clocks, stop_clocks
+        from appealflow.models.clocks.escalation import pause_clocks, stop_clocks
 
         stop_clocks(session, appeal.id, ("accept",))
         pause_clocks(session, appeal.id)

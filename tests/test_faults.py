@@ -21,16 +21,16 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.columns import utcnow
-from appealflow.models.db import engine_for, session_scope
-from appealflow.models.enums import AppealStatus
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.reference import load_reference_files
-from appealflow.models.schema import migrate
-from appealflow.services import free_port, start_redis, stop
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import AppealStatus
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.city.reference import load_reference_files
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import engine_for, session_scope
+from appealflow.models.storage.schema import migrate
+from appealflow.runtime.services import free_port, start_redis, stop
+from appealflow.runtime.supervisor import Supervisor
 from appealflow.settings import get_settings
-from appealflow.supervisor import Supervisor
 from tests.conftest import Stack, on_postgresql, on_sqlite
 from tests.factories import received_appeals
 from tests.postgres import new_database
@@ -404,7 +404,7 @@ def test_a_citizens_html_reaches_mailboxes_escaped(stack, monkeypatch):
 def test_stopping_the_supervisor_stops_what_its_children_started(tmp_path):
     """A child that starts processes of its own (the scheduler runs each flow run in one): stopping
     `up` leaves none of them running, and neither does a child that exited first."""
-    from appealflow.services import spawn
+    from appealflow.runtime.services import spawn
 
     pids = tmp_path / "pids"
     starter = ("import subprocess, sys, time\n"

@@ -9,7 +9,7 @@ from collections import Counter
 
 import httpx
 
-from appealflow.models.enums import AppealStatus
+from appealflow.models.appeals.enums import AppealStatus
 from tests.conftest import on_postgresql
 from tests.staff import PASSWORD, appeal_in
 
@@ -20,7 +20,7 @@ COOKIES = ["af_csrf", "af_lang", "af_staff"]
 
 FILING = {"type": "complaint", "category": "", "title": "路灯不亮", "text": "小区门口路灯坏了", "district": "shinan",
           "street": "badaguan", "address": "", "name": "王先生", "phone": "13800000001",
-          "email": "wang@example.test", "language": "", "preferred_channel": "", "priority": "normal",
+          "email": "wang@example.test", "language": "", "priority": "normal",
           "idempotency_key": "k" * 20}
 
 

@@ -7,11 +7,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal, AppealEvent, IdempotencyKey
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.intake import NewAppeal, receive, receive_once
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent, IdempotencyKey
+from appealflow.models.appeals.intake import NewAppeal, receive, receive_once
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 
 GOOD = {

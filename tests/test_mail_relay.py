@@ -52,6 +52,17 @@ def test_a_connection_the_relay_dropped_is_replaced_and_the_message_sent_once(mo
         assert [letter["to"] for letter in mailbox.letters] == ["before@example.test", "after@example.test"]
 
 
+def test_every_try_of_one_notification_carries_one_message_id(monkeypatch):
+    """A send retried after an answer that came too late is the same message to a mail client."""
+    with Mailbox() as mailbox:
+        settings = _settings(monkeypatch, mailbox.apprise_url)
+        for _ in range(2):
+            send("mailto:twice@example.test", _letter(1), settings, key="appealflow.7.261203-K7Q9XMA")
+        send("mailto:twice@example.test", _letter(2), settings)
+        ids = [letter["id"] for letter in mailbox.letters]
+    assert ids[0] == ids[1] == "<appealflow.7.261203-K7Q9XMA@127.0.0.1>" and ids[2] not in ids[:2]
+
+
 def test_a_relay_that_never_answers_costs_the_timeout_and_no_more(monkeypatch):
     silent = socket.socket()  # accepts connections (the backlog) but never greets
     silent.bind(("127.0.0.1", 0))

@@ -8,11 +8,11 @@ from collections import Counter
 import redis
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.enums import AppealStatus, NotificationStatus
-from appealflow.models.outbox import Notification
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.enums import AppealStatus, NotificationStatus
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
 from tests.factories import received_appeals

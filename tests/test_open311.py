@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import jsonschema
 
-from appealflow.services import wait_until
+from appealflow.runtime.services import wait_until
 from tests.appeals import CatalogueOracle
 from tests.conftest import BIN, on_postgresql, on_sqlite
 from tests.staff import HOME, sign_in
@@ -199,7 +199,7 @@ def test_a_city_app_files_with_an_open311_client_and_follows_it_to_closed(staff_
     from civicbot.registry import Endpoint
     from georeport import GeoReport
 
-    from appealflow.models.tracking import access_token
+    from appealflow.models.appeals.tracking import access_token
     from appealflow.settings import get_settings
 
     api = staff_api
@@ -312,3 +312,29 @@ def test_client_keys_are_per_app_revocable_and_rate_limited(staff_api, stack):
     by_admin = api.post("/admin/open311/clients/limited-app/revoke", headers=api.staff["admin"])
     assert by_admin.status_code == 200 and by_admin.json()["revoked"] is True
     assert api.post(f"{V2}/requests.json", data=form(key, code)).status_code == 403
+
+
+@on_sqlite
+def test_an_english_georeport_request_is_stored_and_answered_in_english(staff_api, stack, smtp):
+    """The language rule is the domain's, whichever door an appeal comes in by: a request written
+    without a Chinese character is the requester's in English, and its first message is English."""
+    api = staff_api
+    key = new_client(api, "english-app")
+    english = {"description": "Night-time piling near Badaguan keeps the whole block awake after 11 pm.",
+               "first_name": "Anna", "last_name": "Smith", "email": "anna.open311@example.test"}
+    filed = api.post(f"{V2}/requests.json", data=form(key, routed_here(), **english))
+    assert filed.status_code == 201, filed.text
+    code, token = filed.json()[0]["service_request_id"], filed.headers["X-Access-Token"]
+    view = api.get(f"/appeals/{code}", params={"token": token})
+    assert view.status_code == 200 and view.json()["language"] == "en"
+    chinese = api.post(f"{V2}/requests.json", data=form(key, routed_here()))
+    code_zh, token_zh = chinese.json()[0]["service_request_id"], chinese.headers["X-Access-Token"]
+    assert api.get(f"/appeals/{code_zh}", params={"token": token_zh}).json()["language"] == "zh"
+    stack.start_worker()
+
+    def receipt() -> str | None:
+        return next((subject for to, subject in list(smtp.messages)
+                     if to == english["email"] and code in subject), None)
+
+    wait_until(lambda: receipt() is not None, timeout=60, what="the receipt of the English request")
+    assert receipt().isascii(), receipt()  # "Your appeal ... was received", not 您的诉求

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.db import session_scope
-from appealflow.models.enums import AppealStatus
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import AppealStatus
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from appealflow.workers.queues import DISPATCH, connect, queue, wake
 from tests.conftest import BIN

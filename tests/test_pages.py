@@ -13,12 +13,12 @@ import httpx
 import yaml
 from sqlalchemy import func, select, update
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.classifier import embedder
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.routing.classifier import embedder
+from appealflow.models.routing.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
 from tests.staff import PASSWORD, appeal_in, create_staff, sign_in
@@ -214,7 +214,12 @@ def test_pages(stack):
                                     {"department": "urban_management", "category": "municipal_facilities",
                                      "probability": 0.41, "why": "路灯"}]}))
     detail = page(desk, f"/work/appeals/{triaged}")
-    assert 'id="suggestions"' in detail and '<option value="urban_management" selected>' in detail
+    assert 'id="suggestions"' in detail and re.search(r'<option value="urban_management"[^>]*\sselected>', detail)
+    # The picker: suggested departments first, then all of them by pinyin, both names, a filter box.
+    picker = detail[detail.index('id="dispatch-department"'):]
+    picker = picker[:picker.index("</select>")]
+    assert picker.index("urban_management") < picker.index('label="' + "全部部门")
+    assert 'id="dispatch-department-filter"' in detail and " / " in picker
     assert set(re.findall(r'id="action-([a-z_]+)"', detail)) == {"dispatch", "merge", "invalidate", "note"}
     sent = desk.post(f"/work/appeals/{triaged}/dispatch", data={
         "csrf": Form(detail).hidden["csrf"], "version": triage_version, "department": "urban_management"},
@@ -360,3 +365,18 @@ def test_an_operator_files_a_hotline_call(stack):
     assert tuple(row) == ("hotline", "urgent", "operator", "13900003333")
     detail = page(operator, filed.headers["location"])
     assert "12345热线" in detail and "&lt;b&gt;需要帮助" in detail and "<b>需要帮助" not in detail
+
+    # A consultation: the operator chooses at filing time to answer it on the spot (held from dispatch
+    # for them) or to route it (not held).
+    assert 'id="handling-answer"' in shown and 'id="handling-route"' in shown
+    holds, pages = {}, {}
+    for handling in ("answer", "route"):
+        consult = operator.post("/work/hotline", follow_redirects=False, data={
+            **call, "type": "consultation", "handling": handling, "idempotency_key": f"consult-{handling}-0001"})
+        assert consult.status_code == 303, consult.text[:300]
+        pages[handling] = consult.headers["location"]
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            holds[handling] = session.execute(select(Appeal.claimed_by).where(
+                Appeal.code == pages[handling].rsplit("/", 1)[1])).scalar_one()
+    assert holds == {"answer": "hold:operator", "route": None}
+    assert 'id="route-now"' in page(operator, pages["answer"])

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from appealflow.prefect_server import RetryBusy
+from appealflow.runtime.prefect_server import RetryBusy
 
 
 class BusyFor:

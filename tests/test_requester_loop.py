@@ -11,13 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.db import session_scope
-from appealflow.models.department import Department
-from appealflow.models.enums import Role
-from appealflow.models.outbox import DeliveryAttempt, Notification
-from appealflow.models.people import StaffUser, add_user
-from appealflow.models.tracking import EVENT_WORDS, STATUS_WORDS
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import Role
+from appealflow.models.appeals.tracking import EVENT_WORDS, STATUS_WORDS
+from appealflow.models.city.department import Department
+from appealflow.models.city.people import StaffUser, add_user
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import DeliveryAttempt, Notification
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 from tests.requester_receivers import Gateway, Mailbox

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from appealflow.models.calendar import WorkingCalendar
-from appealflow.models.deadlines import Duration, Policy, deadlines_for, policy_for
-from appealflow.models.routing import Catalogue, CategoryNode, Rule
+from appealflow.models.clocks.calendar import WorkingCalendar
+from appealflow.models.clocks.deadlines import Duration, Policy, deadlines_for, policy_for
+from appealflow.models.routing.keywords import Catalogue, CategoryNode, Rule
 
 CATALOGUE = Catalogue(
     categories=[

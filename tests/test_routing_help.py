@@ -5,12 +5,12 @@ citizen types or an operator is on the line; on real e5 embeddings, through the 
 
 from sqlalchemy import select, update
 
-from appealflow.models.appeal import Appeal, AppealEvent
-from appealflow.models.classifier import embedder
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.intake import NewAppeal, receive
-from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.intake import NewAppeal, receive
+from appealflow.models.routing.classifier import embedder
+from appealflow.models.routing.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 
@@ -106,3 +106,52 @@ def test_an_operator_answers_a_consultation_on_the_spot_and_the_requester_rates_
     refused = staff_api.post(f"/staff/appeals/{complaint['code']}/answer", headers=operator,
                              json={"version": 1, "text": "已答复"})
     assert refused.status_code == 422 and "consultation" in refused.text
+
+
+@on_sqlite
+def test_an_operator_answers_five_consultations_while_workers_run_without_a_409(staff_api, stack):
+    """The consultation an operator holds to answer on the spot is not dispatched from under them:
+    with a dispatch worker running (it routes a new appeal within about a second), five in a row are
+    answered at the version filed. 'Route it now' hands one to dispatch at once."""
+    import time
+
+    stack.start_worker()
+    operator = staff_api.staff["operator"]
+    call = {"channel": "hotline", "type": "consultation", "title": "公积金提取", "text": "租房提取公积金需要什么材料",
+            "requester": {"name": "周先生", "phone": "13900003333"}, "answer_now": True}
+    codes = [staff_api.post("/appeals", json=call, headers=operator).json()["code"] for _ in range(5)]
+    routed = staff_api.post("/appeals", json={**call, "answer_now": False}, headers=operator).json()["code"]
+
+    def status(code: str) -> str:
+        return staff_api.get(f"/staff/appeals/{code}", headers=operator).json()["status"]
+
+    deadline = time.monotonic() + 60
+    while status(routed) == "received" and time.monotonic() < deadline:  # the worker is at work
+        time.sleep(0.2)
+    assert status(routed) != "received", "the worker never routed the consultation filed to be routed"
+    for code in codes:
+        assert status(code) == "received", "a held consultation was routed from under its operator"
+        answered = staff_api.post(f"/staff/appeals/{code}/answer", headers=operator,
+                                  json={"version": 1, "text": "需要租房合同和身份证，可在线办理。"})
+        assert answered.status_code == 200, answered.text  # never 409 "someone acted first"
+
+    held = staff_api.post("/appeals", json=call, headers=operator).json()["code"]
+    # Only its operator: anyone else cannot see it (404) or may not (403).
+    assert staff_api.post(f"/staff/appeals/{held}/route-now", headers=staff_api.staff["dispatcher"]).status_code \
+        in (403, 404)
+    assert staff_api.post(f"/staff/appeals/{held}/route-now", headers=operator).status_code == 200
+    deadline = time.monotonic() + 60
+    while status(held) == "received" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(held) != "received", "route-now did not hand the consultation to dispatch"
+    assert staff_api.post(f"/staff/appeals/{held}/route-now", headers=operator).status_code == 409
+
+
+@on_sqlite
+def test_only_an_operators_consultation_can_be_held_for_an_answer(staff_api):
+    call = {"channel": "hotline", "type": "complaint", "title": "噪音", "text": "夜间施工噪音",
+            "requester": {"phone": "13900004444"}, "answer_now": True}
+    refused = staff_api.post("/appeals", json=call, headers=staff_api.staff["operator"])
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "answer_now"]
+    web = staff_api.post("/appeals", json={**call, "channel": "web", "type": "consultation"})
+    assert web.status_code == 422 and "answer_now" in web.text

@@ -10,20 +10,28 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import update
 
-from appealflow.models.classifier import CategoryModel, Item, embedder, judge
-from appealflow.models.classifier_store import ClassifierVersion, ensure_active, promote, rollback, train, versions
-from appealflow.models.db import session_scope
-from appealflow.models.duplicates import places
-from appealflow.models.evaluation import EVAL_DIR, labelled, read_labelled
-from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse, search
-from appealflow.models.reference import read_reference
+from appealflow.models.city.reference import read_reference
+from appealflow.models.routing.classifier import CategoryModel, Item, embedder, judge
+from appealflow.models.routing.classifier_store import (
+    ClassifierVersion,
+    ensure_active,
+    promote,
+    rollback,
+    train,
+    versions,
+)
+from appealflow.models.routing.evaluation import EVAL_DIR, labelled, read_labelled
+from appealflow.models.routing.places import places
+from appealflow.models.routing.policy_qa import SAMPLE_QA_BASE, import_base, parse, search
+from appealflow.models.storage.db import session_scope
 from tests.conftest import on_postgresql, on_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_evaluate_prints_figures_and_one_json_line_on_a_subset():
-    out = subprocess.run([sys.executable, "-m", "appealflow.cli", "model", "evaluate", "--limit", "40"],
+    out = subprocess.run([sys.executable, "-m", "appealflow.cli", "model", "evaluate", "--limit", "40",
+                          "--folds", "2"],  # the figures' shape, not their accuracy: fewer head fits
                          capture_output=True, text=True, timeout=600, cwd=ROOT, check=True).stdout
     assert "keyword rules (today)" in out and "Q&A" in out
     figures = json.loads(out.strip().splitlines()[-1])
@@ -82,3 +90,11 @@ def test_a_model_stored_in_an_older_format_is_rebuilt_not_misread(database_url, 
         current = ensure_active(session, "chargram", tmp_path)
         assert current.id != first.id and first.status == "retired"
         assert CategoryModel.from_bytes(current.blob).head.shape[1] == len(read_reference(session).catalogue.categories)
+
+
+def test_the_model_routes_by_default(monkeypatch):
+    """What `appealflow up` runs with when nothing is configured: the e5 model, keyword rules beside it."""
+    from appealflow.settings import Settings
+
+    monkeypatch.delenv("APPEALFLOW_ROUTING_MODEL", raising=False)
+    assert Settings().routing_model == "e5"

@@ -7,10 +7,10 @@ from datetime import date, timedelta
 import httpx
 from sqlalchemy import select, update
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.calendar import CalendarOverride
-from appealflow.models.db import session_scope
-from appealflow.models.department import DeadlinePolicy
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.city.department import DeadlinePolicy
+from appealflow.models.clocks.calendar import CalendarOverride, load_calendar
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import BIN
 from tests.test_dispatch_end_to_end import wait_for
@@ -59,4 +59,6 @@ def test_the_admin_marks_an_announced_working_day(env):
     with session_scope(url) as session:
         override = session.execute(select(CalendarOverride)).scalar_one()
         assert (override.day, override.working) == (date(2027, 2, 20), True)
-        assert get_settings().calendar(session).is_working_day(date(2027, 2, 20))
+        settings = get_settings()
+        calendar = load_calendar(session, hours=settings.working_hours, zone=settings.timezone)
+        assert calendar.is_working_day(date(2027, 2, 20))

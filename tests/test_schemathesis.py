@@ -4,6 +4,7 @@ status. No answer may be a 5xx."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -17,7 +18,8 @@ from schemathesis import GenerationMode
 from tests.conftest import on_postgresql
 from tests.staff import appeal_in
 
-EXAMPLES_PER_OPERATION_AND_MODE = 24
+# 24 in the suite (about 1,300 cases); APPEALFLOW_FUZZ_EXAMPLES=96 for a deeper run.
+EXAMPLES_PER_OPERATION_AND_MODE = int(os.environ.get("APPEALFLOW_FUZZ_EXAMPLES", "24"))
 STATUSES = ("triage", "dispatched", "accepted", "in_progress", "waiting_requester", "replied", "returned",
             "arbitration", "closed")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import func, select
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.db import session_scope
-from appealflow.models.tracking import access_token
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.tracking import access_token
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import on_postgresql, on_sqlite
 from tests.staff import ELSEWHERE, HOME, PASSWORD, appeal_in, create_staff, sign_in
@@ -199,7 +199,7 @@ def test_sign_in_is_rate_limited_per_username_and_address(stack):
 
 @on_sqlite
 def test_a_redis_outage_lifts_the_limits_rather_than_refusing_citizens(stack):
-    from appealflow.services import free_port
+    from appealflow.runtime.services import free_port
 
     stack.env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with _limited_api(stack, intake="1/minute") as api:

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import exc
 
-from appealflow.models.db import BUSY_SECONDS, begin_immediate
+from appealflow.models.storage.db import BUSY_SECONDS, begin_immediate
 
 
 def connect(path) -> sqlite3.Connection:

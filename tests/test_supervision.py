@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in
@@ -47,7 +47,7 @@ def _act(api, role, code, action, version, **body):
 
 
 def _rate(api, code, solved, satisfaction):
-    from appealflow.models.tracking import access_token
+    from appealflow.models.appeals.tracking import access_token
 
     token = access_token(get_settings().signing_key(), code)
     response = api.post(f"/appeals/{code}/rating", params={"token": token},
@@ -146,7 +146,7 @@ def test_overdue_means_one_thing_in_the_queue_its_filter_and_supervision(api):
 
 
 def test_a_second_rating_of_the_same_reply_is_refused_as_already_rated(api):
-    from appealflow.models.tracking import access_token
+    from appealflow.models.appeals.tracking import access_token
 
     # Unsatisfied reopens to the same department (重办): dispatched again, with new deadlines.
     for first, status_after in (("satisfied", "closed"), ("unsatisfied", "dispatched")):
@@ -167,8 +167,8 @@ def test_a_deadline_across_a_day_boundary_keeps_the_seconds_left_that_day():
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from appealflow.models.calendar import WorkingCalendar
-    from appealflow.models.deadlines import Duration
+    from appealflow.models.clocks.calendar import WorkingCalendar
+    from appealflow.models.clocks.deadlines import Duration
 
     zone = ZoneInfo("Asia/Shanghai")
     calendar = WorkingCalendar(zone=zone, base=lambda day: day.weekday() < 5)
@@ -189,7 +189,7 @@ def test_exported_titles_that_look_like_formulas_open_as_text(api):
     from sqlalchemy import update
 
     from appealflow.api.exports import FORMULA_STARTS
-    from appealflow.models.appeal import Appeal
+    from appealflow.models.appeals.appeal import Appeal
 
     titles = ["=HYPERLINK(\"http://x.test\",\"点我\")", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1",
               "路灯不亮"]

@@ -221,7 +221,7 @@ def test_a_full_handler_day(api, stack, smtp):
 
 
 def _requester_token(stack, code: str) -> str:
-    from appealflow.models.tracking import access_token
+    from appealflow.models.appeals.tracking import access_token
     from appealflow.settings import get_settings
 
     return access_token(get_settings().signing_key(), code)
@@ -231,8 +231,8 @@ def _requester_token(stack, code: str) -> str:
 def test_appeals_merged_into_one_closed_unanswered_go_back_to_triage(api, closing):
     from sqlalchemy import select
 
-    from appealflow.models.appeal import Appeal, AppealEvent
-    from appealflow.models.db import session_scope
+    from appealflow.models.appeals.appeal import Appeal, AppealEvent
+    from appealflow.models.storage.db import session_scope
     from appealflow.settings import get_settings
 
     parent, version = appeal_in("dispatched" if closing == "withdraw" else "triage")
@@ -269,9 +269,9 @@ def test_appeals_merged_into_one_closed_unanswered_go_back_to_triage(api, closin
 def test_a_merged_appeal_hears_what_its_parent_hears(api):
     from sqlalchemy import select
 
-    from appealflow.models.appeal import Appeal
-    from appealflow.models.db import session_scope
-    from appealflow.models.outbox import Notification
+    from appealflow.models.appeals.appeal import Appeal
+    from appealflow.models.storage.db import session_scope
+    from appealflow.models.telling.outbox import Notification
     from appealflow.settings import get_settings
 
     parent, parent_version = appeal_in("in_progress")

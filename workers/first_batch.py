@@ -3,7 +3,7 @@
 Importing Prefect and RQ takes a worker one to three seconds on two cores; a worker that is
 restarted often (killed, crashing, rescheduled) would route nothing if it were killed before that.
 So before loading them the worker claims one batch and routes it with the same domain functions the
-flow runs (models/routing_batch.py), without a flow run around it. Every later batch is a flow run."""
+flow runs (models/routing/batch.py), without a flow run around it. Every later batch is a flow run."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ def route_first_batch() -> dict:
     ordinary loop takes over whatever this could not do."""
     started = time.perf_counter()
     try:
-        from appealflow.models.columns import utcnow
-        from appealflow.models.db import session_scope
-        from appealflow.models.dispatch import claim_waiting
-        from appealflow.models.routing_batch import route_batch
+        from appealflow.models.routing.batch import route_batch
+        from appealflow.models.routing.dispatch import claim_waiting
+        from appealflow.models.storage.columns import utcnow
+        from appealflow.models.storage.db import session_scope
         from appealflow.settings import get_settings
 
         settings = get_settings()

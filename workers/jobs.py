@@ -14,10 +14,10 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from appealflow import metrics
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.dispatch import claim_waiting
-from appealflow.models.outbox import claim_due, release_abandoned
+from appealflow.models.routing.dispatch import claim_waiting
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import claim_due, release_abandoned
 from appealflow.notifications.delivery import ChannelLimits
 from appealflow.notifications.sending import send_batch
 from appealflow.settings import Settings, get_settings

@@ -19,10 +19,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.dispatch import claimants, has_waiting, release_claims_of
-from appealflow.models.outbox import next_due_at, release_abandoned
+from appealflow.models.routing.dispatch import claimants, has_waiting, release_claims_of
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import next_due_at, release_abandoned
 from appealflow.settings import get_settings
 from appealflow.workers import liveness
 from appealflow.workers.jobs import DeliveryPump

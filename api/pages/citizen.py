@@ -5,18 +5,18 @@ import io
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated, get_args
+from typing import Annotated
 from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from appealflow.api import tracking
 from appealflow.api.pages.client import Api, field_errors
 from appealflow.api.pages.common import check_csrf, finish, render
-from appealflow.api.schemas import CODE_PATTERN, AppealIn, Requester
-from appealflow.models.enums import AppealType
+from appealflow.api.schemas import CODE_PATTERN
+from appealflow.models.appeals.enums import AppealType
+from appealflow.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
 Code = Annotated[str, Path(pattern=CODE_PATTERN)]
@@ -47,23 +47,9 @@ async def filing_form(request: Request, form: dict, errors: dict, status: int = 
     parents = [c for c in categories if c["parent"] is None]
     children = {p["code"]: [c for c in categories if c["parent"] == p["code"]] for p in parents}
     return render(request, "file.html", {"form": form, "errors": errors, "types": TYPES, "districts": districts,
-                                         "parents": parents, "children": children, "options": intake_options(),
-                                         "hotline": hotline}, staff=staff, status=status)
-
-
-def intake_options() -> dict:
-    """The optional intake fields the running API accepts (the requester's language and preferred
-    channel), so the form offers exactly what intake takes."""
-    options: dict = {"language": "language" in AppealIn.model_fields, "channel": None, "channel_field": None}
-    for model, prefix in ((AppealIn, ""), (Requester, "requester.")):
-        for name, info in model.model_fields.items():
-            if name != "channel" and "channel" in name:
-                choices = getattr(info.annotation, "__members__", None) or get_args(info.annotation)
-                values = [getattr(c, "value", c) for c in (choices.values() if isinstance(choices, dict) else choices)]
-                values = [v for v in values if isinstance(v, str)]
-                options["channel"] = values or ["email", "sms"]
-                options["channel_field"] = prefix + name
-    return options
+                                         "parents": parents, "children": children, "hotline": hotline,
+                                         "hold_minutes": get_settings().answer_hold_seconds // 60},
+                  staff=staff, status=status)
 
 
 @router.get("/file")
@@ -73,7 +59,7 @@ async def filing_page(request: Request):
 
 
 FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
-                 "language", "preferred_channel", "idempotency_key", "csrf", "priority")
+                 "language", "idempotency_key", "csrf", "priority", "handling")
 
 
 def _text(value) -> str:
@@ -102,12 +88,8 @@ def intake_body(form: dict) -> dict:
         "requester": {"name": _blank_to_none(form["name"]), "phone": _blank_to_none(form["phone"]),
                       "email": _blank_to_none(form["email"])},
     }
-    options = intake_options()
-    if options["language"] and form["language"] in ("zh", "en"):
+    if form["language"] in ("zh", "en"):
         body["language"] = form["language"]
-    if options["channel_field"] and form["preferred_channel"]:
-        where, _, name = options["channel_field"].rpartition(".")
-        (body["requester"] if where else body)[name] = form["preferred_channel"]
     return body
 
 
@@ -191,7 +173,7 @@ async def track_lookup(request: Request, code: Annotated[str | None, Query(max_l
     if found.status_code == 200:
         appeal = _readable(found.json())
         return render(request, "track.html", {"appeal": appeal, "token": None, "errors": {}, "by_phone": True,
-                                              "can_comment": False, "can_withdraw": False, "notice": None,
+                                              "notice": None,
                                               "satisfaction": SATISFACTION, "link": None})
     # Anything else (no such code, the wrong digits, a code that cannot be one) is "not found".
     refusal = "track.too_many" if found.status_code == 429 else "track.not_found"
@@ -211,14 +193,6 @@ def _readable(appeal: dict) -> dict:
 NOTICES = ("rated", "information_sent", "withdrawn")
 
 
-def _offers(request: Request, what: str) -> bool:
-    """Whether the running API takes a rating comment, or a withdrawal: the pages offer what it takes."""
-    if what == "comment":
-        rating = getattr(tracking, "Rating", None)
-        return rating is not None and "comment" in rating.model_fields
-    return any(getattr(route, "path", "") == "/appeals/{code}/withdraw" for route in request.app.routes)
-
-
 @router.get("/t/{code}", name="track_page")
 async def track_page(request: Request, code: Code, token: Token = None,
                      notice: Annotated[str | None, Query(max_length=40)] = None):
@@ -232,8 +206,6 @@ async def _track(request: Request, code: str, token: str | None, *, errors: dict
         return _not_found(request)
     _readable(appeal)
     return render(request, "track.html", {"appeal": appeal, "token": token, "errors": errors or {},
-                                          "can_comment": _offers(request, "comment"),
-                                          "can_withdraw": _offers(request, "withdraw"),
                                           "notice": notice, "satisfaction": SATISFACTION,
                                           "link": tracking_link(request, code, token or "")}, status=status)
 
@@ -256,7 +228,7 @@ async def rate(request: Request, code: Code, token: Annotated[str, Form(max_leng
         errors["satisfaction"] = "required"
     if not errors:
         rating = {"solved": solved == "yes", "satisfaction": satisfaction}
-        if comment.strip() and _offers(request, "comment"):
+        if comment.strip():
             rating["comment"] = comment.strip()
         answer = await Api(request).post(f"/appeals/{code}/rating", params={"token": token}, json=rating)
         if answer.status_code == 200:

@@ -5,7 +5,6 @@ consultation not yet routed, the policy base's best answers to answer it on the 
 operator's form for a hotline call."""
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -24,19 +23,20 @@ from appealflow.api.pages.common import (
     render,
     safe_next,
     set_staff_cookie,
-    sign_in_redirect,
-    signed_in,
 )
+from appealflow.api.pages.signed_in import OperatorPage, StaffPage
 from appealflow.api.schemas import CODE_PATTERN
-from appealflow.models.columns import utcnow
-from appealflow.models.db import session_scope
-from appealflow.models.department import Category, Department
-from appealflow.models.enums import OVERSIGHT_ROLES, AppealStatus, Role
-from appealflow.models.intake import districts
-from appealflow.models.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
-from appealflow.models.people import Staff
-from appealflow.models.supervision import at_risk
-from appealflow.models.workbench import answered_on_the_spot, department_may_take
+from appealflow.models.appeals.enums import OVERSIGHT_ROLES, Role
+from appealflow.models.appeals.intake import districts
+from appealflow.models.appeals.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
+from appealflow.models.appeals.workbench import answered_on_the_spot, department_may_take
+from appealflow.models.city.department import Category, Department, by_name
+from appealflow.models.city.people import Staff
+from appealflow.models.city.reference import read_reference
+from appealflow.models.clocks.states import clocks
+from appealflow.models.oversight.supervision import at_risk
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
@@ -50,14 +50,6 @@ OFFERED = (Action.answer, Action.accept, Action.contact, Action.reply, Action.re
 
 def home_of(staff: Staff) -> str:
     return "/supervise" if staff.role in OVERSIGHT_ROLES else "/work"
-
-
-async def current(request: Request) -> Staff | None:
-    def look() -> Staff | None:
-        with session_scope(get_settings().sqlalchemy_url) as session:
-            return signed_in(request, session, get_settings())
-
-    return await run_in_threadpool(look)
 
 
 def api_for(request: Request) -> Api:
@@ -107,40 +99,9 @@ async def sign_out(request: Request, csrf: Annotated[str, Form(max_length=200)])
     return response
 
 
-@dataclass
-class Clock:
-    """One deadline as a handler reads it: calm grey, or coloured for what needs attention."""
-
-    name: str
-    due: datetime | None
-    state: str  # "calm", "at_risk", "overdue", "paused", "met"
-    minutes: int  # to the deadline (negative: past it)
-
-
-def clocks(item: dict, now: datetime, risky: set[str]) -> list[Clock]:
-    paused = item.get("paused_at") is not None or item["status"] == AppealStatus.waiting_requester
-    found = []
-    for name, met_after in (("accept", ("dispatched",)), ("contact", ("dispatched", "accepted")),
-                            ("resolve", ("dispatched", "accepted", "in_progress", "waiting_requester"))):
-        raw = item.get(f"{name}_due_at")
-        if raw is None and f"{name}_due_at" not in item:
-            continue
-        due = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
-        minutes = int((due - now).total_seconds() // 60) if due else 0
-        if due is None:
-            state = "calm"
-        elif item["status"] not in met_after:
-            state = "met"
-        elif paused:
-            state = "paused"
-        elif name == "resolve" and item.get("overdue") or minutes < 0:
-            state = "overdue"
-        elif name == "resolve" and item["code"] in risky:
-            state = "at_risk"
-        else:
-            state = "calm"
-        found.append(Clock(name, due, state, minutes))
-    return found
+def _catalogue_choice(category: str | None, district: str | None, street: str | None) -> list[str]:
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        return read_reference(session).catalogue.departments_for(category, district, street)
 
 
 def _reference_lists() -> tuple[list[Department], list[Category], set[str]]:
@@ -162,10 +123,7 @@ QUEUE_FILTERS = ("status", "category", "overdue", "q", "cursor")
 
 
 @router.get("/work")
-async def work_queue(request: Request):
-    staff = await current(request)
-    if staff is None:
-        return sign_in_redirect(request)
+async def work_queue(request: Request, staff: StaffPage):
     wanted = {k: v for k, v in request.query_params.items() if k in QUEUE_FILTERS and v}
     answer = await api_for(request).get("/queue", params=wanted)
     departments, categories, risky = await run_in_threadpool(_reference_lists)
@@ -230,8 +188,12 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
     actions = allowed_actions(staff, appeal) if shown is None else []
     suggestions = []
-    if "dispatch" in actions:
+    suggested: list[str] = []  # departments offered first: routing's suggestions, then the catalogue's
+    if "dispatch" in actions or "add_assist" in actions:
         suggestions = await _suggestions(request, code) or _recorded_suggestions(appeal)
+        catalogue = await run_in_threadpool(_catalogue_choice, appeal.get("category"), appeal.get("district"),
+                                            appeal.get("street"))
+        suggested = list(dict.fromkeys([s["department"] for s in suggestions if s.get("department")] + catalogue))
     policy = None
     if "answer" in actions:
         asked = request.query_params.get("q") or f"{appeal['title']} {appeal['text']}"
@@ -240,6 +202,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     return render(request, "appeal.html", {
         "appeal": appeal, "actions": actions, "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
+        "departments_sorted": by_name(departments), "suggested": suggested,
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
         "answered": answered, "refusal": refusal, "places": places,
     }, staff=staff, status=status)
@@ -261,9 +224,7 @@ async def _policy_answers(request: Request, asked: str) -> dict:
 
 
 async def _suggestions(request: Request, code: str) -> list[dict]:
-    """Routing suggestions from the routing endpoints, where the running API has them."""
-    if not any(getattr(route, "path", "") == "/routing/suggestions/{code}" for route in request.app.routes):
-        return []
+    """Routing suggestions from the routing endpoints (none if they cannot answer now)."""
     answer = await api_for(request).get(f"/routing/suggestions/{code}")
     if answer.status_code != 200:
         return []
@@ -283,26 +244,18 @@ def _recorded_suggestions(appeal: dict) -> list[dict]:
 
 
 @router.get("/work/hotline")
-async def hotline_page(request: Request):
+async def hotline_page(request: Request, staff: OperatorPage):
     """An operator files what a caller says; other staff have no such page."""
-    staff = await current(request)
-    if staff is None:
-        return sign_in_redirect(request)
-    if staff.role != Role.operator:
-        return render(request, "not_found.html", {}, staff=staff, status=404)
     form = {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint", "priority": "normal"}
     return await filing_form(request, form, {}, hotline=True, staff=staff)
 
 
 @router.post("/work/hotline")
-async def file_hotline(request: Request):
-    staff = await current(request)
-    if staff is None:
-        return sign_in_redirect(request)
+async def file_hotline(request: Request, staff: OperatorPage):
     form = await posted_filing(request)
-    if staff.role != Role.operator:
-        return render(request, "not_found.html", {}, staff=staff, status=404)
     body = intake_body(form) | {"channel": "hotline", "priority": form["priority"] or "normal"}
+    if form["type"] == "consultation" and form["handling"] != "route":  # answered on the spot: held for it
+        body["answer_now"] = True
     response = await api_for(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
         target = str(request.url_for("staff_appeal_page", code=response.json()["code"]))
@@ -312,10 +265,8 @@ async def file_hotline(request: Request):
 
 
 @router.get("/work/appeals/{code}", name="staff_appeal_page")
-async def appeal_page(request: Request, code: Code, notice: Annotated[str | None, Query(max_length=40)] = None):
-    staff = await current(request)
-    if staff is None:
-        return sign_in_redirect(request)
+async def appeal_page(request: Request, code: Code, staff: StaffPage,
+                      notice: Annotated[str | None, Query(max_length=40)] = None):
     return await _appeal_page(request, staff, code, notice=notice if notice in ("done", "answered") else None)
 
 
@@ -328,11 +279,20 @@ ANSWER_REFUSALS = {"policy_answer": "answer.refused.entry", "action": "answer.re
                    "text": "answer.refused.text"}
 
 
+@router.post("/work/appeals/{code}/route-now")
+async def route_now(request: Request, code: Code, staff: OperatorPage):
+    """The operator routes a consultation they held to answer on the spot after all."""
+    form = await request.form()
+    check_csrf(request, _text(form.get("csrf")))
+    answer = await api_for(request).post(f"/staff/appeals/{code}/route-now")
+    if answer.status_code == 404:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    # 409: the hold had ended already (answered, or routed when it ran out): the page shows which.
+    return RedirectResponse(str(request.url_for("staff_appeal_page", code=code)), status_code=303)
+
+
 @router.post("/work/appeals/{code}/{action}")
-async def take_action(request: Request, code: Code, action: Action):
-    staff = await current(request)
-    if staff is None:
-        return sign_in_redirect(request)
+async def take_action(request: Request, code: Code, action: Action, staff: StaffPage):
     form = await request.form()
     check_csrf(request, _text(form.get("csrf")))
     body: dict = {"version": _text(form.get("version"))}

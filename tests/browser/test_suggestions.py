@@ -5,9 +5,9 @@ citizen can still submit."""
 import json
 import re
 
-from appealflow.models.classifier import embedder
-from appealflow.models.db import session_scope
-from appealflow.models.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.routing.classifier import embedder
+from appealflow.models.routing.policy_qa import SAMPLE_QA_BASE, import_base, parse
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
 

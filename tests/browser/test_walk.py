@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from appealflow.models.appeal import Appeal
-from appealflow.models.db import session_scope
-from appealflow.models.enums import Role
-from appealflow.models.people import add_user
-from appealflow.services import wait_until
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import Role
+from appealflow.models.city.people import add_user
+from appealflow.models.storage.db import session_scope
+from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
 
 PASSWORD = "walk-pass-12345"

@@ -106,3 +106,23 @@
     });
   }
 })();
+
+// The department pickers: typing in the box above a list keeps the departments whose names (Chinese
+// or English) or code hold what was typed; a single choice moves to the first one left.
+document.querySelectorAll("input.department-filter").forEach(function (box) {
+  var list = document.getElementById(box.dataset.filters);
+  if (!list) return;
+  box.addEventListener("input", function () {
+    var wanted = box.value.trim().toLowerCase();
+    var first = null;
+    Array.prototype.forEach.call(list.querySelectorAll("option[data-names]"), function (option) {
+      var keep = !wanted || option.dataset.names.toLowerCase().indexOf(wanted) !== -1;
+      option.hidden = !keep;
+      if (keep && first === null) first = option;
+    });
+    if (!list.multiple && first !== null && (list.selectedIndex < 0 || list.options[list.selectedIndex].hidden
+        || !list.value)) {
+      first.selected = true;
+    }
+  });
+});

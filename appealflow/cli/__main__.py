@@ -1,0 +1,5 @@
+"""`python -m appealflow.cli`."""
+
+from appealflow.cli import main
+
+main()

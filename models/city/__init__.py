@@ -1,0 +1,1 @@
+"""The city: departments, people and the reference data loaded from YAML."""

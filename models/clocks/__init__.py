@@ -1,0 +1,1 @@
+"""Clocks: the working-day calendar, deadlines, and escalation tiers."""

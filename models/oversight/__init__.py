@@ -1,0 +1,1 @@
+"""Oversight: what supervisors see (breaches, the three rates, rankings)."""

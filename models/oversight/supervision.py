@@ -1,0 +1,164 @@
+"""What supervisors measure: the three rates and the rest, per department and period; overdue and
+at-risk lists; hot topics; what waits for a supervisor's decision."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, func, select
+from sqlmodel import Session, col
+
+from appealflow.models.appeals.appeal import Appeal, AppealEvent, ExtensionRequest
+from appealflow.models.appeals.enums import CONTENT, AppealStatus, ClockState, ExtensionStatus
+from appealflow.models.appeals.lifecycle import OPEN
+from appealflow.models.clocks.deadlines import is_overdue, overdue_condition
+from appealflow.models.clocks.escalation import DeadlineClock, Tier
+
+FORMULAS = {
+    "response_rate": "appeals accepted by the accept deadline and first contacted by the contact deadline "
+                     "/ appeals dispatched in the period",
+    "resolution_rate": "ratings saying solved / ratings given in the period",
+    "satisfaction_rate": "(satisfied + basically satisfied) / ratings given in the period",
+    "on_time_rate": "appeals dispatched in the period and replied by the resolve deadline / (those replied + "
+                    "those overdue now: open, past the resolve deadline, not waiting on the requester)",
+    "return_rate": "returns in the period / appeals dispatched in the period",
+    "reopen_rate": "reopenings in the period / replies in the period",
+    "backlog": "open appeals now (dispatched, accepted, in progress, waiting on the requester)",
+    "overdue": "open appeals now past their resolve deadline and not waiting on the requester",
+}
+
+
+@dataclass
+class DepartmentFigures:
+    department: str
+    dispatched: int = 0
+    responded_on_time: int = 0
+    rated: int = 0
+    solved: int = 0
+    satisfied: int = 0
+    replied: int = 0
+    replied_on_time: int = 0
+    open_late: int = 0
+    returns: int = 0
+    reopens: int = 0
+    replies_in_period: int = 0
+    backlog: int = 0
+    overdue: int = 0
+
+    def rates(self) -> dict:
+        def ratio(part: int, whole: int) -> float | None:
+            return round(part / whole, 4) if whole else None
+
+        return {
+            **asdict(self),
+            "response_rate": ratio(self.responded_on_time, self.dispatched),
+            "resolution_rate": ratio(self.solved, self.rated),
+            "satisfaction_rate": ratio(self.satisfied, self.rated),
+            "on_time_rate": ratio(self.replied_on_time, self.replied + self.open_late),
+            "return_rate": ratio(self.returns, self.dispatched),
+            "reopen_rate": ratio(self.reopens, self.replies_in_period),
+        }
+
+
+def department_figures(session: Session, start: datetime, end: datetime, now: datetime) -> list[dict]:
+    """Every department's figures for appeals dispatched (or rated, returned...) in [start, end)."""
+    figures: dict[str, DepartmentFigures] = {}
+
+    def of(code: str) -> DepartmentFigures:
+        return figures.setdefault(code, DepartmentFigures(code))
+
+    in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
+    dispatched = session.execute(select(
+        col(Appeal.id), col(Appeal.department_code), col(Appeal.status), col(Appeal.accept_due_at),
+        col(Appeal.contact_due_at), col(Appeal.resolve_due_at), col(Appeal.paused_at))
+        .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None))).all()
+    firsts: dict[tuple[int, str], datetime] = {}
+    ids = [row.id for row in dispatched]
+    for chunk in range(0, len(ids), 5000):
+        for appeal_id, kind, at in session.execute(
+                select(col(AppealEvent.appeal_id), col(AppealEvent.kind), func.min(col(AppealEvent.at)))
+                .where(col(AppealEvent.appeal_id).in_(ids[chunk:chunk + 5000]),
+                       col(AppealEvent.kind).in_(["accept", "contact", "reply"]))
+                .group_by(col(AppealEvent.appeal_id), col(AppealEvent.kind))):
+            firsts[(appeal_id, kind)] = at
+    for row in dispatched:
+        f = of(row.department_code)
+        f.dispatched += 1
+        accepted, contacted, replied = (firsts.get((row.id, k)) for k in ("accept", "contact", "reply"))
+        if accepted and accepted <= row.accept_due_at and (
+                row.contact_due_at is None or (contacted and contacted <= row.contact_due_at)):
+            f.responded_on_time += 1
+        if replied:
+            f.replied += 1
+            f.replied_on_time += replied <= row.resolve_due_at
+        elif is_overdue(row, now):
+            f.open_late += 1
+    for department, solved, satisfaction in session.execute(select(
+            col(Appeal.department_code), col(Appeal.rated_solved), col(Appeal.rated_satisfaction))
+            .where(in_period(col(Appeal.rated_at)), col(Appeal.department_code).is_not(None))):
+        f = of(department)
+        f.rated += 1
+        f.solved += bool(solved)
+        f.satisfied += satisfaction in CONTENT
+    for detail in session.execute(select(col(AppealEvent.detail)).where(
+            in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["return", "return_to_supervisor"]))).scalars():
+        if detail.get("department"):
+            of(detail["department"]).returns += 1
+    for department, kind, count in session.execute(
+            select(col(Appeal.department_code), col(AppealEvent.kind), func.count())
+            .join(Appeal, col(Appeal.id) == col(AppealEvent.appeal_id))
+            .where(in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["reopen", "reply"]),
+                   col(Appeal.department_code).is_not(None))
+            .group_by(col(Appeal.department_code), col(AppealEvent.kind))):
+        if kind == "reopen":
+            of(department).reopens += count
+        else:
+            of(department).replies_in_period += count
+    for department, backlog, overdue in session.execute(
+            select(col(Appeal.department_code), func.count(),
+                   func.sum(case((overdue_condition(now), 1), else_=0)))
+            .where(col(Appeal.status).in_(OPEN)).group_by(col(Appeal.department_code))):
+        f = of(department)
+        f.backlog, f.overdue = backlog, int(overdue or 0)
+    return [figures[code].rates() for code in sorted(figures)]
+
+
+def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
+    return list(session.execute(select(Appeal).where(overdue_condition(now))
+                                .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
+
+
+def at_risk(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
+    """Open appeals whose resolve clock has warned but not yet breached."""
+    warned = select(col(DeadlineClock.appeal_id)).where(col(DeadlineClock.clock) == "resolve",
+                                                        col(DeadlineClock.state) == ClockState.running,
+                                                        col(DeadlineClock.next_tier) == Tier.breach)
+    return list(session.execute(select(Appeal).where(col(Appeal.id).in_(warned), col(Appeal.status).in_(OPEN))
+                                .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
+
+
+def hot_topics(session: Session, now: datetime, *, hours: int, min_count: int) -> list[dict]:
+    """Many appeals on one category and place in a short time: candidates for acting before a complaint."""
+    rows = session.execute(
+        select(col(Appeal.category_code), col(Appeal.district), col(Appeal.street), func.count(),
+               func.min(col(Appeal.received_at)), func.max(col(Appeal.received_at)))
+        .where(col(Appeal.received_at) >= now - timedelta(hours=hours), col(Appeal.category_code).is_not(None))
+        .group_by(col(Appeal.category_code), col(Appeal.district), col(Appeal.street))
+        .having(func.count() >= min_count).order_by(func.count().desc())).all()
+    return [dict(category=c, district=d, street=s, appeals=n, first=first, last=last)
+            for c, d, s, n, first, last in rows]
+
+
+def pending_decisions(session: Session) -> dict:
+    extensions = session.execute(
+        select(ExtensionRequest, col(Appeal.code)).join(Appeal, col(Appeal.id) == col(ExtensionRequest.appeal_id))
+        .where(col(ExtensionRequest.status) == ExtensionStatus.pending).order_by(col(ExtensionRequest.id))).all()
+    disputed = session.execute(select(Appeal).where(col(Appeal.status) == AppealStatus.arbitration)
+                               .order_by(col(Appeal.updated_at))).scalars().all()
+    return {
+        "extensions": [dict(id=e.id, appeal=code, extra=e.extra, reason=e.reason, requested_by=e.requested_by,
+                            created_at=e.created_at) for e, code in extensions],
+        "disputed_returns": [dict(appeal=a.code, title=a.title, returns=a.return_count, since=a.updated_at)
+                             for a in disputed],
+    }

@@ -1,0 +1,1 @@
+"""Routing: the keyword catalogue, the classifier and its store, dispatch, duplicates, policy Q&A."""

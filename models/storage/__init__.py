@@ -1,0 +1,1 @@
+"""Storage: the engine and sessions, column types, every table, migrations."""

@@ -1,0 +1,22 @@
+"""Every table, imported in one place so the metadata is complete for migrations."""
+
+from sqlmodel import SQLModel
+
+from appealflow.models.appeals.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
+from appealflow.models.appeals.open311 import Open311Client, Open311Request
+from appealflow.models.city.department import Category, DeadlinePolicy, Department, RoutingRule
+from appealflow.models.city.people import ApiKey, StaffUser
+from appealflow.models.clocks.calendar import CalendarOverride
+from appealflow.models.clocks.escalation import DeadlineClock, Escalation
+from appealflow.models.routing.classifier_store import ClassifierVersion
+from appealflow.models.routing.policy_qa import PolicyAnswer
+from appealflow.models.telling.outbox import DeliveryAttempt, Notification
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "Category", "ClassifierVersion",
+    "DeadlineClock",
+    "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
+    "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "StaffUser", "metadata",
+]

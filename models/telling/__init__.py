@@ -1,0 +1,1 @@
+"""Telling: who hears what, and the outbox that carries it."""

@@ -1,0 +1,61 @@
+"""The dispatcher's desk in Debian's Chromium: a department found by typing three characters of its
+Chinese name, then dispatched; and what the pages used to hide behind a probe of the router (the
+citizen's withdraw button, the dashboard's undelivered list) is there under the pinned web stack."""
+
+import re
+
+from sqlalchemy import select, update
+
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import NotificationStatus
+from appealflow.models.appeals.tracking import access_token
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
+from appealflow.settings import get_settings
+from tests.conftest import on_sqlite
+from tests.staff import PASSWORD, appeal_in
+
+
+def _sign_in(page, username: str) -> None:
+    page.goto("/staff/sign-in")
+    page.get_by_label(re.compile("用户名|Username")).fill(username)
+    page.get_by_label(re.compile("密码|Password")).fill(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/(work|supervise)"))
+
+
+@on_sqlite
+def test_a_dispatcher_finds_a_department_by_typing_and_dispatches(browser, stack, tmp_path):
+    context = browser.new_context(locale="zh-CN", base_url=stack.start_api())
+    context.set_default_timeout(15_000)
+    errors: list[str] = []
+    desk = context.new_page()
+    desk.on("pageerror", lambda e: errors.append(str(e)))
+    code, _ = appeal_in("triage")
+    _sign_in(desk, "dispatcher")
+    desk.goto(f"/work/appeals/{code}")
+    if desk.locator("#action-dispatch").get_attribute("open") is None:
+        desk.locator("#action-dispatch summary").click()
+    desk.locator("#dispatch-department-filter").press_sequentially("生态环", delay=30)
+    assert desk.locator("#dispatch-department").input_value() == "ecology_environment"
+    visible = desk.locator("#dispatch-department option[data-names]:not([hidden])")
+    assert visible.count() == 1, visible.all_inner_texts()
+    desk.screenshot(path=str(tmp_path / "desk.png"), full_page=True)
+    desk.locator("#do-dispatch").click()
+    desk.wait_for_url(re.compile(r"/work\?done="))
+    with session_scope(get_settings().sqlalchemy_url) as session:  # off the dispatcher's desk, to that department
+        assert session.execute(select(Appeal.status, Appeal.department_code).where(Appeal.code == code)).one() \
+            == ("dispatched", "ecology_environment")
+
+    with session_scope(get_settings().sqlalchemy_url) as session:  # one message the relay never took
+        session.execute(update(Notification).values(status=NotificationStatus.failed, last_error="550 no such user"))
+    supervisor = context.new_page()
+    supervisor.on("pageerror", lambda e: errors.append(str(e)))
+    _sign_in(supervisor, "supervisor")
+    supervisor.goto("/supervise")
+    assert int(supervisor.locator("#undelivered-count").inner_text()) >= 1
+    citizen_code, _ = appeal_in("accepted")
+    citizen = context.new_page()
+    citizen.goto(f"/t/{citizen_code}?token={access_token(get_settings().signing_key(), citizen_code)}")
+    assert citizen.locator("#withdraw").count() == 1
+    assert not errors, errors

@@ -12,7 +12,7 @@ from appealflow.models.appeals.enums import AppealStatus
 from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 from appealflow.workers.queues import DISPATCH, connect, queue, wake
-from tests.conftest import BIN
+from tests.conftest import BIN, on_sqlite
 from tests.factories import received_appeals
 
 DECOYS = ("models", "api", "flows", "workers", "notifications")
@@ -26,6 +26,7 @@ def _decoy_folder(root: Path) -> Path:
     return root
 
 
+@on_sqlite  # about import names, not storage: one backend is enough
 def test_commands_and_a_worker_ignore_foreign_top_level_packages(env, tmp_path):
     decoys = _decoy_folder(tmp_path / "elsewhere")
     process_env = dict(os.environ, **env, PYTHONPATH=str(decoys))

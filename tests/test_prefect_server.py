@@ -3,6 +3,7 @@ and passed on only when every try was busy."""
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -34,7 +35,10 @@ def post(app, payload: dict) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://prefect") as client:
             return await client.post("/api/flow_runs/", content=json.dumps(payload))
-    return asyncio.run(go())
+    # In a thread of its own: a test process that ran the browser tests first still has Playwright's
+    # event loop running in this thread (its browser is session-wide), and asyncio.run refuses that.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_a_busy_answer_is_tried_again_with_the_same_body():

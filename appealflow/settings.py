@@ -100,11 +100,17 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = Field(default=60, ge=5)
 
     @property
+    def send_margin(self) -> timedelta:
+        """What one send may take: a connect and a read timeout, and some slack. A worker sends only
+        while its claim outlasts this (renewing it first)."""
+        return timedelta(seconds=2 * self.notify_timeout_seconds + 5)
+
+    @property
     def takeover_grace(self) -> timedelta:
-        """How long a lapsed outbox claim is left to its worker before another may take the row: one
-        more lease, at most two send timeouts (connect and read), so a send begun just after a
-        renewal ends before the row can be sent again."""
-        return timedelta(seconds=min(self.claim_lease_seconds, 2 * self.notify_timeout_seconds))
+        """How long a lapsed outbox claim is left to its worker before another may take the row: the
+        same margin, so a worker that renewed, then was held up by a busy machine mid-send, finishes
+        that send (and marks it) before the row can be sent again."""
+        return self.send_margin
 
     @property
     def embedding_backend(self) -> str:

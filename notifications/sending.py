@@ -122,6 +122,18 @@ class ClaimKeeper:
             self.writes.wait(pause)
             pause = min(pause * 2, RETRY_WRITES_SECONDS[1])
 
+    def keep_alive(self) -> None:
+        """Renew the batch's claims if they would lapse within the margin, whether or not anything is
+        being sent: rows sent and not yet marked stay this worker's while their mark waits, so no other
+        worker takes them over and sends them again. A failure is left to the next call."""
+        if not self.writes.open:
+            return
+        with self.lock:
+            try:
+                self._renew_if_short()
+            except Exception as error:  # the database went away: the marks' retries notice it too
+                self.writes.failed("claim renewals", error)
+
     def _renew_if_short(self) -> None:
         now = utcnow()
         if now + self._margin < self._until:
@@ -180,8 +192,7 @@ def send_batch(batch: list[Notification], *, url: str, worker: str, settings: Se
         return Counter()
     writes = Writes()
     keeper = ClaimKeeper(url, [stored_id(n) for n in batch], worker=worker, lease=lease, claimed_until=claimed_until,
-                         # a send may take a connect and a read timeout; then some slack
-                         margin=timedelta(seconds=2 * settings.notify_timeout_seconds + 5), writes=writes)
+                         margin=settings.send_margin, writes=writes)
     allowance = Allowance(limits, [n.target or "" for n in batch], chunk=settings.delivery_concurrency)
     marks = _Marks()
     outcomes: Counter = Counter()
@@ -198,6 +209,7 @@ def send_batch(batch: list[Notification], *, url: str, worker: str, settings: Se
         while pending:
             done, pending = wait(pending, timeout=MARK_EVERY_SECONDS, return_when=FIRST_COMPLETED)
             outcomes.update(f.result() for f in done)
+            keeper.keep_alive()
             if time.monotonic() - last_recorded >= MARK_EVERY_SECONDS or not writes.open:
                 _record(url, worker, settings, marks, keeper, outcomes)
                 last_recorded = time.monotonic()
@@ -262,6 +274,7 @@ def _record_until_written(url: str, worker: str, settings: Settings, marks: _Mar
     deadline = time.monotonic() + GIVE_UP_WRITING_SECONDS
     pause = RETRY_WRITES_SECONDS[0]
     while not _record(url, worker, settings, marks, keeper, outcomes):
+        keeper.keep_alive()
         if time.monotonic() >= deadline:
             log.error("gave up marking %s sent messages after %.0fs without the database; they will be sent "
                       "again when their claims lapse", len(marks), GIVE_UP_WRITING_SECONDS)

@@ -51,6 +51,26 @@ def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staf
     assert staff_api.get("/routing/suggestions/261128-ZZZZZZZ",
                          headers=staff_api.staff["dispatcher"]).status_code == 404
 
+    # On the dispatcher's page: the duplicate is shown with its evidence and merged with one click,
+    # once it is with a department (an appeal joins one being handled).
+    from tests.test_pages import Form, _signed_in, page
+
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        session.execute(update(Appeal).where(Appeal.code == same).values(status="dispatched",
+                                                                         department_code="shinan_badaguan"))
+
+    desk = _signed_in(str(staff_api.base_url).rstrip("/"), "dispatcher")
+    shown = page(desk, f"/work/appeals/{first}")
+    assert f'id="merge-into-{same}"' in shown and "居庸关路" in shown
+    form = shown[shown.index('<ul id="duplicates"'):]
+    hidden = Form(form[:form.index("</form>") + 7]).hidden
+    merged = desk.post(f"/work/appeals/{first}/merge", data=hidden, follow_redirects=False)
+    assert merged.status_code == 303, merged.text[:300]
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        status, parent = session.execute(select(Appeal.status, Appeal.parent_id).where(Appeal.code == first)).one()
+        parent_code = session.execute(select(Appeal.code).where(Appeal.id == parent)).scalar_one()
+    assert (status, parent_code) == ("merged", same)
+
 
 @on_postgresql
 def test_the_policy_base_answers_while_citizens_type_and_hands_over_when_nothing_is_close(staff_api):

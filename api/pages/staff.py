@@ -187,10 +187,12 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         event["at"] = datetime.fromisoformat(event["at"])
     appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
     actions = allowed_actions(staff, appeal) if shown is None else []
-    suggestions = []
+    suggestions: list[dict] = []
+    duplicates: list[dict] = []  # open appeals probably about the same matter, each one click from a merge
     suggested: list[str] = []  # departments offered first: routing's suggestions, then the catalogue's
     if "dispatch" in actions or "add_assist" in actions:
-        suggestions = await _suggestions(request, code) or _recorded_suggestions(appeal)
+        live, duplicates = await _routing_help(request, code)
+        suggestions = live or _recorded_suggestions(appeal)
         catalogue = await run_in_threadpool(_catalogue_choice, appeal.get("category"), appeal.get("district"),
                                             appeal.get("street"))
         suggested = list(dict.fromkeys([s["department"] for s in suggestions if s.get("department")] + catalogue))
@@ -202,7 +204,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     return render(request, "appeal.html", {
         "appeal": appeal, "actions": actions, "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
-        "departments_sorted": by_name(departments), "suggested": suggested,
+        "departments_sorted": by_name(departments), "suggested": suggested, "duplicates": duplicates,
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
         "answered": answered, "refusal": refusal, "places": places,
     }, staff=staff, status=status)
@@ -223,13 +225,14 @@ async def _policy_answers(request: Request, asked: str) -> dict:
     return {**answer.json(), "query": query, "unavailable": False}
 
 
-async def _suggestions(request: Request, code: str) -> list[dict]:
-    """Routing suggestions from the routing endpoints (none if they cannot answer now)."""
+async def _routing_help(request: Request, code: str) -> tuple[list[dict], list[dict]]:
+    """Routing's suggestions and the probable duplicates, from the routing endpoint (none of either if
+    it cannot answer now)."""
     answer = await api_for(request).get(f"/routing/suggestions/{code}")
     if answer.status_code != 200:
-        return []
+        return [], []
     body = answer.json()
-    return body.get("suggestions", body) if isinstance(body, dict) else body
+    return body.get("suggestions", []), body.get("duplicates", [])
 
 
 def _recorded_suggestions(appeal: dict) -> list[dict]:

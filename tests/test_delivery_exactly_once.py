@@ -8,20 +8,16 @@ import time
 
 import psycopg
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from appealflow.models.appeals.enums import NotificationStatus
-from appealflow.models.city.reference import load_reference_files
 from appealflow.models.storage.db import engine_for, session_scope
-from appealflow.models.storage.schema import migrate
 from appealflow.models.telling.outbox import DeliveryAttempt, Notification, repeated_sends
 from appealflow.settings import get_settings
 from tests.conftest import Stack, on_postgresql
 from tests.factories import received_appeals
-from tests.postgres import new_database
 from tests.test_dispatch_end_to_end import wait_for
-from tests.test_faults import private_postgres  # noqa: F401 - a fixture
+from tests.test_faults import outage_environment, private_postgres  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -100,20 +96,10 @@ def test_three_delivery_workers_racing_their_own_renewals_send_every_message_onc
 
 def test_a_database_stopped_mid_delivery_repeats_at_most_what_was_in_flight(
         private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch):  # noqa: F811
-    database = new_database(private_postgres.url)
-    sa_url = "postgresql+psycopg://" + database.split("://", 1)[1]
-    migrate(sa_url)
-    with session_scope(sa_url) as session:
-        load_reference_files(session)
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
-           "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
-           "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5", "PREFECT_LOGGING_LEVEL": "WARNING", **RACING,
-           # Claims renewed about once a second, and all lapsed during the 10 s outage.
-           "APPEALFLOW_CLAIM_LEASE_SECONDS": "6"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
+    sa_url, env = outage_environment(private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch, {
+        **RACING,
+        # Claims renewed about once a second, and all lapsed during the 10 s outage.
+        "APPEALFLOW_CLAIM_LEASE_SECONDS": "6"})
     stack = Stack(env, tmp_path / "logs")
     try:
         received_appeals(OUTAGE_MESSAGES)
@@ -124,7 +110,10 @@ def test_a_database_stopped_mid_delivery_repeats_at_most_what_was_in_flight(
         at_stop = sum(smtp.counts().values())
         time.sleep(1)  # sends under way when the database went finish now; then sending stops
         after_in_flight = sum(smtp.counts().values())
-        time.sleep(9)
+        # The rest of the 10 s outage, watching for a send (which would fail the test at once).
+        outage_ends = time.monotonic() + 9
+        while time.monotonic() < outage_ends and sum(smtp.counts().values()) == after_in_flight:
+            time.sleep(0.1)
         during = sum(smtp.counts().values()) - after_in_flight
         private_postgres.start()
         engine_for(sa_url).dispose()

@@ -106,6 +106,25 @@ class PrivatePostgres:
         self.server.cleanup()
 
 
+def outage_environment(private_postgres, redis_url: str, prefect_api: str, smtp, tmp_path, monkeypatch,
+                       extra: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A fresh database on the private server, seeded, and the environment of a stack on it (set in
+    this process too): what every test that stops that server starts from. Its SQLAlchemy URL too."""
+    database = new_database(private_postgres.url)
+    sa_url = "postgresql+psycopg://" + database.split("://", 1)[1]
+    migrate(sa_url)
+    with session_scope(sa_url) as session:
+        load_reference_files(session)
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
+           "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
+           "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5", "PREFECT_LOGGING_LEVEL": "WARNING", **extra}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    return sa_url, env
+
+
 @pytest.fixture
 def private_postgres():
     # Outside pytest's temporary folders: another pytest session on the machine resets those to
@@ -128,21 +147,10 @@ def _new_appeal(n: int) -> dict:
 
 def test_database_outage_answers_503_and_recovers_without_restarts(
         private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch):
-    database = new_database(private_postgres.url)
-    sa_url = "postgresql+psycopg://" + database.split("://", 1)[1]
-    migrate(sa_url)
-    with session_scope(sa_url) as session:
-        load_reference_files(session)
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "PREFECT_API_URL": prefect_api,
-           "APPEALFLOW_DATA_DIR": str(tmp_path / "var"), "APPEALFLOW_SMTP_URL": smtp.apprise_url,
-           "APPEALFLOW_RECONCILE_INTERVAL_SECONDS": "0.5", "PREFECT_LOGGING_LEVEL": "WARNING",
-           # A batch the outage broke is claimed again after its lease: seconds, not the default 30.
-           "APPEALFLOW_CLAIM_LEASE_SECONDS": "5",
-           "APPEALFLOW_RATE_LIMITS_ENABLED": "false"}  # one host posting 20/s is the load here
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
+    sa_url, env = outage_environment(private_postgres, redis_url, prefect_api, smtp, tmp_path, monkeypatch, {
+        # A batch the outage broke is claimed again after its lease: seconds, not the default 30.
+        "APPEALFLOW_CLAIM_LEASE_SECONDS": "5",
+        "APPEALFLOW_RATE_LIMITS_ENABLED": "false"})  # one host posting 20/s is the load here
     stack = Stack(env, tmp_path / "logs")
     answers: list[tuple[float, int | None, dict, str | None, int]] = []
     done = threading.Event()

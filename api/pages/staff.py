@@ -32,7 +32,7 @@ from appealflow.models.appeals.lifecycle import Action, IllegalTransition, NotPe
 from appealflow.models.appeals.workbench import answered_on_the_spot, department_may_take
 from appealflow.models.city.department import Category, Department, by_name
 from appealflow.models.city.people import Staff
-from appealflow.models.city.reference import read_reference
+from appealflow.models.city.reference import read_catalogue
 from appealflow.models.clocks.states import clocks
 from appealflow.models.oversight.supervision import at_risk
 from appealflow.models.storage.columns import utcnow
@@ -101,7 +101,7 @@ async def sign_out(request: Request, csrf: Annotated[str, Form(max_length=200)])
 
 def _catalogue_choice(category: str | None, district: str | None, street: str | None) -> list[str]:
     with session_scope(get_settings().sqlalchemy_url) as session:
-        return read_reference(session).catalogue.departments_for(category, district, street)
+        return read_catalogue(session).departments_for(category, district, street)
 
 
 def _reference_lists() -> tuple[list[Department], list[Category], set[str]]:

@@ -98,13 +98,19 @@ class Reference:
     calendar: WorkingCalendar
 
 
-def read_reference(session: Session, *, hours: str = "09:00-17:00", zone: str = "Asia/Shanghai") -> Reference:
+def read_catalogue(session: Session) -> Catalogue:
+    """The category tree and the routing rules: what a page needs to offer the catalogue's departments."""
     categories = [CategoryNode(c.code, c.parent_code, tuple(c.keywords)) for c in session.exec(select(Category))]
     rules = [Rule(r.category_code, r.district, r.street, r.department_code, tuple(r.assisting))
              for r in session.exec(select(RoutingRule))]
+    return Catalogue(categories, rules)
+
+
+def read_reference(session: Session, *, hours: str = "09:00-17:00", zone: str = "Asia/Shanghai") -> Reference:
+    """Everything dispatch decides with: the catalogue, deadline policies, departments, the calendar."""
     policies = [Policy(p.appeal_type, p.priority, p.category_code, p.clock, Duration.parse(p.accept),
                        Duration.parse(p.contact) if p.contact else None, Duration.parse(p.resolve))
                 for p in session.exec(select(DeadlinePolicy))]
     departments = {d.code: d for d in session.exec(select(Department))}
-    return Reference(Catalogue(categories, rules), policies, departments,
+    return Reference(read_catalogue(session), policies, departments,
                      load_calendar(session, hours=hours, zone=zone))

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from appealflow import metrics
 from appealflow.api import (
     auth,
+    desk,
     errors,
     intake,
     outage,
@@ -36,6 +37,7 @@ def create_app() -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(auth.router)
     app.include_router(workbench.router)
+    app.include_router(desk.router)
     app.include_router(supervision.router)
     app.include_router(open311.router)
     app.include_router(open311.admin)

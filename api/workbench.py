@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -14,10 +14,12 @@ from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from appealflow.api.schemas import CODE_PATTERN, Event
 from appealflow.models.appeals.access import readable_appeals, requester_view
 from appealflow.models.appeals.appeal import Appeal, AppealAssist, ExtensionRequest
-from appealflow.models.appeals.enums import AppealStatus, Role
+from appealflow.models.appeals.desk import desk_for, same_requester
+from appealflow.models.appeals.enums import AppealStatus, ContactMethod, ContactOutcome, Role
+from appealflow.models.appeals.history import Names, narrate
 from appealflow.models.appeals.intake import history, release_hold
 from appealflow.models.appeals.lifecycle import Action, NotPermitted
-from appealflow.models.appeals.queue import QueueFilter, page
+from appealflow.models.appeals.queue import Owner, QueueFilter, page, review_waits
 from appealflow.models.appeals.steps import ActionInput, StaleVersion
 from appealflow.models.appeals.workbench import act
 from appealflow.models.city.people import Staff
@@ -45,7 +47,23 @@ class QueueItem(BaseModel):
     received_at: datetime
     accept_due_at: datetime | None
     resolve_due_at: datetime | None
+    next_due_at: datetime | None = Field(description="the nearest deadline of a clock still running: the sort key")
     overdue: bool
+    assignee: str | None = Field(description="the handler it is given to; none: the department's mailbox")
+    reopened: bool = Field(description="重办: the requester was not satisfied and it is handled again")
+    waiting_since: datetime | None = Field(default=None, description="a reply waiting for review: since when")
+
+
+class StaffEvent(Event):
+    sentence: dict[str, str] = Field(description="the event as one sentence, by language (zh, en)")
+    text: dict[str, str] = Field(description="its free text, if any: the label by language and the value")
+
+
+class EarlierAppeal(BaseModel):
+    code: str
+    title: str
+    status: str
+    received_at: datetime
 
 
 class QueuePage(BaseModel):
@@ -62,8 +80,15 @@ class AppealDetail(QueueItem):
     contact_due_at: datetime | None
     paused_at: datetime | None
     return_count: int
+    reopen_count: int
     extension_requests: list[dict]
-    history: list[Event]
+    history: list[StaffEvent]
+    earlier: list[EarlierAppeal] = Field(description="the same requester's other appeals of the last 12 months "
+                                                     "that you may see (重复来电)")
+    reviews_replies: bool = Field(description="whether the department's head approves replies before they are sent")
+    reply_for_review: dict | None = Field(description="the reply waiting for the head's approval, if one is")
+    canned_replies: list[dict] = Field(description="the department's stock answers for this appeal, filled in")
+    colleagues: list[dict] = Field(description="whom a department head may assign it to")
 
 
 class ActionIn(BaseModel):
@@ -79,6 +104,10 @@ class ActionIn(BaseModel):
     approve: bool | None = None
     attachments: list[dict] = Field(default_factory=list, max_length=10)
     policy_answer: int | None = Field(default=None, ge=1, le=MAX_INT, description="the Q&A entry an answer came from")
+    assignee: str | None = Field(default=None, max_length=64, description="assign: the handler's username")
+    method: ContactMethod | None = Field(default=None, description="contact: how the requester was contacted")
+    outcome: ContactOutcome | None = Field(default=None, description="contact: what came of it")
+    contacted_at: AwareDatetime | None = Field(default=None, description="contact: when, with its zone (default now)")
 
 
 def readable(session: Session, staff: Staff, code: str) -> Appeal:
@@ -93,8 +122,11 @@ def _item(appeal: Appeal, now: datetime) -> dict:
                 priority=appeal.priority, category=appeal.category_code, title=appeal.title,
                 department=appeal.department_code, district=appeal.district, street=appeal.street,
                 received_at=appeal.received_at, accept_due_at=appeal.accept_due_at,
-                resolve_due_at=appeal.resolve_due_at,
-                overdue=is_overdue(appeal, now))
+                resolve_due_at=appeal.resolve_due_at, next_due_at=appeal.next_due_at,
+                overdue=is_overdue(appeal, now), assignee=appeal.assignee, reopened=appeal.reopen_count > 0)
+
+
+SEARCH_HELP = "a code or its tail, the requester's phone (or its last four digits) or name, or words of the text"
 
 
 @router.get("/queue", response_model=QueuePage)
@@ -103,41 +135,53 @@ def work_queue(
     status: Annotated[list[AppealStatus] | None, Query()] = None,
     category: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,60}$")] = None,
     overdue: bool | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, description=SEARCH_HELP)] = None,
+    owner: Annotated[Owner | None, Query(description="mine: given to you; unassigned: in the mailbox")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> QueuePage:
-    """Open appeals for you to work on, nearest deadline first (the triage queue for dispatchers)."""
+    """Open appeals for you to work on, nearest running deadline first (the triage queue for dispatchers)."""
     now = utcnow()
-    items, next_cursor = page(session, staff, QueueFilter(tuple(status or ()), category, overdue, q),
+    items, next_cursor = page(session, staff, QueueFilter(tuple(status or ()), category, overdue, q, owner),
                               now=now, cursor=cursor, limit=limit)
-    return QueuePage(items=[QueueItem(**_item(a, now)) for a in items], next_cursor=next_cursor)
+    waits = review_waits(session, [a.id for a in items if a.id and a.status == AppealStatus.reviewing])
+    return QueuePage(items=[QueueItem(**_item(a, now), waiting_since=waits.get(a.id or 0)) for a in items],
+                     next_cursor=next_cursor)
 
 
 @router.get("/staff/appeals/{code}", response_model=AppealDetail)
-def appeal_detail(code: Code, staff: CurrentStaff, session: SessionDep) -> AppealDetail:
+def appeal_detail(code: Code, staff: CurrentStaff, session: SessionDep, settings: SettingsDep) -> AppealDetail:
     appeal = readable(session, staff, code)
-    return _detail(session, staff, appeal)
+    return _detail(session, staff, appeal, settings.timezone)
 
 
-def _detail(session: Session, staff: Staff, appeal: Appeal) -> AppealDetail:
+def _detail(session: Session, staff: Staff, appeal: Appeal, zone: str) -> AppealDetail:
     assisting = session.execute(select(col(AppealAssist.department_code))
                                 .where(col(AppealAssist.appeal_id) == appeal.id))
     extensions = session.execute(select(ExtensionRequest).where(col(ExtensionRequest.appeal_id) == appeal.id)
                                  .order_by(col(ExtensionRequest.id))).scalars()
+    events = list(history(session, appeal.id))
+    said = narrate(events, Names.read(session, events), zone=zone)
+    desk = desk_for(session, staff, appeal, zone=zone)
     return AppealDetail(
         **_item(appeal, utcnow()), text=appeal.text, address=appeal.address, channel=appeal.channel,
         requester=requester_view(staff, appeal), assisting=list(assisting.scalars()),
         contact_due_at=appeal.contact_due_at, paused_at=appeal.paused_at, return_count=appeal.return_count,
         extension_requests=[e.model_dump(include={"id", "status", "extra", "reason", "requested_by", "decided_by"})
                             for e in extensions],
-        history=[Event(kind=e.kind, at=e.at, actor=e.actor, from_status=e.from_status, to_status=e.to_status,
-                       detail=e.detail) for e in history(session, appeal.id)],
+        history=[StaffEvent(kind=e.kind, at=e.at, actor=e.actor, from_status=e.from_status, to_status=e.to_status,
+                            detail=e.detail, sentence=s.sentence, text=s.text)
+                 for e, s in zip(events, said, strict=True)],
+        reopen_count=appeal.reopen_count,
+        earlier=[EarlierAppeal(code=a.code, title=a.title, status=a.status, received_at=a.received_at)
+                 for a in same_requester(session, staff, appeal, now=utcnow())],
+        reviews_replies=desk.reviews_replies, reply_for_review=desk.reply_for_review,
+        canned_replies=desk.canned_replies, colleagues=desk.colleagues,
     )
 
 
 @router.post("/staff/appeals/{code}/route-now", response_model=AppealDetail)
-def route_now(code: Code, staff: CurrentStaff, unit: UnitOfWorkDep) -> AppealDetail:
+def route_now(code: Code, staff: CurrentStaff, unit: UnitOfWorkDep, settings: SettingsDep) -> AppealDetail:
     """The operator who held a consultation to answer it on the spot routes it after all: dispatch
     takes it at once. 409 if there is no such hold (answered, or the hold ran out and it was routed)."""
     session = unit.session
@@ -149,7 +193,7 @@ def route_now(code: Code, staff: CurrentStaff, unit: UnitOfWorkDep) -> AppealDet
     unit.wake(DISPATCH)
     unit.commit()
     session.refresh(appeal)
-    return _detail(session, staff, appeal)
+    return _detail(session, staff, appeal, settings.timezone)
 
 
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)
@@ -170,4 +214,4 @@ def take_action(code: Code, action: Action, body: ActionIn, staff: CurrentStaff,
         unit.rollback()
         session.refresh(appeal)
         raise StaleVersion(appeal) from None
-    return _detail(session, staff, appeal)
+    return _detail(session, staff, appeal, settings.timezone)

@@ -355,7 +355,8 @@ def staff_api(stack) -> Iterator[httpx.Client]:
 
     with httpx.Client(base_url=stack.start_api(), timeout=30) as client:
         signed_at, tokens = _tokens.get(stack.api_url, (0.0, {}))
-        if stack.api is not None or time.monotonic() - signed_at > TOKEN_REUSE_SECONDS:
+        # `not tokens`: on a machine booted minutes ago the monotonic clock itself is under the limit.
+        if not tokens or stack.api is not None or time.monotonic() - signed_at > TOKEN_REUSE_SECONDS:
             tokens = {name: sign_in(client, name) for name in ACCOUNTS}
             _tokens[stack.api_url] = (time.monotonic(), tokens)
         client.staff = tokens

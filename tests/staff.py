@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select, update
 
-from appealflow.models.appeals.appeal import Appeal, ExtensionRequest
+from appealflow.models.appeals.appeal import Appeal, ExtensionRequest, next_due
 from appealflow.models.appeals.enums import Role
 from appealflow.models.appeals.intake import NewAppeal, receive
 from appealflow.models.city.people import StaffUser, add_user
@@ -45,7 +45,8 @@ def sign_in(api: httpx.Client, username: str) -> dict[str, str]:
 
 
 def appeal_in(status: str, *, department: str | None = HOME, returns: int = 0, extension: bool = False,
-              phone: str = "13912345678", due_in: timedelta = timedelta(days=5)) -> tuple[str, int]:
+              phone: str = "13912345678", due_in: timedelta = timedelta(days=5),
+              accept_in: timedelta = timedelta(hours=2)) -> tuple[str, int]:
     """An appeal put straight into `status`, as if it had got there; its code and version."""
     now = utcnow()
     with session_scope(get_settings().sqlalchemy_url) as session:
@@ -54,13 +55,13 @@ def appeal_in(status: str, *, department: str | None = HOME, returns: int = 0, e
             category_code="urban_management", district="shinan", street="badaguan", requester_name="赵小明",
             requester_phone=phone, requester_email="zhao@example.test"), now=now, actor="requester")
         dispatched = status not in ("received", "triage")
+        dues = {"accept_due_at": now + min(accept_in, due_in) if dispatched else None,
+                "resolve_due_at": now + due_in if dispatched else None}
         session.execute(update(Appeal).where(Appeal.id == appeal.id).values(
             status=status, version=3, return_count=returns,
             department_code=department if dispatched and status not in ("returned", "reopened", "arbitration")
             else None,
-            dispatched_at=now if dispatched else None,
-            accept_due_at=now + min(timedelta(hours=2), due_in) if dispatched else None,
-            resolve_due_at=now + due_in if dispatched else None,
+            dispatched_at=now if dispatched else None, **dues, next_due_at=next_due(status, dues),
             paused_at=now if status == "waiting_requester" else None))
         if extension:
             session.add(ExtensionRequest(appeal_id=appeal.id, requested_by="handler:x", reason="需要现场勘查",

@@ -10,7 +10,7 @@ import pytest
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.city.department import Department
-from appealflow.models.telling.audience import WHO_HEARS, Audience, Event, messages_for, when
+from appealflow.models.telling.audience import WHO_HEARS, Assignee, Audience, Event, messages_for, when
 from appealflow.notifications.messages import LANGUAGES, Links, render, render_in, render_message, templates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,8 @@ EVENT_FACTS = {
     Event.returned: {"reason": "不属本部门职责", "returned_by": {"zh": "市住房局", "en": "Housing Bureau"}},
     Event.extension_decided: {"decision": "approved", "extra": "3d"},
     Event.assist_requested: {"reason": "需要协助"},
+    Event.assigned: {"assigned_by": "head.housing", "resolve_due": "2026-12-11T09:00:00+00:00"},
+    Event.reply_returned: {"reason": "请写明维修日期"},
     **{e: {"clock": "resolve", "due": "2026-12-04T09:00:00+00:00"}
        for e in (Event.escalation_warning, Event.escalation_breach, Event.escalation_severe)},
 }
@@ -45,6 +47,7 @@ def _department(code: str, parent: str | None = None) -> Department:
                       parent_code=parent, notify=[f"mailto:{code}@example.test"])
 
 
+ASSIGNEE = Assignee("handler.housing", "王芳", ("mailto:wang.fang@example.test",))
 LINKS = Links.of("261127-K7Q9XMA", public_url="http://127.0.0.1:8000", signing_key=b"k")
 DEPARTMENTS = {d.code: d for d in (_department("hotline_centre"), _department("housing", parent="city"),
                                    _department("city"), _department("water"))}
@@ -70,7 +73,7 @@ def test_both_languages_have_every_message_with_the_same_fields():
 @pytest.mark.parametrize("event", list(Event))
 def test_every_message_renders_from_the_facts_its_callers_give(event):
     messages = messages_for(event, APPEAL, key="v3", departments=DEPARTMENTS, facts=EVENT_FACTS[event],
-                            assisting=("water",), helper="water")
+                            assisting=("water",), helper="water", assignee=ASSIGNEE)
     assert {m.audience for m in messages} == set(WHO_HEARS[event])
     for message in messages:
         for language in LANGUAGES:

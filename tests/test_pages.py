@@ -155,7 +155,7 @@ def test_pages(stack):
     assert mine in queue
     detail = page(handler, f"/work/appeals/{mine}")
     shown = set(re.findall(r'id="action-([a-z_]+)"', detail))
-    assert shown == {"accept", "return", "add_assist", "note"}, shown
+    assert shown == {"take", "accept", "return", "add_assist", "note"}, shown  # take: it is in the mailbox
     assert "赵小明" in detail  # the handling department sees who the requester is
     # Places and channels by name in the page's language, never as codes.
     location = re.search(r'id="location">([^<]*)<', detail).group(1)

@@ -159,10 +159,12 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
         assert rated.status_code == 200, rated.text
         again = httpx.post(rating_links[who], json={"solved": True, "satisfaction": "satisfied"})
         assert again.status_code == 409 and "already rated" in again.json()["detail"]
-    # Unsatisfied: back to the same department at raised priority, replied again, then closed.
+    # Unsatisfied: back to the same department under the reopened (重办) deadlines, not urgent wall-clock
+    # ones, replied again, then closed.
     reopened = httpx.get(_links(inbox("email")[0]["text"])[0]).json()
-    assert reopened["status"] == "dispatched" and reopened["priority"] == "urgent"
+    assert reopened["status"] == "dispatched" and reopened["priority"] == "normal"
     me = _handler_for(api, code["email"])
+    assert api.get(f"/staff/appeals/{code['email']}", headers=me).json()["reopen_count"] == 1
     for action, body in (("accept", {}), ("contact", {}), ("reply", {"text": "已现场复查，工地已停工。"})):
         _act(api, me, code["email"], action, **body)
     wait_for(lambda: sum("已办结答复" in s for s in _subjects(inbox("email"))) == 2, timeout=60, what="second reply")

@@ -37,6 +37,7 @@ STATUS_NOTES: dict[str, str] = {
     AppealStatus.dispatched: "已派至{agency}，待签收 / Sent to {agency}, waiting to be accepted",
     AppealStatus.accepted: "{agency}已签收 / Accepted by {agency}",
     AppealStatus.in_progress: "{agency}正在办理 / {agency} is working on it",
+    AppealStatus.reviewing: "{agency}正在办理 / {agency} is working on it",
     AppealStatus.waiting_requester: "等待诉求人补充信息，计时暂停 / Waiting for information from the requester; "
                                     "the clock is paused",
     AppealStatus.replied: "{agency}已答复，待诉求人评价 / {agency} has replied; waiting for the requester's rating",

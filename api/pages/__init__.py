@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from appealflow.api import outage
-from appealflow.api.pages import citizen, docs, signed_in, staff, supervise
+from appealflow.api.pages import citizen, desk, docs, signed_in, staff, supervise
 from appealflow.api.pages.client import Unavailable
 from appealflow.api.pages.common import HERE, render
 from appealflow.api.pages.negotiate import BrowserToPage
@@ -40,6 +40,7 @@ def install(app: FastAPI) -> None:
     app.include_router(docs.router)
     app.include_router(citizen.router)
     app.include_router(staff.router)
+    app.include_router(desk.router)
     app.include_router(supervise.router)
     signed_in.install(app)
     app.add_middleware(BrowserToPage)  # message links opened in a browser show the page

@@ -46,6 +46,12 @@ class Api:
     async def post(self, url: str, **kwargs) -> httpx.Response:
         return await self("POST", url, **kwargs)
 
+    async def put(self, url: str, **kwargs) -> httpx.Response:
+        return await self("PUT", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs) -> httpx.Response:
+        return await self("DELETE", url, **kwargs)
+
 
 def field_errors(response: httpx.Response) -> dict[str, str]:
     """A 422's errors by field name (the last part of `loc`), for showing next to each field."""

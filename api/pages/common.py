@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader
 from sqlmodel import Session
 
 from appealflow.api.auth import TOKEN_LIFETIME, issue_token, optional_staff
+from appealflow.models.appeals.history import STAFF_STATUS_WORDS
 from appealflow.models.appeals.tracking import STATUS_WORDS
 from appealflow.models.city.people import Staff
 from appealflow.settings import Settings, get_settings
@@ -37,9 +38,11 @@ templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(HERE / "temp
 @lru_cache
 def catalogue(language: str) -> dict[str, str]:
     """The pages' words in one language. A status is named as its requester reads it in the JSON
-    view (`STATUS_WORDS`), so a page and the API never call one status two things."""
+    view (`STATUS_WORDS`), so a page and the API never call one status two things; staff pages name
+    it in the desk's words (`staff_status.*`, from `STAFF_STATUS_WORDS`)."""
     words = yaml.safe_load((HERE / "locales" / f"{language}.yaml").read_text(encoding="utf-8"))
-    return words | {f"status.{status}": by_language[language][0] for status, by_language in STATUS_WORDS.items()}
+    return (words | {f"status.{status}": by_language[language][0] for status, by_language in STATUS_WORDS.items()}
+            | {f"staff_status.{status}": by_language[language] for status, by_language in STAFF_STATUS_WORDS.items()})
 
 
 def language(request: Request) -> str:

@@ -52,6 +52,7 @@ def staff_page(roles: Collection[Role] = ()) -> Callable[[Request], Awaitable[St
 StaffPage = Annotated[Staff, Depends(staff_page())]
 OperatorPage = Annotated[Staff, Depends(staff_page((Role.operator,)))]
 OversightPage = Annotated[Staff, Depends(staff_page(OVERSIGHT_ROLES))]
+HeadPage = Annotated[Staff, Depends(staff_page((Role.department_head,)))]
 
 
 def install(app: FastAPI) -> None:

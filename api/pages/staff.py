@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse
@@ -33,7 +34,7 @@ from appealflow.models.appeals.workbench import answered_on_the_spot, department
 from appealflow.models.city.department import Category, Department, by_name
 from appealflow.models.city.people import Staff
 from appealflow.models.city.reference import read_catalogue
-from appealflow.models.clocks.states import clocks
+from appealflow.models.clocks.states import clocks, met_times
 from appealflow.models.oversight.supervision import at_risk
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
@@ -43,7 +44,8 @@ router = APIRouter(include_in_schema=False)
 Code = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 # The actions a page offers, in the order shown; the state machine decides which apply now.
-OFFERED = (Action.answer, Action.accept, Action.contact, Action.reply, Action.request_info, Action.info_received,
+OFFERED = (Action.answer, Action.take, Action.assign, Action.accept, Action.contact, Action.approve_reply,
+           Action.reject_reply, Action.reply, Action.record_contact, Action.request_info, Action.info_received,
            Action.request_extension, Action.decide_extension, Action.add_assist, Action.return_,
            Action.dispatch, Action.merge, Action.invalidate, Action.note)
 
@@ -119,7 +121,7 @@ def _places() -> dict[str, dict]:
         return {d["code"]: dict(d, streets={s["code"]: s for s in d["streets"]}) for d in districts(session)}
 
 
-QUEUE_FILTERS = ("status", "category", "overdue", "q", "cursor")
+QUEUE_FILTERS = ("status", "category", "overdue", "q", "owner", "cursor")
 
 
 @router.get("/work")
@@ -133,12 +135,14 @@ async def work_queue(request: Request, staff: StaffPage):
     for item in page["items"]:
         item["clocks"] = clocks(item, now, risky)
         item["received_at"] = datetime.fromisoformat(item["received_at"])
+        if item.get("waiting_since"):  # a reply waiting for the head's review: for how long
+            item["waiting_minutes"] = int((now - datetime.fromisoformat(item["waiting_since"])).total_seconds() // 60)
     next_url = None
     if page["next_cursor"]:
         next_url = "/work?" + urlencode({**{k: v for k, v in wanted.items() if k != "cursor"},
                                           "cursor": page["next_cursor"]})
     statuses = ("triage", "returned", "reopened") if staff.role == Role.dispatcher else (
-        "dispatched", "accepted", "in_progress", "waiting_requester")
+        "dispatched", "accepted", "in_progress", "waiting_requester", "reviewing")
     return render(request, "queue.html", {
         "items": page["items"], "wanted": wanted, "next_url": next_url, "error": error, "statuses": statuses,
         "categories": [c for c in categories if c.parent_code is None] + [c for c in categories if c.parent_code],
@@ -161,6 +165,10 @@ def allowed_actions(staff: Staff, appeal: dict) -> list[str]:
         if action == Action.decide_extension and not any(
                 e["status"] == "pending" for e in appeal["extension_requests"]):
             continue
+        if action == Action.take and appeal.get("assignee"):  # taken already: the head reassigns
+            continue
+        if action == Action.assign and not appeal.get("colleagues"):
+            continue
         found.append(action.value)
     return found
 
@@ -182,10 +190,12 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
     departments, categories, risky = await run_in_threadpool(_reference_lists)
     places = await run_in_threadpool(_places)
     now = utcnow()
-    appeal["clocks"] = clocks(appeal, now, risky)
+    appeal["clocks"] = clocks(appeal, now, risky, met_times(appeal["history"]))
     for event in appeal["history"]:
         event["at"] = datetime.fromisoformat(event["at"])
     appeal["received_at"] = datetime.fromisoformat(appeal["received_at"])
+    for earlier in appeal.get("earlier", []):
+        earlier["received_at"] = datetime.fromisoformat(earlier["received_at"])
     actions = allowed_actions(staff, appeal) if shown is None else []
     suggestions: list[dict] = []
     duplicates: list[dict] = []  # open appeals probably about the same matter, each one click from a merge
@@ -277,6 +287,16 @@ def _text(value) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _in_city(local: str) -> str:
+    """A datetime-local field's value (the city's wall time, no zone) as a time with its zone; left
+    as typed when it is not one, for the API to refuse by name."""
+    try:
+        moment = datetime.fromisoformat(local)
+    except ValueError:
+        return local
+    return (moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(get_settings().timezone))).isoformat()
+
+
 # Why an answer on the spot was refused, in the page's words, by the field the API named.
 ANSWER_REFUSALS = {"policy_answer": "answer.refused.entry", "action": "answer.refused.type",
                    "text": "answer.refused.text"}
@@ -299,10 +319,13 @@ async def take_action(request: Request, code: Code, action: Action, staff: Staff
     form = await request.form()
     check_csrf(request, _text(form.get("csrf")))
     body: dict = {"version": _text(form.get("version"))}
-    for name in ("reason", "text", "department", "parent", "extra", "extension_id", "policy_answer"):
+    for name in ("reason", "text", "department", "parent", "extra", "extension_id", "policy_answer", "assignee",
+                 "method", "outcome"):
         value = _text(form.get(name)).strip()
         if value:
             body[name] = value
+    if contacted_at := _text(form.get("contacted_at")).strip():
+        body["contacted_at"] = _in_city(contacted_at)
     if form.getlist("assisting"):
         body["assisting"] = [_text(code_) for code_ in form.getlist("assisting") if _text(code_)]
     if form.get("approve") in ("yes", "no"):

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index, String, text
 from sqlmodel import Field, SQLModel
 
-from appealflow.models.appeals.enums import OPEN_STATUSES, ExtensionStatus
+from appealflow.models.appeals.enums import OPEN_STATUSES, AppealStatus, ExtensionStatus
 from appealflow.models.storage.columns import UTCDateTime, utcnow
 
 OPEN_CONDITION = f"status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
@@ -20,10 +20,12 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_status_id", "status", "id"),
         Index("ix_appeal_department_status", "department_code", "status"),
         Index("ix_appeal_replied", "status", "replied_at"),
-        # The handler's queue: their department's open appeals, nearest deadline first. Partial, so
-        # the years of closed appeals a city keeps cost it nothing.
-        Index("ix_appeal_queue", "department_code", "resolve_due_at", "id",
+        # The handler's queue: their department's open appeals, nearest running deadline first.
+        # Partial, so the years of closed appeals a city keeps cost it nothing.
+        Index("ix_appeal_queue", "department_code", "next_due_at", "id",
               postgresql_where=text(OPEN_CONDITION), sqlite_where=text(OPEN_CONDITION)),
+        Index("ix_appeal_assignee", "assignee", "status"),
+        Index("ix_appeal_requester_phone", "requester_phone"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -54,6 +56,10 @@ class Appeal(SQLModel, table=True):
     accept_due_at: datetime | None = Field(default=None, sa_column=_ts())
     contact_due_at: datetime | None = Field(default=None, sa_column=_ts())
     resolve_due_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The nearest deadline of a clock still running (see `next_due`): what the queue sorts by.
+    next_due_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The handler who owns it within the department (None: the department's mailbox).
+    assignee: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(sa_column=_ts(nullable=False))
     # A dispatch worker's claim; a claim that outlives its lease belongs to a dead worker.
     claimed_until: datetime | None = Field(default=None, sa_column=_ts())
@@ -69,6 +75,23 @@ class Appeal(SQLModel, table=True):
     reopen_count: int = Field(default=0)  # the second unsatisfied rating goes to a supervisor
     parent_id: int | None = Field(default=None, foreign_key="appeal.id")
     version: int = Field(default=1)
+
+
+# Which clocks still run in each status: accepting, first contact and resolving are met in turn.
+RUNNING_CLOCKS: dict[str, tuple[str, ...]] = {
+    AppealStatus.dispatched: ("accept_due_at", "contact_due_at", "resolve_due_at"),
+    AppealStatus.accepted: ("contact_due_at", "resolve_due_at"),
+    AppealStatus.in_progress: ("resolve_due_at",),
+    AppealStatus.reviewing: ("resolve_due_at",),
+    # Paused: nothing runs, and resuming moves the deadline; it keeps its place by the resolve one.
+    AppealStatus.waiting_requester: ("resolve_due_at",),
+}
+
+
+def next_due(status: str, deadlines: dict) -> datetime | None:
+    """The nearest deadline of the clocks running in `status`, from the three due columns."""
+    running = [deadlines.get(c) for c in RUNNING_CLOCKS.get(status, ())]
+    return min((d for d in running if d is not None), default=None)
 
 
 class AppealAssist(SQLModel, table=True):

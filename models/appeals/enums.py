@@ -32,6 +32,7 @@ class AppealStatus(StrEnum):
     accepted = "accepted"
     in_progress = "in_progress"
     waiting_requester = "waiting_requester"
+    reviewing = "reviewing"  # a handler's reply waits for the department head's approval (审核)
     replied = "replied"
     returned = "returned"
     arbitration = "arbitration"  # returned too often: a supervisor decides who owns it
@@ -42,7 +43,7 @@ class AppealStatus(StrEnum):
 
 # Where a department is working the appeal: its deadlines run, it can be late.
 OPEN_STATUSES = (AppealStatus.dispatched, AppealStatus.accepted, AppealStatus.in_progress,
-                 AppealStatus.waiting_requester)
+                 AppealStatus.waiting_requester, AppealStatus.reviewing)
 
 
 class DepartmentKind(StrEnum):
@@ -59,6 +60,20 @@ class NotificationStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     undeliverable = "undeliverable"
+
+
+class ContactMethod(StrEnum):
+    phone = "phone"
+    visit = "visit"
+    sms = "sms"
+    email = "email"
+
+
+class ContactOutcome(StrEnum):
+    reached = "reached"            # spoke with the requester
+    no_answer = "no_answer"        # rang, no one answered
+    unreachable = "unreachable"    # wrong number, switched off, moved
+    declined = "declined"          # reached, and they did not want to talk
 
 
 class ClockState(StrEnum):

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session, SQLModel, col
 
-from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.appeals.appeal import Appeal, AppealEvent, next_due
 from appealflow.models.appeals.enums import CENTRE_ROLES, DEPARTMENT_ROLES, OPEN_STATUSES, Role
 from appealflow.models.appeals.enums import AppealStatus as S
 from appealflow.models.refusal import Kind, Refused
@@ -26,6 +26,12 @@ class Action(StrEnum):
     request_info = "request_info"      # the clock stops until the requester answers
     info_received = "info_received"
     reply = "reply"                    # 办结
+    submit_reply = "submit_reply"      # a reply where the department reviews: it waits for the head (审核)
+    approve_reply = "approve_reply"    # the head approves: the reply reaches the requester
+    reject_reply = "reject_reply"      # the head returns it to the handler with a reason
+    assign = "assign"                  # the head gives the appeal to one handler
+    take = "take"                      # a handler takes an unassigned appeal of their department
+    record_contact = "record_contact"  # a later contact: method, time, outcome, note
     return_ = "return"                 # 退单: not ours
     return_to_supervisor = "return_to_supervisor"  # the third return: a supervisor arbitrates
     request_extension = "request_extension"        # 延期
@@ -74,6 +80,12 @@ def _rows() -> dict[tuple[S, Action], Step]:
     allow((S.accepted, S.in_progress), Action.request_info, S.waiting_requester, DEPARTMENT)
     allow(S.waiting_requester, Action.info_received, S.in_progress, DEPARTMENT | {Role.requester})
     allow(S.in_progress, Action.reply, S.replied, DEPARTMENT)
+    allow(S.in_progress, Action.submit_reply, S.reviewing, DEPARTMENT)
+    allow(S.reviewing, Action.approve_reply, S.replied, {Role.department_head})
+    allow(S.reviewing, Action.reject_reply, S.in_progress, {Role.department_head})
+    allow(OPEN, Action.assign, None, {Role.department_head})
+    allow(OPEN, Action.take, None, DEPARTMENT)
+    allow((S.in_progress, S.waiting_requester, S.reviewing), Action.record_contact, None, DEPARTMENT)
     # The operator who took the call, or a dispatcher, answers a consultation before any routing.
     allow((S.received, S.triage), Action.answer, S.replied, {Role.operator, Role.dispatcher})
     allow((S.accepted, S.in_progress, S.waiting_requester), Action.request_extension, None, DEPARTMENT)
@@ -123,11 +135,15 @@ MAX_RETURNS_BEFORE_ARBITRATION = 2
 MAX_REOPENS_BEFORE_SUPERVISOR = 1
 
 
-def as_taken(action: Action, return_count: int, reopen_count: int = 0, *, has_department: bool = True) -> Action:
+def as_taken(action: Action, return_count: int, reopen_count: int = 0, *, has_department: bool = True,
+             reviewed: bool = False) -> Action:
     """The action a request really takes: a return past the limit goes to a supervisor (the third
     return of one appeal is a dispute, not a routing slip), and so does a second unsatisfied rating
     (the department had its second chance), or any unsatisfied rating of an answer no department
-    gave (a consultation answered on the spot: a supervisor finds who should take it)."""
+    gave (a consultation answered on the spot: a supervisor finds who should take it). A handler's
+    reply in a department that reviews replies (`reviewed`) waits for the head's approval."""
+    if action == Action.reply and reviewed:
+        return Action.submit_reply
     if action == Action.return_ and return_count >= MAX_RETURNS_BEFORE_ARBITRATION:
         return Action.return_to_supervisor
     if action == Action.reopen and (reopen_count >= MAX_REOPENS_BEFORE_SUPERVISOR or not has_department):
@@ -185,18 +201,22 @@ def apply_transitions(session: Session, transitions: list[Transition], *, now: d
         return []
     wanted = {t.appeal_id: t for t in transitions}
     current = session.execute(
-        select(col(Appeal.id), col(Appeal.status), col(Appeal.version))
+        select(col(Appeal.id), col(Appeal.status), col(Appeal.version), col(Appeal.accept_due_at),
+               col(Appeal.contact_due_at), col(Appeal.resolve_due_at))
         .where(col(Appeal.id).in_(wanted)).with_for_update()
     ).all()
-    applied = [wanted[id_] for id_, status, version in current
-               if (status, version) == (wanted[id_].from_status, wanted[id_].version)]
+    applied = [wanted[row.id] for row in current
+               if (row.status, row.version) == (wanted[row.id].from_status, wanted[row.id].version)]
+    due_now = {row.id: row._asdict() for row in current}
     by_columns: dict[tuple[str, ...], list[dict]] = defaultdict(list)
     events: list[dict] = []
     for t in applied:
         to_status = next_status(t.from_status, t.action)
-        by_columns[tuple(sorted(t.changes))].append(
+        # Every move may start, meet or shift a clock: the queue's sort key follows in the same UPDATE.
+        changes = t.changes | {"next_due_at": next_due(to_status, due_now[t.appeal_id] | t.changes)}
+        by_columns[tuple(sorted(changes))].append(
             {"b_id": t.appeal_id, "b_from": t.from_status, "b_version": t.version, "b_to": to_status,
-             "b_next": t.version + 1, "b_now": now, **{f"b_{k}": v for k, v in t.changes.items()}})
+             "b_next": t.version + 1, "b_now": now, **{f"b_{k}": v for k, v in changes.items()}})
         events.append(dict(appeal_id=t.appeal_id, kind=t.action.value, actor=t.actor, at=now,
                            from_status=t.from_status, to_status=to_status, detail=t.detail))
     table = SQLModel.metadata.tables["appeal"]

@@ -7,11 +7,11 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from appealflow.models.appeals.appeal import Appeal
-from appealflow.models.appeals.enums import AppealStatus, Priority
+from appealflow.models.appeals.enums import AppealStatus
 from appealflow.models.appeals.lifecycle import Action, IllegalTransition, Transition, apply_transitions
 from appealflow.models.appeals.steps import ActionRefused, DepartmentsOf, Effects, Step, release_merged, require
 from appealflow.models.city.reference import read_reference
-from appealflow.models.clocks.deadlines import deadlines_for, policy_for
+from appealflow.models.clocks.deadlines import reopen_deadlines
 from appealflow.models.clocks.escalation import clock_rows, stop_clocks
 from appealflow.models.storage.columns import stored_id
 from appealflow.models.telling.audience import Event, messages_for, when
@@ -60,13 +60,13 @@ def rate(s: Step) -> Effects:
 
 
 def reopen(s: Step) -> Effects:
-    """重办: back to the department that replied, at raised priority, with deadlines from now."""
+    """重办: back to the department that replied, tagged as reopened (reopen_count), with the reopen
+    policy's deadlines from now."""
     changes, detail = _rating(s)
     ref = read_reference(s.session)
     lineage = ref.catalogue.lineage(s.appeal.category_code) if s.appeal.category_code else []
-    deadlines = deadlines_for(policy_for(ref.policies, s.appeal.appeal_type, Priority.urgent, lineage), s.now,
-                              s.calendar)
-    changes |= {"priority": Priority.urgent, "reopen_count": s.appeal.reopen_count + 1, "replied_at": None,
+    deadlines = reopen_deadlines(ref.policies, s.appeal.appeal_type, s.appeal.priority, lineage, s.now, s.calendar)
+    changes |= {"reopen_count": s.appeal.reopen_count + 1, "replied_at": None,
                 "dispatched_at": s.now, "paused_at": None, "accept_due_at": deadlines.accept_due_at,
                 "contact_due_at": deadlines.contact_due_at, "resolve_due_at": deadlines.resolve_due_at}
     detail |= {"department": s.appeal.department_code, "resolve_due_at": deadlines.resolve_due_at.isoformat()}

@@ -16,7 +16,7 @@ from appealflow.models.city.people import Staff
 from appealflow.models.clocks.calendar import WorkingCalendar
 from appealflow.models.refusal import Kind, Refused
 from appealflow.models.storage.columns import stored_id
-from appealflow.models.telling.audience import Event, Message, messages_for
+from appealflow.models.telling.audience import Event, Message, assignees, messages_for
 
 
 class ActionRefused(Refused):
@@ -64,6 +64,10 @@ class ActionInput:
     policy_answer: int | None = None
     solved: bool | None = None
     satisfaction: str | None = None
+    assignee: str | None = None
+    method: str | None = None
+    outcome: str | None = None
+    contacted_at: datetime | None = None
 
 
 @dataclass
@@ -116,8 +120,9 @@ class Step:
             col(Appeal.parent_id) == self.appeal_id, col(Appeal.status) == AppealStatus.merged)).scalars())
 
     def tell(self, event: Event, **facts) -> list[Message]:
+        owner = assignees(self.session, [self.appeal.assignee]).get(self.appeal.assignee or "")
         return messages_for(event, self.appeal, key=self.key, departments=self.departments, facts=facts,
-                            followers=self.followers())
+                            followers=self.followers(), assignee=owner)
 
 
 def require(value, field: str, message: str):

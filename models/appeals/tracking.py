@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import segno
 
+from appealflow.models.appeals.enums import OPEN_STATUSES
+
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: codes are read out on the phone
 
 
@@ -190,6 +192,9 @@ STATUS_WORDS: dict[str, dict[str, tuple[str, str]]] = {
                  "en": ("Accepted", "The department will contact you.")},
     "in_progress": {"zh": ("办理中", "承办部门正在办理，办结后会答复您。"),
                     "en": ("In progress", "The department is working on it and will reply.")},
+    # Review is the department's own step: the requester reads it as work in progress.
+    "reviewing": {"zh": ("办理中", "承办部门正在办理，办结后会答复您。"),
+                  "en": ("In progress", "The department is working on it and will reply.")},
     "waiting_requester": {"zh": ("待补充信息", "请通过此链接补充所需信息，补充前办理时限暂停。"),
                           "en": ("Waiting for you", "Please add the information asked for; the deadline "
                                                     "is paused until you do.")},
@@ -254,7 +259,7 @@ def tracking_view(appeal, events: Iterable, departments: Mapping[str, dict], *, 
         detail = {k: v for k, v in event.detail.items() if k != "department"}
         timeline.append({"kind": event.kind, "label": label, "at": event.at.isoformat(), "at_local": local(event.at),
                          "department": department, "status": event.to_status, "detail": detail})
-    open_clocks = appeal.status in ("dispatched", "accepted", "in_progress", "waiting_requester")
+    open_clocks = appeal.status in OPEN_STATUSES
     deadlines = [{"clock": clock, "label": CLOCK_WORDS[clock][lang], "due_at": due.isoformat(),
                   "due_local": local(due)}
                  for clock, due in (("accept", appeal.accept_due_at), ("contact", appeal.contact_due_at),

@@ -2,14 +2,23 @@
 state machine's table (lifecycle.check) and is applied guarded by status and version."""
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
 from appealflow.models.appeals.access import merge_parent_condition
-from appealflow.models.appeals.appeal import Appeal, AppealAssist, ExtensionRequest
-from appealflow.models.appeals.enums import DEPARTMENT_ROLES, AppealStatus, AppealType, ExtensionStatus, Role
+from appealflow.models.appeals.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest
+from appealflow.models.appeals.enums import (
+    DEPARTMENT_ROLES,
+    AppealStatus,
+    AppealType,
+    ContactMethod,
+    ContactOutcome,
+    ExtensionStatus,
+    Role,
+)
 from appealflow.models.appeals.lifecycle import (
     Action,
     IllegalTransition,
@@ -39,7 +48,8 @@ from appealflow.models.appeals.steps import (
     release_merged,
     require,
 )
-from appealflow.models.city.people import Staff
+from appealflow.models.city.department import Department
+from appealflow.models.city.people import Staff, StaffUser
 from appealflow.models.city.reference import read_reference
 from appealflow.models.clocks.calendar import WorkingCalendar
 from appealflow.models.clocks.deadlines import Duration
@@ -57,7 +67,7 @@ from appealflow.models.routing.dispatch import by_hand, placement, set_assisting
 from appealflow.models.routing.dispatch import messages as dispatch_messages
 from appealflow.models.routing.policy_qa import PolicyAnswer
 from appealflow.models.storage.columns import stored_id
-from appealflow.models.telling.audience import Event, messages_for
+from appealflow.models.telling.audience import Event, assignees, messages_for, when
 from appealflow.models.telling.outbox import write
 
 
@@ -65,6 +75,12 @@ def department_may_take(role: Role, department_code: str | None, appeal_departme
                         action: Action) -> bool:
     """A department acts only on the appeals it holds; an assisting department adds notes."""
     return role not in DEPARTMENT_ROLES or action == Action.note or appeal_department == department_code
+
+
+def reviews_replies(session: Session, department_code: str | None) -> bool:
+    """Whether the department's head approves its handlers' replies before the requester sees them."""
+    department = session.get(Department, department_code) if department_code else None
+    return bool(department and department.review_replies)
 
 
 def answered_on_the_spot(appeal_type: AppealType | str) -> bool:
@@ -76,7 +92,8 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
         now: datetime, calendar: WorkingCalendar) -> Appeal:
     """Take one action; the caller commits. Raises NotPermitted, IllegalTransition, StaleVersion,
     NotYourDepartment or ActionRefused."""
-    action = as_taken(action, appeal.return_count, appeal.reopen_count, has_department=bool(appeal.department_code))
+    action = as_taken(action, appeal.return_count, appeal.reopen_count, has_department=bool(appeal.department_code),
+                      reviewed=staff.role == Role.handler and reviews_replies(session, appeal.department_code))
     # Rated, and not replied again since (a reopened appeal's new reply is rated afresh).
     rated = appeal.rated_at is not None and appeal.status != AppealStatus.replied
     if action in RATING_ACTIONS and rated:
@@ -110,8 +127,9 @@ def act(session: Session, staff: Staff, appeal: Appeal, action: Action, given: A
 
 
 SATISFIES = {Action.accept: ("accept",), Action.contact: ("contact",)}
-ENDS_CLOCKS = {Action.reply, Action.return_, Action.return_to_supervisor, Action.merge, Action.invalidate,
-               Action.withdraw, Action.reopen_to_supervisor}
+# A reply under review keeps the clock running until the head approves it.
+ENDS_CLOCKS = {Action.reply, Action.approve_reply, Action.return_, Action.return_to_supervisor, Action.merge,
+               Action.invalidate, Action.withdraw, Action.reopen_to_supervisor}
 
 
 def _move_clocks(session: Session, appeal_id: int, action: Action, effects: Effects, paused_at: datetime | None,
@@ -130,8 +148,69 @@ def _move_clocks(session: Session, appeal_id: int, action: Action, effects: Effe
 
 # One handler per action: the columns it changes, what its event records, who hears of it.
 
-def _accept_or_contact(s: Step) -> Effects:
+def _accept(s: Step) -> Effects:
     return Effects(detail={"reason": s.given.reason} if s.given.reason else {})
+
+
+# A contact recorded later than this after the fact, or in the future, is a typing slip.
+CONTACT_SLACK = timedelta(minutes=5)
+
+
+def _contact_record(s: Step, *, required: bool) -> dict:
+    """How the requester was contacted: method, when, outcome and a note; each checked."""
+    if not required and not s.given.method:
+        return {"reason": s.given.reason} if s.given.reason else {}
+    method = require(s.given.method, "method", f"say how: {', '.join(ContactMethod)}")
+    if method not in set(ContactMethod):
+        raise ActionRefused("method", f"one of {', '.join(ContactMethod)}")
+    outcome = require(s.given.outcome, "outcome", f"say what came of it: {', '.join(ContactOutcome)}")
+    if outcome not in set(ContactOutcome):
+        raise ActionRefused("outcome", f"one of {', '.join(ContactOutcome)}")
+    at = s.given.contacted_at or s.now
+    if at.tzinfo is None:
+        raise ActionRefused("contacted_at", "give the time with its zone, like 2026-12-03T10:12+08:00")
+    if at > s.now + CONTACT_SLACK or at < s.appeal.received_at - CONTACT_SLACK:
+        raise ActionRefused("contacted_at", "the contact's time is between the appeal's arrival and now")
+    note = (s.given.text or s.given.reason or "").strip()
+    return {"method": method, "outcome": outcome, "contacted_at": at.astimezone(UTC).isoformat(),
+            **({"note": note} if note else {})}
+
+
+def _contact(s: Step) -> Effects:
+    """The first contact (it meets the contact clock); the record is optional for API clients."""
+    return Effects(detail=_contact_record(s, required=False))
+
+
+def _record_contact(s: Step) -> Effects:
+    return Effects(detail=_contact_record(s, required=True))
+
+
+def _assignable(s: Step, username: str | None) -> StaffUser:
+    """An active handler or head of the appeal's department, named by username."""
+    wanted = require(username, "assignee", "name the handler")
+    user = s.session.exec(select_rows(StaffUser).where(col(StaffUser.username) == wanted)).first()
+    if (user is None or not user.active or user.department_code != s.appeal.department_code
+            or user.role not in DEPARTMENT_ROLES):
+        raise ActionRefused("assignee", f"{wanted!r} is not a handler of {s.appeal.department_code}")
+    return user
+
+
+def _assign(s: Step) -> Effects:
+    user = _assignable(s, s.given.assignee)
+    if user.username == s.appeal.assignee:
+        raise ActionRefused("assignee", f"already assigned to {user.display_name}")
+    told = messages_for(Event.assigned, s.appeal, key=s.key, departments=s.departments,
+                        assignee=assignees(s.session, [user.username]).get(user.username),
+                        facts={"assigned_by": s.staff.username, "resolve_due": when(s.appeal.resolve_due_at)})
+    return Effects({"assignee": user.username}, {"assignee": user.username, "previous": s.appeal.assignee}, told)
+
+
+def _take(s: Step) -> Effects:
+    if s.appeal.assignee == s.staff.username:
+        raise ActionRefused("assignee", "it is yours already")
+    if s.appeal.assignee:
+        raise ActionRefused("assignee", f"assigned to {s.appeal.assignee}; ask your department head to reassign it")
+    return Effects({"assignee": s.staff.username}, {"assignee": s.staff.username})
 
 
 def _note(s: Step) -> Effects:
@@ -162,6 +241,34 @@ def _reply(s: Step) -> Effects:
     # The reply message carries the rating link; no rating by the configured time closes it unrated.
     return Effects({"replied_at": s.now}, {"result": result, "attachments": s.given.attachments},
                    s.tell(Event.replied, result=result))
+
+
+def _submit_reply(s: Step) -> Effects:
+    """审核: the reply waits for the head; nothing reaches the requester yet, and the clock runs on."""
+    result = require(s.given.text, "text", "a reply states the result")
+    return Effects({}, {"result": result, "attachments": s.given.attachments})
+
+
+def submitted_reply(session: Session, appeal_id: int) -> dict:
+    """The reply waiting for review: the detail of the newest submission."""
+    found = session.exec(select_rows(AppealEvent).where(col(AppealEvent.appeal_id) == appeal_id,
+                                                   col(AppealEvent.kind) == Action.submit_reply)
+                         .order_by(col(AppealEvent.id).desc())).first()
+    return dict(found.detail, by=found.actor) if found else {}
+
+
+def _approve_reply(s: Step) -> Effects:
+    """The head approves (and may edit) the handler's reply: now it is sent, as any reply."""
+    submitted = submitted_reply(s.session, s.appeal_id)
+    result = (s.given.text or "").strip() or require(submitted.get("result"), "text", "no reply waits for review")
+    detail = {"result": result, "attachments": submitted.get("attachments") or [], "submitted_by": submitted.get("by"),
+              "edited": result != submitted.get("result")}
+    return Effects({"replied_at": s.now}, detail, s.tell(Event.replied, result=result))
+
+
+def _reject_reply(s: Step) -> Effects:
+    reason = require(s.given.reason or s.given.text, "reason", "say what the reply needs")
+    return Effects({}, {"reason": reason}, s.tell(Event.reply_returned, reason=reason))
 
 
 def _answer(s: Step) -> Effects:
@@ -268,8 +375,14 @@ def _invalidate(s: Step) -> Effects:
 
 
 HANDLERS: dict[Action, Callable[[Step], Effects]] = {
-    Action.accept: _accept_or_contact,
-    Action.contact: _accept_or_contact,
+    Action.accept: _accept,
+    Action.contact: _contact,
+    Action.record_contact: _record_contact,
+    Action.assign: _assign,
+    Action.take: _take,
+    Action.submit_reply: _submit_reply,
+    Action.approve_reply: _approve_reply,
+    Action.reject_reply: _reject_reply,
     Action.note: _note,
     Action.request_info: _request_info,
     Action.info_received: _info_received,

@@ -15,6 +15,8 @@ class Department(SQLModel, table=True):
     district: str | None = Field(default=None, max_length=40)
     street: str | None = Field(default=None, max_length=40)
     notify: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Whether a handler's reply waits for the department head's approval (审核) before it is sent.
+    review_replies: bool = Field(default=False)
 
 
 class Category(SQLModel, table=True):

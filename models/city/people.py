@@ -24,6 +24,8 @@ class StaffUser(SQLModel, table=True):
     department_code: str | None = Field(default=None, foreign_key="department.code", max_length=40)
     password_hash: str = Field(max_length=200)
     active: bool = True
+    # Where this person hears of the appeals given to them: an Apprise URL (mailto:, a bot's json://).
+    notify: str | None = Field(default=None, max_length=300)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
@@ -70,7 +72,8 @@ def as_staff(user: StaffUser) -> Staff:
 
 
 def add_user(session: Session, *, username: str, password: str, role: Role, display_name: str | None = None,
-             department_code: str | None = None) -> StaffUser:
+             department_code: str | None = None, notify: str | None = None) -> StaffUser:
+    """A new account; refused (StaffError) if the role and department disagree or the name is taken."""
     if (role in DEPARTMENT_ROLES) != bool(department_code):
         raise StaffError("handlers and department heads belong to a department; no other role does")
     if len(password) < 8:
@@ -78,7 +81,7 @@ def add_user(session: Session, *, username: str, password: str, role: Role, disp
     if session.exec(select(StaffUser).where(col(StaffUser.username) == username)).first():
         raise StaffError(f"user {username!r} exists")
     user = StaffUser(username=username, display_name=display_name or username, role=role,
-                     department_code=department_code, password_hash=_hasher.hash(password))
+                     department_code=department_code, password_hash=_hasher.hash(password), notify=notify)
     session.add(user)
     session.flush()
     return user

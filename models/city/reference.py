@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from appealflow.models.city.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.clocks.calendar import WorkingCalendar, load_calendar
-from appealflow.models.clocks.deadlines import Duration, Policy
+from appealflow.models.clocks.deadlines import ORIGINAL, REOPENED, Duration, Policy
 from appealflow.models.routing.keywords import Catalogue, CategoryNode, Rule
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
@@ -37,10 +37,13 @@ def load_reference_files(session: Session, folder: Path = REFERENCE_DIR) -> dict
 
     # Parents first, so foreign keys hold at every insert.
     for row in _parents_first(departments, "parent"):
+        existing = session.get(Department, row["code"])
         session.merge(Department(
             code=row["code"], name_zh=row["name_zh"], name_en=row["name_en"], kind=row["kind"],
             parent_code=row.get("parent"), district=row.get("district"), street=row.get("street"),
             notify=list(row.get("notify") or []),
+            # A head's choice on the settings page survives a reload unless the file says otherwise.
+            review_replies=row.get("review_replies", existing.review_replies if existing else False),
         ))
     session.flush()
     for row in categories:
@@ -58,7 +61,8 @@ def load_reference_files(session: Session, folder: Path = REFERENCE_DIR) -> dict
     ) for r in rules)
     session.execute(delete(DeadlinePolicy))
     for p in policies:
-        for text in (p["accept"], p["resolve"], p.get("contact") or "1m"):
+        reopen_original = p["priority"] == REOPENED and p["resolve"] == ORIGINAL
+        for text in (p["accept"], "1m" if reopen_original else p["resolve"], p.get("contact") or "1m"):
             Duration.parse(text)  # refuse a bad file before anything uses it
     session.add_all(DeadlinePolicy(
         appeal_type=p.get("type"), priority=p["priority"], category_code=p.get("category"),
@@ -109,7 +113,8 @@ def read_catalogue(session: Session) -> Catalogue:
 def read_reference(session: Session, *, hours: str = "09:00-17:00", zone: str = "Asia/Shanghai") -> Reference:
     """Everything dispatch decides with: the catalogue, deadline policies, departments, the calendar."""
     policies = [Policy(p.appeal_type, p.priority, p.category_code, p.clock, Duration.parse(p.accept),
-                       Duration.parse(p.contact) if p.contact else None, Duration.parse(p.resolve))
+                       Duration.parse(p.contact) if p.contact else None,
+                       None if p.resolve == ORIGINAL else Duration.parse(p.resolve))
                 for p in session.exec(select(DeadlinePolicy))]
     departments = {d.code: d for d in session.exec(select(Department))}
     return Reference(read_catalogue(session), policies, departments,

@@ -40,7 +40,13 @@ class Policy:
     clock: str  # "wall" or "working"
     accept: Duration
     contact: Duration | None
-    resolve: Duration
+    resolve: Duration | None  # None only on a reopen policy: the appeal's own resolve length
+
+
+# The policies of a reopened appeal (重办) carry this in place of a priority; `resolve: original`
+# in the file keeps the length the appeal had the first time.
+REOPENED = "reopened"
+ORIGINAL = "original"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ def policy_for(policies: list[Policy], appeal_type: str, priority: str, lineage:
 
 
 def deadlines_for(policy: Policy, start: datetime, calendar: Calendar) -> Deadlines:
+    """The three deadlines of a policy, counted from `start` on its clock."""
+    assert policy.resolve is not None, "a reopen policy goes through reopen_deadlines"
     working = policy.clock == "working"
     return Deadlines(
         accept_due_at=calendar.add(start, policy.accept, working=working),
@@ -80,6 +88,30 @@ def deadlines_for(policy: Policy, start: datetime, calendar: Calendar) -> Deadli
         resolve_due_at=calendar.add(start, policy.resolve, working=working),
         working=working,
     )
+
+
+# Without a reopen policy in the file: a working day to accept and to contact, the original resolve.
+DEFAULT_REOPEN = Policy(None, REOPENED, None, "working", Duration(1, "d"), Duration(1, "d"), None)
+
+
+def reopen_deadlines(policies: list[Policy], appeal_type: str, priority: str, lineage: list[str],
+                     start: datetime, calendar: Calendar) -> Deadlines:
+    """重办: the reopen policy's limits on its clock (working days, so a rating at 23:37 does not give
+    the department 30 minutes of night), and the appeal's own resolve length unless the policy names one."""
+    try:
+        reopen = policy_for(policies, appeal_type, REOPENED, lineage)
+    except LookupError:
+        reopen = DEFAULT_REOPEN
+    working = reopen.clock == "working"
+    if reopen.resolve is not None:
+        resolve = calendar.add(start, reopen.resolve, working=working)
+    else:
+        original = policy_for(policies, appeal_type, priority, lineage)
+        resolve = calendar.add(start, original.resolve or DEFAULT_REOPEN.accept, working=original.clock == "working")
+    accept = calendar.add(start, reopen.accept, working=working)
+    contact = calendar.add(start, reopen.contact, working=working) if reopen.contact else None
+    return Deadlines(accept_due_at=accept, contact_due_at=contact, resolve_due_at=max(resolve, accept),
+                     working=working)
 
 
 # "Overdue", defined once for the queue's flag, its `?overdue=` filter and supervision: still open,

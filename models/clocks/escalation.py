@@ -22,7 +22,7 @@ from appealflow.models.city.department import Department
 from appealflow.models.clocks.calendar import WorkingCalendar
 from appealflow.models.clocks.deadlines import Deadlines
 from appealflow.models.storage.columns import UTCDateTime
-from appealflow.models.telling.audience import Event, Message, messages_for, when
+from appealflow.models.telling.audience import Assignee, Event, Message, assignees, messages_for, when
 from appealflow.models.telling.outbox import write
 
 WARN_AT = 0.8        # of the clock's time used
@@ -217,6 +217,7 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
                       "b_at": getattr(clock, TIER_COLUMN[next_tier]) if next_tier else None})
     fired = _insert_new(session, candidates)
     departments = {d.code: d for d in session.execute(select(Department)).scalars()} if fired else {}
+    owners = assignees(session, [appeals[row["appeal_id"]].assignee for row in candidates]) if fired else {}
     by_id = {clock.id: clock for clock in clocks}
     events: list[dict] = []
     messages: list[Message] = []
@@ -228,7 +229,7 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
         events.append(dict(appeal_id=appeal.id, kind=f"escalation_{tier.value}", actor="system:escalation", at=now,
                            from_status=appeal.status, to_status=appeal.status,
                            detail={"clock": clock.clock, "due_at": clock.due_at.isoformat()}))
-        messages += _notices(appeal, clock, tier, departments)
+        messages += _notices(appeal, clock, tier, departments, owners.get(appeal.assignee or ""))
     table = SQLModel.metadata.tables["deadline_clock"]
     session.execute(update(table).where(table.c.id == bindparam("b_id"))
                     .values(next_tier=bindparam("b_tier"), next_tier_at=bindparam("b_at")), moves)
@@ -238,8 +239,10 @@ def sweep_batch(session: Session, *, now: datetime, limit: int = 500) -> SweepRe
     return result
 
 
-def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict) -> list[Message]:
+def _notices(appeal: Appeal, clock: DeadlineClock, tier: Tier, departments: dict,
+             assignee: Assignee | None) -> list[Message]:
     """Warning: the handling department. Breach: also the supervision centre (and the department's
     head, who reads the department's inbox). Severe: also the level above the department."""
     return messages_for(Event(f"escalation_{tier.value}"), appeal, key=f"{clock.id}:{tier.value}",
-                        departments=departments, facts=dict(clock=clock.clock, due=when(clock.due_at)))
+                        departments=departments, facts=dict(clock=clock.clock, due=when(clock.due_at)),
+                        assignee=assignee)

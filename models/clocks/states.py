@@ -14,14 +14,42 @@ class Clock:
     due: datetime | None
     state: str  # "calm", "at_risk", "overdue", "paused", "met"
     minutes: int  # to the deadline (negative: past it)
+    met_at: datetime | None = None  # when it was met, if it was (a met clock without it was stopped)
+
+    @property
+    def late_minutes(self) -> int:
+        """How late it was met (0: in time)."""
+        if self.met_at is None or self.due is None or self.met_at <= self.due:
+            return 0
+        return int((self.met_at - self.due).total_seconds() // 60)
 
 
-def clocks(item: dict, now: datetime, risky: set[str]) -> list[Clock]:
-    """The deadlines of a queue item or appeal (as the API gives them) with the state each is in."""
+# The events that meet each clock; a dispatch or a reopening starts them all afresh.
+MET_BY = {"accept": ("accept",), "contact": ("contact",), "resolve": ("reply", "approve_reply", "answer")}
+RESTARTS = ("route", "dispatch", "reopen")
+
+
+def met_times(history: list[dict]) -> dict[str, datetime]:
+    """When each clock was met, from the history (oldest first) as the API gives it."""
+    met: dict[str, datetime] = {}
+    for event in history:
+        if event["kind"] in RESTARTS:
+            met.clear()
+        for name, kinds in MET_BY.items():
+            if event["kind"] in kinds:
+                at = event["at"]
+                met[name] = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return met
+
+
+def clocks(item: dict, now: datetime, risky: set[str], met: dict[str, datetime] | None = None) -> list[Clock]:
+    """The deadlines of a queue item or appeal (as the API gives them) with the state each is in,
+    and, with the appeal's `met_times`, when each met one was met."""
     paused = item.get("paused_at") is not None or item["status"] == AppealStatus.waiting_requester
     found = []
     for name, met_after in (("accept", ("dispatched",)), ("contact", ("dispatched", "accepted")),
-                            ("resolve", ("dispatched", "accepted", "in_progress", "waiting_requester"))):
+                            ("resolve", ("dispatched", "accepted", "in_progress", "waiting_requester",
+                                         "reviewing"))):
         raw = item.get(f"{name}_due_at")
         if raw is None and f"{name}_due_at" not in item:
             continue
@@ -39,5 +67,5 @@ def clocks(item: dict, now: datetime, risky: set[str]) -> list[Clock]:
             state = "at_risk"
         else:
             state = "calm"
-        found.append(Clock(name, due, state, minutes))
+        found.append(Clock(name, due, state, minutes, (met or {}).get(name) if state == "met" else None))
     return found

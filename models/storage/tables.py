@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from appealflow.models.appeals.appeal import Appeal, AppealAssist, AppealEvent, ExtensionRequest, IdempotencyKey
 from appealflow.models.appeals.open311 import Open311Client, Open311Request
+from appealflow.models.appeals.replies import CannedReply
 from appealflow.models.city.department import Category, DeadlinePolicy, Department, RoutingRule
 from appealflow.models.city.people import ApiKey, StaffUser
 from appealflow.models.clocks.calendar import CalendarOverride
@@ -15,8 +16,8 @@ from appealflow.models.telling.outbox import DeliveryAttempt, Notification
 metadata = SQLModel.metadata
 
 __all__ = [
-    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "Category", "ClassifierVersion",
-    "DeadlineClock",
+    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "CannedReply", "Category",
+    "ClassifierVersion", "DeadlineClock",
     "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
     "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "StaffUser", "metadata",
 ]

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.city.department import Department
+from appealflow.models.city.people import StaffUser
 from appealflow.models.storage.columns import stored_id
 
 SUPERVISION_CENTRE = "hotline_centre"
@@ -25,6 +26,7 @@ class Audience(StrEnum):
     helper = "helper"          # the one department just asked to assist
     centre = "centre"          # the 12345 supervision centre
     parent = "parent"          # the level above the handling department (督办)
+    assignee = "assignee"      # the one handler the appeal is given to, on the channel their account names
 
 
 class Event(StrEnum):
@@ -47,6 +49,8 @@ class Event(StrEnum):
     closed = "closed"                            # rated and closed, or closed as not rated
     withdrawn = "withdrawn"
     information_added = "information_added"      # the requester answered or added something
+    assigned = "assigned"                        # given to one handler of the department
+    reply_returned = "reply_returned"            # the head sent a reply back to be reworked
 
 
 A = Audience
@@ -65,14 +69,16 @@ WHO_HEARS: dict[Event, tuple[Audience, ...]] = {
     Event.returned: (A.centre,),
     Event.extension_decided: (A.department,),
     Event.assist_requested: (A.helper,),
-    Event.escalation_warning: (A.department,),
+    Event.escalation_warning: (A.department, A.assignee),
     Event.escalation_breach: (A.department, A.centre),
     Event.escalation_severe: (A.department, A.centre, A.parent),
     Event.reopened: (A.department, A.requester),
     Event.reopened_to_supervisor: (A.department, A.centre, A.requester),
     Event.closed: (A.requester,),
     Event.withdrawn: (A.department, A.requester),
-    Event.information_added: (A.department,),
+    Event.information_added: (A.department, A.assignee),
+    Event.assigned: (A.assignee,),
+    Event.reply_returned: (A.assignee,),
 }
 REQUESTER_EVENTS = frozenset(e for e, who in WHO_HEARS.items() if A.requester in who)
 
@@ -114,6 +120,26 @@ def when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+@dataclass(frozen=True)
+class Assignee:
+    """The handler an appeal is given to, and where they hear of it (their account's channel)."""
+
+    username: str
+    name: str
+    targets: tuple[str, ...]
+
+
+def assignees(session, usernames: Iterable[str | None]) -> dict[str, Assignee]:
+    """The accounts behind these usernames, as message recipients (inactive ones hear nothing)."""
+    wanted = {u for u in usernames if u}
+    if not wanted:
+        return {}
+    from sqlmodel import col, select
+
+    users = session.exec(select(StaffUser).where(col(StaffUser.username).in_(wanted), col(StaffUser.active)))
+    return {u.username: Assignee(u.username, u.display_name, (u.notify,) if u.notify else ()) for u in users}
+
+
 class Departments(Protocol):
     """Departments by code: a dict read once per batch, or a look-up per action."""
 
@@ -122,7 +148,8 @@ class Departments(Protocol):
 
 def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Departments,
                  facts: dict | None = None, handling: str | None = None, assisting: Sequence[str] = (),
-                 helper: str | None = None, followers: Iterable[Appeal] = ()) -> list[Message]:
+                 helper: str | None = None, followers: Iterable[Appeal] = (),
+                 assignee: Assignee | None = None) -> list[Message]:
     """The messages `event` on `appeal` sends, one per recipient that the table names.
 
     `key` tells occurrences apart (a version, a clock and tier), so a retried step writes nothing new.
@@ -159,5 +186,8 @@ def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Departm
             to_department(audience, departments.get(SUPERVISION_CENTRE))
         elif audience == A.parent and handling_department is not None:
             to_department(audience, departments.get(handling_department.parent_code or ""))
+        elif audience == A.assignee and assignee is not None and assignee.targets:
+            out.append(Message(stored_id(appeal), f"{event}:{key}", event, audience, f"staff:{assignee.username}",
+                               assignee.targets, base | {"recipient_name": assignee.name}))
     return out
 

@@ -105,6 +105,20 @@
       if (next) next.focus();
     });
   }
+  // A canned reply goes into the reply box, where the handler edits it: inserted at the cursor, or
+  // in place of an empty box. Its text came filled in from the server and is set as a value only.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button.insert-canned") : null;
+    if (!button) return;
+    var picker = document.getElementById(button.dataset.from);
+    var box = picker && document.getElementById(picker.dataset.inserts);
+    var chosen = picker && picker.options[picker.selectedIndex];
+    if (!box || !chosen) return;
+    var text = chosen.dataset.text || "";
+    var at = typeof box.selectionStart === "number" && box.value ? box.selectionStart : box.value.length;
+    box.value = box.value.slice(0, at) + text + box.value.slice(at);
+    box.focus();
+  });
 })();
 
 // The department pickers: typing in the box above a list keeps the departments whose names (Chinese

@@ -49,7 +49,7 @@ def _listing(appeals: list[Appeal], now: datetime) -> list[dict]:
     return [dict(code=a.code, status=a.status, department=a.department_code, category=a.category_code,
                  title=a.title, resolve_due_at=a.resolve_due_at.isoformat() if a.resolve_due_at else None,
                  hours_late=round((now - a.resolve_due_at).total_seconds() / 3600, 1)
-                 if a.resolve_due_at and a.resolve_due_at < now else 0)
+                 if a.resolve_due_at and a.resolve_due_at < now else 0, reopened=a.reopen_count > 0)
             for a in appeals]
 
 

@@ -126,7 +126,7 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
     notices = gateway.at("/departments")
     assert {c for c in code.values() if any(c in n["title"] for n in notices)} == set(code.values())
     for notice in notices:
-        assert "/staff/appeals/" in notice["message"] and "token=" not in notice["message"]
+        assert "/work/appeals/" in notice["message"] and "token=" not in notice["message"]
         for secret in ("13800000001", "li@example.test", "ann@example.test", "王先生", "李女士", "Ann Lee"):
             assert secret not in notice["title"] + notice["message"]
 

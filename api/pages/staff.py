@@ -4,6 +4,7 @@ with exactly the actions this person may take now, each a form carrying the vers
 consultation not yet routed, the policy base's best answers to answer it on the spot (当场答复); and the
 operator's form for a hotline call."""
 
+import base64
 import secrets
 from datetime import datetime
 from typing import Annotated
@@ -30,6 +31,7 @@ from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.appeals.enums import OVERSIGHT_ROLES, Role
 from appealflow.models.appeals.intake import districts
 from appealflow.models.appeals.lifecycle import Action, IllegalTransition, NotPermitted, as_taken, check
+from appealflow.models.appeals.tracking import FIXED_MASK, qr_code, workbench_link
 from appealflow.models.appeals.workbench import answered_on_the_spot, department_may_take
 from appealflow.models.city.department import Category, Department, by_name
 from appealflow.models.city.people import Staff
@@ -44,7 +46,7 @@ router = APIRouter(include_in_schema=False)
 Code = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 # The actions a page offers, in the order shown; the state machine decides which apply now.
-OFFERED = (Action.answer, Action.take, Action.assign, Action.accept, Action.contact, Action.approve_reply,
+OFFERED = (Action.answer, Action.accept, Action.take, Action.assign, Action.contact, Action.approve_reply,
            Action.reject_reply, Action.reply, Action.record_contact, Action.request_info, Action.info_received,
            Action.request_extension, Action.decide_extension, Action.add_assist, Action.return_,
            Action.dispatch, Action.merge, Action.invalidate, Action.note)
@@ -216,8 +218,16 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
         "departments_sorted": by_name(departments), "suggested": suggested, "duplicates": duplicates,
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
-        "answered": answered, "refusal": refusal, "places": places,
+        "answered": answered, "refusal": refusal, "places": places, "work_order_qr": _work_order_qr(code),
+        "printed_at": now,
     }, staff=staff, status=status)
+
+
+def _work_order_qr(code: str) -> str:
+    """The printed work order's QR (print.css shows it only on paper): the appeal's workbench page, which
+    asks whoever scans it to sign in; it carries no token. A data: URI, so printing needs no request."""
+    png = qr_code(workbench_link(get_settings().public_url, code), "png", scale=3, mask=FIXED_MASK)
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 POLICY_QUERY_MAX = 300  # what /policy/search takes

@@ -45,7 +45,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
     try:
         with session_scope(get_settings().sqlalchemy_url) as session:
             add_user(session, username=args.username, password=password, role=Role(args.role),
-                     display_name=args.name, department_code=args.department)
+                     display_name=args.name, department_code=args.department, notify=args.notify)
     except StaffError as error:
         sys.exit(f"appealflow: {error}")
     print(f"added {args.role} {args.username}")
@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                    choices=["operator", "dispatcher", "handler", "department_head", "supervisor", "admin"])
     p.add_argument("--department", help="for handlers and department heads")
     p.add_argument("--name", help="display name")
+    p.add_argument("--notify", help="where to tell them of appeals assigned to them: mailto:ADDRESS or an Apprise URL")
     p.add_argument("--password", help="default: APPEALFLOW_NEW_PASSWORD, else asked")
     p.set_defaults(func=cmd_user_add)
     p = user.add_parser("key", help="issue an API key acting as this user (printed once)")

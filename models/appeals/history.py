@@ -72,7 +72,10 @@ FACT_WORDS: dict[str, dict[str, str]] = {
 # One sentence per kind of event. {who} is the actor as staff know them; the other fields are
 # filled by `_facts` below. A kind missing here reads as OTHER, never as its code.
 EVENT_SENTENCES: dict[str, dict[str, str]] = {
-    "received": {"zh": "{who}受理，来源：{channel}", "en": "{who} filed it, through {channel}"},
+    "received": {"zh": "{who}受理，来源：{channel}", "en": "{who} took it in, through {channel}"},
+    # A requester files their own appeal; staff (an operator on the phone) take one in.
+    "received_from_requester": {"zh": "诉求人提交诉求，来源：{channel}",
+                                "en": "The requester filed it, through {channel}"},
     "route": {"zh": "系统派至{department}（{how}）{assisting}{due}",
               "en": "The system dispatched it to {department} ({how}){assisting}{due}"},
     "triage": {"zh": "系统无法确定承办部门，转人工分派（{how}）",
@@ -260,7 +263,10 @@ def narrate(events: Iterable[AppealEvent], names: Names, *, zone: str) -> list[S
     for event in events:
         sentence = {}
         for lang in LANGUAGES:
-            template = EVENT_SENTENCES.get(event.kind, OTHER)[lang]
+            kind = event.kind
+            if kind == "received" and (event.actor or "").startswith("requester"):
+                kind = "received_from_requester"
+            template = EVENT_SENTENCES.get(kind, OTHER)[lang]
             sentence[lang] = template.format_map(_facts(event, names, lang, zone))
         detail = event.detail or {}
         hidden = INTERNAL_TEXT.get(event.kind, ())

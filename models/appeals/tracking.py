@@ -116,8 +116,9 @@ def phone_matches(phone: str | None, last_four: str | None) -> bool:
 
 
 # Links in messages and QR codes. The tracking link holds the access token, so whoever scans or
-# clicks it opens the appeal without signing in; a department's link opens the workbench, where
-# staff sign in and see only what their role may.
+# clicks it opens the appeal without signing in; a department's link (in its messages and on the
+# printed work order) opens the appeal's workbench page, where staff sign in and see only what their
+# role may: a page, not the JSON API, because a person clicks or scans it.
 def tracking_link(public_url: str, code: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/appeals/{quote(code)}?token={quote(token)}"
 
@@ -127,7 +128,7 @@ def rating_link(public_url: str, code: str, token: str) -> str:
 
 
 def workbench_link(public_url: str, code: str) -> str:
-    return f"{public_url.rstrip('/')}/staff/appeals/{quote(code)}"
+    return f"{public_url.rstrip('/')}/work/appeals/{quote(code)}"
 
 
 # The mask e-mails use. Any of the eight gives a valid code every reader decodes; segno's search

@@ -1,6 +1,7 @@
 """Staff accounts and machine clients, and how they prove who they are."""
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,8 @@ def add_user(session: Session, *, username: str, password: str, role: Role, disp
         raise StaffError("handlers and department heads belong to a department; no other role does")
     if len(password) < 8:
         raise StaffError("a password has at least 8 characters")
+    if notify is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*:\S+", notify.strip(), re.IGNORECASE):
+        raise StaffError("--notify is an address to reach the person: mailto:ADDRESS or an Apprise URL")
     if session.exec(select(StaffUser).where(col(StaffUser.username) == username)).first():
         raise StaffError(f"user {username!r} exists")
     user = StaffUser(username=username, display_name=display_name or username, role=role,

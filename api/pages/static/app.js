@@ -140,3 +140,8 @@ document.querySelectorAll("input.department-filter").forEach(function (box) {
     }
   });
 });
+
+// The appeal page's print button: the browser's print, which print.css turns into the work order.
+document.querySelectorAll(".print-button").forEach(function (button) {
+  button.addEventListener("click", function () { window.print(); });
+});

@@ -32,6 +32,7 @@
       a.href = "/work/appeals/" + encodeURIComponent(row.code || row.appeal);
       li.appendChild(a);
       li.appendChild(el("span", " " + (row.title || "")));
+      if (row.reopened) { li.appendChild(document.createTextNode(" ")); li.appendChild(el("span", w("appeal.reopened"), "tag reopened")); }
       if (row.department) li.appendChild(el("span", " · " + name(figures, row.department), "muted"));
       if (row.hours_late) li.appendChild(el("span", " · " + row.hours_late + " h", "late"));
       return li;

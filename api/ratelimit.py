@@ -69,6 +69,69 @@ def check(request: Request, kind: str, key: str) -> None:
         log.warning("rate limits not applied, Redis unavailable: %s", error)
 
 
+# Follow-up by code and the phone's last four digits: ten thousand combinations are few, but a hard
+# limit per code would let anyone who knows a code lock its requester out. So wrong tries count per
+# code, and an address that has guessed wrong on a code waits before its next try there, longer the
+# more wrong tries the code has had (from anyone): 10 s after the third, doubling, at most an hour.
+# An address that has not guessed wrong on the code (the real caller, on their own phone) never
+# waits for it; every address is still held to `rate_limit_tracking_phone` over all codes.
+GUESS_MEMORY_SECONDS = 86400
+GUESS_FREE = 3
+GUESS_FIRST_WAIT = 10
+GUESS_MAX_WAIT = 3600
+
+
+def _redis(request: Request) -> Redis | None:
+    state = request.app.state
+    if not get_settings().rate_limits_enabled:
+        return None
+    if getattr(state, "guess_redis", None) is None:
+        state.guess_redis = Redis.from_url(redis_url(), socket_connect_timeout=1, socket_timeout=1)
+    return state.guess_redis
+
+
+def guess_wait(wrong_on_code: int) -> int:
+    """Seconds an address that guessed wrong waits, once the code has had this many wrong tries."""
+    if wrong_on_code < GUESS_FREE:
+        return 0
+    return min(GUESS_FIRST_WAIT * 2 ** (wrong_on_code - GUESS_FREE), GUESS_MAX_WAIT)
+
+
+def check_phone_guess(request: Request, code: str) -> None:
+    """429 with Retry-After if this address guessed wrong on `code` too recently."""
+    try:
+        redis = _redis(request)
+        if redis is None:
+            return
+        last = redis.get(f"appealflow:guess:{code}:{client_ip(request)}")
+        if last is None:
+            return
+        wrong = int(redis.get(f"appealflow:guess:{code}") or 0)
+        wait = math.ceil(float(last) + guess_wait(wrong) - time.time())
+        if wait > 0:
+            raise HTTPException(429, f"请 {wait} 秒后再试 / wrong digits for this code: retry in {wait} s",
+                                headers={"Retry-After": str(wait)})
+    except HTTPException:
+        raise
+    except Exception as error:  # as above: an outage lifts the limit
+        log.warning("phone look-up limit not applied, Redis unavailable: %s", error)
+
+
+def phone_guess_wrong(request: Request, code: str) -> None:
+    """Count a wrong guess on `code` by this address."""
+    try:
+        redis = _redis(request)
+        if redis is None:
+            return
+        with redis.pipeline() as pipe:
+            pipe.incr(f"appealflow:guess:{code}")
+            pipe.expire(f"appealflow:guess:{code}", GUESS_MEMORY_SECONDS)
+            pipe.set(f"appealflow:guess:{code}:{client_ip(request)}", time.time(), ex=GUESS_MEMORY_SECONDS)
+            pipe.execute()
+    except Exception as error:
+        log.warning("phone look-up guess not counted, Redis unavailable: %s", error)
+
+
 def limit(kind: str):
     """A dependency limiting `kind` per client IP."""
 

@@ -7,14 +7,16 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
+from sqlmodel import Session
 
 from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
-from appealflow.api.exports import csv_response
+from appealflow.api.exports import csv_response, xlsx_response
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.appeals.enums import OVERSIGHT_ROLES
 from appealflow.models.appeals.lifecycle import NotPermitted
 from appealflow.models.city.people import Staff
+from appealflow.models.oversight.export_words import ReaderNames, readable
 from appealflow.models.oversight.supervision import (
     FORMULAS,
     at_risk,
@@ -25,9 +27,12 @@ from appealflow.models.oversight.supervision import (
 )
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.telling.outbox import attempts_of, retry, undelivered
+from appealflow.settings import get_settings
 from appealflow.workers.queues import DELIVERY
 
-Format = Annotated[Literal["json", "csv"], Query()]
+Format = Annotated[Literal["json", "csv", "xlsx"], Query(description=(
+    "json; or a file for a spreadsheet, csv (UTF-8 with a byte-order mark) or xlsx, headed and named in `lang`"))]
+Lang = Annotated[Literal["zh", "en"], Query(description="the files' language (headers, names)")]
 
 
 def supervisor(staff: Annotated[Staff, Depends(current_staff)]) -> Staff:
@@ -39,10 +44,11 @@ def supervisor(staff: Annotated[Staff, Depends(current_staff)]) -> Staff:
 router = APIRouter(prefix="/supervision", tags=["supervision"], dependencies=[Depends(supervisor)])
 
 
-def _table(rows: list[dict], fmt: str, name: str, **extra):
+def _table(rows: list[dict], fmt: str, name: str, session: Session, lang: str, **extra):
     if fmt == "json":
         return {"rows": rows, **extra}
-    return csv_response(rows, name)
+    shown = readable(rows, ReaderNames.read(session), lang, get_settings().timezone)
+    return csv_response(shown, name) if fmt == "csv" else xlsx_response(shown, name)
 
 
 def _listing(appeals: list[Appeal], now: datetime) -> list[dict]:
@@ -54,15 +60,15 @@ def _listing(appeals: list[Appeal], now: datetime) -> list[dict]:
 
 
 @router.get("/overdue")
-def overdue_list(session: SessionDep, format: Format = "json"):
+def overdue_list(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
     now = utcnow()
-    return _table(_listing(overdue(session, now), now), format, "overdue")
+    return _table(_listing(overdue(session, now), now), format, "overdue", session, lang)
 
 
 @router.get("/at-risk")
-def at_risk_list(session: SessionDep, format: Format = "json"):
+def at_risk_list(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
     now = utcnow()
-    return _table(_listing(at_risk(session, now), now), format, "at-risk")
+    return _table(_listing(at_risk(session, now), now), format, "at-risk", session, lang)
 
 
 Moment = Annotated[str | None, Query(max_length=40, description=(
@@ -92,7 +98,7 @@ def _moment(text: str | None, field: str, zone: ZoneInfo, *, end: bool) -> datet
 
 @router.get("/rates")
 def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None,
-          format: Format = "json"):
+          format: Format = "json", lang: Lang = "zh"):
     """Per department: the three rates, on-time, return and reopen rates, backlog; formulas alongside.
     Dates are the city's local days; `end` is included."""
     now = utcnow()
@@ -102,14 +108,15 @@ def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end:
     if since >= until:
         raise RequestValidationError([{"loc": ("query", "start"), "type": "value_error",
                                        "msg": "start must be before end"}])
-    return _table(department_figures(session, since, until, now), format, "rates",
+    return _table(department_figures(session, since, until, now), format, "rates", session, lang,
                   start=since, end=until, formulas=FORMULAS)
 
 
 @router.get("/hot-topics")
 def hot_topic_list(session: SessionDep, hours: Annotated[int, Query(ge=1, le=24 * 90)] = 72,
-                   min_count: Annotated[int, Query(ge=2, le=1_000_000)] = 5, format: Format = "json"):
-    return _table(hot_topics(session, utcnow(), hours=hours, min_count=min_count), format, "hot-topics")
+                   min_count: Annotated[int, Query(ge=2, le=1_000_000)] = 5, format: Format = "json",
+                   lang: Lang = "zh"):
+    return _table(hot_topics(session, utcnow(), hours=hours, min_count=min_count), format, "hot-topics", session, lang)
 
 
 @router.get("/pending")
@@ -119,10 +126,10 @@ def pending(session: SessionDep) -> dict:
 
 
 @router.get("/undelivered")
-def undelivered_list(session: SessionDep, format: Format = "json"):
+def undelivered_list(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
     """Dead letters: messages given up on after their last attempt (or with no way to reach their
     recipient), newest first, with why. Channel and recipient kind only, never an address."""
-    return _table(undelivered(session), format, "undelivered")
+    return _table(undelivered(session), format, "undelivered", session, lang)
 
 
 @router.get("/undelivered/{notification_id}/attempts")

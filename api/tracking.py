@@ -64,12 +64,14 @@ def _own_appeal(session: Session, settings: Settings, code: str, token: str | No
 
 
 def _by_phone(request: Request, session: Session, code: str, last_four: str) -> Appeal:
-    """Code + the phone's last four digits. Ten thousand combinations are few, so every try counts
-    against the caller's address and against the code, whoever guesses at it."""
+    """Code + the phone's last four digits. Every try counts against the caller's address; wrong
+    ones also slow down that address on that code (api/ratelimit.py), never the real caller."""
+    code = code.upper()
     ratelimit.check(request, "tracking_phone", f"ip:{ratelimit.client_ip(request)}")
-    ratelimit.check(request, "tracking_phone", f"code:{code.upper()}")
+    ratelimit.check_phone_guess(request, code)
     appeal = session.exec(select(Appeal).where(col(Appeal.code) == code)).first()
     if appeal is None or not phone_matches(appeal.requester_phone, last_four):
+        ratelimit.phone_guess_wrong(request, code)
         raise HTTPException(404, "没有这个编号和手机尾号的诉求 / no appeal with this code and phone number")
     return appeal
 

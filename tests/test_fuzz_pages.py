@@ -64,7 +64,7 @@ def _forms(citizen_code: str, token: str, staff_code: str) -> list[tuple[str, st
     ]
 
 
-PAGES = ["/", "/file", "/track?code=261127-K7Q9XMA&phone=1234", "/work?q=路灯&status=accepted", "/work/hotline",
+PAGES = ["/", "/file", "/track?code=261127-K7Q9XMA", "/work?q=路灯&status=accepted", "/work/hotline",
          "/supervise?lang=zh", "/open?lang=en", "/staff/sign-in?next=/work"]
 
 

@@ -121,15 +121,25 @@ def test_pages(stack):
     tracked = page(anon, link)
     assert script not in tracked and "&lt;script&gt;" in tracked
     assert page(anon, f"/t/{code}?token=wrong", status=404)
-    # A hotline caller follows up with the code and the phone's last four digits: read only, masked.
-    by_phone = page(anon, f"/track?code={code.lower()}&phone=5678")
+    # A hotline caller follows up with the code and the phone's last four digits, sent in the form's
+    # body (never in a URL): read only, masked.
+    def look_up(code: str, phone: str, status: int = 200, **params) -> str:
+        csrf = Form(page(anon, "/track", **({"params": params} if params else {}))).hidden["csrf"]
+        answer = anon.post("/track", data={"csrf": csrf, "code": code, "phone": phone}, params=params)
+        assert answer.status_code == status, (code, phone, answer.status_code, answer.text[:300])
+        return answer.text
+
+    by_phone = look_up(code.lower(), "5678")
     assert 'id="read-only"' in by_phone and 'id="status"' in by_phone and code in by_phone
     assert "rate-form" not in by_phone and 'name="token"' not in by_phone
     assert "赵小明" not in by_phone and "13912345678" not in by_phone and "zhao@example.test" not in by_phone
     assert script not in by_phone and "&lt;script&gt;" in by_phone
-    assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=1234", status=404)
-    assert 'id="lookup-refused"' in page(anon, f"/track?code={code}&phone=12a4", status=422)
-    assert "Check them" in page(anon, f"/track?code={'X' * 39}&phone=5678&lang=en", status=404)  # no such code
+    assert 'id="lookup-refused"' in look_up(code, "1234", 404)
+    assert 'id="lookup-refused"' in look_up(code, "12a4", 422)
+    assert "Check them" in look_up("X" * 39, "5678", 404, lang="en")  # no such code
+    old_link = page(anon, f"/track?code={code}&phone=5678")  # digits in an old link's URL are not read
+    assert 'id="read-only"' not in old_link and 'method="post" action="/track"' in old_link
+    assert anon.post("/track", data={"code": code, "phone": "5678"}).status_code == 403  # no form token
     anon.cookies.delete("af_lang")
     assert 'id="lookup-refused"' not in page(anon, "/track")
     # A link from a message names the API resource: a browser is sent to the page, a client gets JSON.

@@ -205,3 +205,76 @@ def test_a_redis_outage_lifts_the_limits_rather_than_refusing_citizens(stack):
     with _limited_api(stack, intake="1/minute") as api:
         assert [api.post("/appeals", json=GOOD).status_code for _ in range(3)] == [201] * 3
     assert appeals() == 3  # safe in the database; the reconciler dispatches them once Redis is back
+
+
+def _from(base: str, address: str) -> httpx.Client:
+    """A client whose requests come from another loopback address (127.0.0.0/8 is all this host)."""
+    return httpx.Client(base_url=base, timeout=30, transport=httpx.HTTPTransport(local_address=address))
+
+
+@on_sqlite
+def test_wrong_digits_from_one_address_never_lock_the_real_caller_out(stack):
+    """Ten wrong tries on a code from one address slow that address down on that code; the right
+    digits from another address still open it, at once, on the page as in the API."""
+    with _limited_api(stack, tracking_phone="60/hour") as api:
+        code = api.post("/appeals", json=GOOD).json()["code"]  # the phone ends in 1111
+        base = str(api.base_url)
+        with _from(base, "127.0.0.2") as guesser:
+            tries = [guesser.get(f"/appeals/{code}", params={"phone_last4": f"{n:04d}"}) for n in range(10)]
+            assert [t.status_code for t in tries[:3]] == [404] * 3
+            assert any(t.status_code == 429 for t in tries)  # the guesser waits, longer each time
+            held = guesser.get(f"/appeals/{code}", params={"phone_last4": "1111"})
+            assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1  # even with the right digits
+        with _from(base, "127.0.0.3") as caller:
+            shown = caller.get(f"/appeals/{code}", params={"phone_last4": "1111"})
+            assert shown.status_code == 200 and shown.json()["requester"]["phone"] != GOOD["requester"]["phone"]
+            form = caller.get("/track")
+            csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            page = caller.post("/track", data={"csrf": csrf, "code": code, "phone": "1111"})
+            assert page.status_code == 200 and 'id="read-only"' in page.text
+        with _from(base, "127.0.0.4") as newcomer:  # a fresh address with wrong digits: not found, not held
+            assert newcomer.get(f"/appeals/{code}", params={"phone_last4": "9999"}).status_code == 404
+
+
+def test_a_form_token_from_another_staff_session_is_refused(staff_api):
+    """A colleague's cookie-and-token pair, planted in another browser, does not carry a form there."""
+    base = str(staff_api.base_url)
+    code, version = appeal_in("dispatched")
+
+    def session_of(username: str) -> tuple[httpx.Client, str]:
+        client = httpx.Client(base_url=base, timeout=30)
+        form = client.get("/staff/sign-in").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = client.post("/staff/sign-in", data={"csrf": csrf, "username": username, "password": PASSWORD})
+        assert signed.status_code in (200, 303), signed.text[:300]
+        page = client.get(f"/work/appeals/{code}").text
+        return client, page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+    handler, handler_csrf = session_of("handler")
+    head, head_csrf = session_of("department_head")
+    try:
+        # The handler's CSRF cookie and form token, carried by the head's session: refused.
+        head.cookies.set("af_csrf", handler.cookies.get("af_csrf"))
+        refused = head.post(f"/work/appeals/{code}/accept", data={"csrf": handler_csrf, "version": version})
+        assert refused.status_code == 403
+        assert staff_api.get(f"/staff/appeals/{code}", headers=staff_api.staff["handler"]).json()["version"] == version
+        # Each session's own pair works.
+        handler.cookies.set("af_csrf", handler.cookies.get("af_csrf"))
+        accepted = handler.post(f"/work/appeals/{code}/accept", data={"csrf": handler_csrf, "version": version},
+                                follow_redirects=False)
+        assert accepted.status_code == 303
+    finally:
+        handler.close()
+        head.close()
+
+
+def test_a_handler_posting_the_dashboards_retry_form_gets_404(staff_api):
+    base = str(staff_api.base_url)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        form = client.get("/staff/sign-in").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.post("/staff/sign-in", data={"csrf": csrf, "username": "handler", "password": PASSWORD})
+        page = client.get("/work").text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        answer = client.post("/supervise/undelivered/1/retry", data={"csrf": csrf})
+        assert answer.status_code == 404

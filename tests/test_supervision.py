@@ -1,11 +1,16 @@
 """The supervisor's figures: the three rates through the API equal a direct SQL computation on the
 same history; lists, hot topics, CSV; and who may read them."""
 
+import codecs
+import csv
+import io
 from datetime import timedelta
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import text
 
+from appealflow.api.exports import XLSX
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
@@ -115,8 +120,32 @@ def test_lists_hot_topics_and_csv(api):
     assert hot["rows"][0]["category"] == "urban_management" and hot["rows"][0]["appeals"] == 6
     exported = api.get("/supervision/overdue", params={"format": "csv"}, headers=api.staff["supervisor"])
     assert exported.headers["content-type"].startswith("text/csv")
-    assert exported.text.splitlines()[0].startswith("code,status,department")
-    assert late in exported.text
+    # Excel in a Chinese locale needs the byte-order mark; headers and names are the reader's.
+    assert exported.content.startswith(codecs.BOM_UTF8)
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"), newline="")))
+    assert rows[0][:3] == ["受理编号", "状态", "部门"]
+    mine = next(r for r in rows if r[0] == late)
+    assert mine[1] == "已签收" and mine[2] == "市城市管理局" and "urban_management" not in mine
+    english = api.get("/supervision/overdue", params={"format": "csv", "lang": "en"}, headers=api.staff["supervisor"])
+    assert english.content.decode("utf-8-sig").splitlines()[0].startswith("Code,Status,Department")
+    book = api.get("/supervision/hot-topics", params={"format": "xlsx", "min_count": 5},
+                   headers=api.staff["supervisor"])
+    assert book.status_code == 200 and book.headers["content-type"].startswith(XLSX)
+    sheet = load_workbook(io.BytesIO(book.content), read_only=True).active
+    cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert cells[0][:4] == ["类别", "区", "街道", "诉求数"]
+    assert cells[1][0] == "城市管理" and cells[1][3] == 6  # names, and numbers stay numbers
+    assert api.get("/supervision/rates", params={"format": "pdf"}, headers=api.staff["supervisor"]).status_code == 422
+
+
+def test_a_department_with_nothing_due_yet_has_no_response_rate_rather_than_zero(api):
+    appeal_in("dispatched", department=ELSEWHERE)  # dispatched just now: accept due in two hours
+    rows = api.get("/supervision/rates", headers=api.staff["supervisor"]).json()["rows"]
+    fresh = next(r for r in rows if r["department"] == ELSEWHERE)
+    assert fresh["dispatched"] == 1 and fresh["response_due"] == 0 and fresh["response_rate"] is None
+    late, _ = appeal_in("dispatched", department=ELSEWHERE, due_in=timedelta(hours=-1))  # past its accept deadline
+    rows = api.get("/supervision/rates", headers=api.staff["supervisor"]).json()["rows"]
+    assert next(r for r in rows if r["department"] == ELSEWHERE)["response_rate"] == 0.0
 
 
 def test_only_supervisors_read_the_figures(api):
@@ -183,9 +212,6 @@ def test_a_deadline_across_a_day_boundary_keeps_the_seconds_left_that_day():
 
 @on_sqlite
 def test_exported_titles_that_look_like_formulas_open_as_text(api):
-    import csv
-    import io
-
     from sqlalchemy import update
 
     from appealflow.api.exports import FORMULA_STARTS
@@ -199,14 +225,20 @@ def test_exported_titles_that_look_like_formulas_open_as_text(api):
         with session_scope(get_settings().sqlalchemy_url) as session:
             session.execute(update(Appeal).where(Appeal.code == code).values(title=title))
         codes.append(code)
-    exported = api.get("/supervision/overdue", params={"format": "csv"}, headers=api.staff["supervisor"])
+    exported = api.get("/supervision/overdue", params={"format": "csv", "lang": "en"},
+                       headers=api.staff["supervisor"])
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
-    by_code = {row["code"]: row for row in rows}
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"), newline="")))
+    by_code = {row["Code"]: row for row in rows}
     assert set(codes) <= set(by_code)
     for title, code in zip(titles, codes, strict=True):
-        shown = by_code[code]["title"]
+        shown = by_code[code]["Title"]
         assert shown == ("'" + title if title.startswith(FORMULA_STARTS) else title), (title, shown)
     for row in rows:
         for cell in row.values():
             assert not cell.startswith(FORMULA_STARTS), f"a cell would run as a formula: {cell!r}"
+    book = api.get("/supervision/overdue", params={"format": "xlsx"}, headers=api.staff["supervisor"])
+    sheet = load_workbook(io.BytesIO(book.content), read_only=True).active
+    for row in sheet.iter_rows(values_only=True):
+        for cell in row:
+            assert not (isinstance(cell, str) and cell.startswith(FORMULA_STARTS)), cell

@@ -3,6 +3,7 @@ the figures, the public reads aggregates. Server-rendered (Jinja2), Chinese and 
 rule of their own: they call the same domain functions as the JSON endpoints."""
 
 from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from appealflow.api import outage
@@ -45,6 +46,11 @@ def install(app: FastAPI) -> None:
     signed_in.install(app)
     app.add_middleware(BrowserToPage)  # message links opened in a browser show the page
     app.mount("/static/pages", StaticFiles(directory=HERE / "static"), name="page_assets")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():  # browsers ask for it whatever the page says; an SVG is what every current one shows
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
     for kind in outage.OUTAGE_ERRORS:  # installed by outage.install, which runs first
         app.add_exception_handler(kind, _page_or_json(app.exception_handlers[kind]))
 

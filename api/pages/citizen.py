@@ -157,19 +157,34 @@ async def qr_code(request: Request, code: Code, token: Token = None):
 
 @router.get("/track")
 async def track_lookup(request: Request, code: Annotated[str | None, Query(max_length=40)] = None,
-                       token: Annotated[str | None, Query(max_length=200)] = None,
-                       phone: Annotated[str | None, Query(max_length=40)] = None):
-    """By the link's token, or, as hotline callers follow up, by the code and the phone's last four
-    digits: a view to read only (rating, adding information and withdrawing need the link)."""
+                       token: Annotated[str | None, Query(max_length=200)] = None):
+    """The look-up form; the link's code and token (as printed beside a QR) go straight to the appeal.
+    Phone digits are never read from a URL, where access logs and browser history would keep them:
+    an old link that has them gets the form."""
     code = (code or "").strip().upper()
     if code and token and token.strip():
         return RedirectResponse(tracking_link(request, code, token.strip()), status_code=303)
-    if not (code and phone and phone.strip()):
-        return render(request, "track_lookup.html", {"not_found": False, "form": {"code": code}})
-    if not re.fullmatch(r"[0-9]{4}", phone.strip()):
+    return render(request, "track_lookup.html", {"not_found": False, "form": {"code": code}})
+
+
+@router.post("/track")
+async def track_lookup_sent(request: Request):
+    """By the link's token, or, as hotline callers follow up, by the code and the phone's last four
+    digits (sent in the form's body): a view to read only (rating, adding information and
+    withdrawing need the link)."""
+    form = await request.form()
+    check_csrf(request, _field(form, "csrf"))
+    code, token, phone = (_field(form, name).strip() for name in ("code", "token", "phone"))
+    code = code.upper()[:40]
+    if code and token:
+        return RedirectResponse(tracking_link(request, code, token[:200]), status_code=303)
+    if not (code and phone):
+        return render(request, "track_lookup.html", {"not_found": True, "refusal": "track.need_both",
+                                                     "form": {"code": code}}, status=422)
+    if not re.fullmatch(r"[0-9]{4}", phone):
         return render(request, "track_lookup.html", {"not_found": True, "refusal": "track.phone_invalid",
                                                      "form": {"code": code}}, status=422)
-    found = await Api(request).get(f"/appeals/{code}", params={"phone_last4": phone.strip()})
+    found = await Api(request).get(f"/appeals/{code}", params={"phone_last4": phone})
     if found.status_code == 200:
         appeal = _readable(found.json())
         return render(request, "track.html", {"appeal": appeal, "token": None, "errors": {}, "by_phone": True,
@@ -177,8 +192,16 @@ async def track_lookup(request: Request, code: Annotated[str | None, Query(max_l
                                               "satisfaction": SATISFACTION, "link": None})
     # Anything else (no such code, the wrong digits, a code that cannot be one) is "not found".
     refusal = "track.too_many" if found.status_code == 429 else "track.not_found"
-    return render(request, "track_lookup.html", {"not_found": True, "refusal": refusal, "form": {"code": code}},
-                  status=429 if found.status_code == 429 else 404)
+    response = render(request, "track_lookup.html", {"not_found": True, "refusal": refusal, "form": {"code": code}},
+                      status=429 if found.status_code == 429 else 404)
+    if "retry-after" in found.headers:
+        response.headers["Retry-After"] = found.headers["retry-after"]
+    return response
+
+
+def _field(form, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def _readable(appeal: dict) -> dict:

@@ -106,8 +106,22 @@ def named(item: dict | object | None, lang: str) -> str:
 
 # CSRF: a random value in an HttpOnly cookie, and its HMAC in each form. A page on another site can
 # make a browser post, but it cannot read the cookie nor compute the HMAC without the secret key.
-def _csrf_for(cookie: str, settings: Settings) -> str:
-    return hmac.new(settings.signing_key(), f"csrf:{cookie}".encode(), hashlib.sha256).hexdigest()
+# The HMAC also covers who is signed in, so a cookie-and-token pair taken from one staff session (a
+# colleague's, planted in another browser) is refused in any other.
+def _csrf_for(cookie: str, settings: Settings, subject: str = "") -> str:
+    return hmac.new(settings.signing_key(), f"csrf:{cookie}:{subject}".encode(), hashlib.sha256).hexdigest()
+
+
+def _csrf_subject(request: Request) -> str:
+    """The account of the staff cookie, read without checking it: the signature is checked where the
+    page signs the person in, and a forged cookie only changes which HMAC the form must carry."""
+    token = request.cookies.get(STAFF_COOKIE)
+    if not token:
+        return ""
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))[:40]
+    except (jwt.PyJWTError, AttributeError):
+        return ""
 
 
 def csrf_cookie(request: Request) -> str:
@@ -121,8 +135,8 @@ def csrf_cookie(request: Request) -> str:
 def check_csrf(request: Request, sent: str | None) -> None:
     cookie = request.cookies.get(CSRF_COOKIE)
     # Compared as bytes: compare_digest refuses text that is not ASCII, and a form may send any.
-    if not cookie or not sent or not hmac.compare_digest(_csrf_for(cookie, get_settings()).encode(),
-                                                         sent.encode("utf-8", "surrogatepass")):
+    wanted = _csrf_for(cookie, get_settings(), _csrf_subject(request)) if cookie else ""
+    if not cookie or not sent or not hmac.compare_digest(wanted.encode(), sent.encode("utf-8", "surrogatepass")):
         raise HTTPException(403, "表单已过期，请刷新页面后重试 / the form expired: reload the page and try again")
 
 
@@ -178,7 +192,7 @@ def render(request: Request, name: str, context: dict, *, status: int = 200,
     cookie = csrf_cookie(request)
     page = {
         "request": request, "lang": lang, "t": words, "other_lang": other, "staff": staff,
-        "switch_url": switch_url(request, other), "csrf": _csrf_for(cookie, settings),
+        "switch_url": switch_url(request, other), "csrf": _csrf_for(cookie, settings, _csrf_subject(request)),
         "when": lambda moment: local_time(moment, lang, settings.timezone),
         "named": lambda item: named(item, lang),
         "day": lambda value: local_day(value, lang),

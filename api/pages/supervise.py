@@ -16,9 +16,10 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from appealflow.api.pages.common import catalogue, check_csrf, language, render
-from appealflow.api.pages.signed_in import OversightPage, StaffPage, current
+from appealflow.api.pages.signed_in import OversightPage, current
 from appealflow.api.pages.staff import api_for
 from appealflow.models.appeals.enums import OVERSIGHT_ROLES
+from appealflow.models.oversight.export_words import ReaderNames
 from appealflow.models.oversight.figures import backlog_and_breaches, overall_rates, public_figures
 from appealflow.models.oversight.supervision import FORMULAS
 from appealflow.models.storage.columns import utcnow
@@ -40,7 +41,9 @@ def plotly_js():
 def _history(now: datetime) -> dict:
     settings = get_settings()
     with session_scope(settings.sqlalchemy_url) as session:
-        return backlog_and_breaches(session, now, ZoneInfo(settings.timezone), DAYS)
+        found = backlog_and_breaches(session, now, ZoneInfo(settings.timezone), DAYS)
+        found["topic_names"] = ReaderNames.read(session).by_kind()  # hot topics by name, not code
+        return found
 
 
 def _public() -> dict:
@@ -85,19 +88,20 @@ async def dashboard(request: Request, staff: OversightPage):
 EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered")
 
 
-@router.get("/supervise/export/{name}.csv")
-async def export(request: Request, name: str, staff: OversightPage):
-    """The supervision API's CSV, for a browser signed in with the page cookie."""
-    if name not in EXPORTS:
+@router.get("/supervise/export/{name}.{kind}")
+async def export(request: Request, name: str, kind: str, staff: OversightPage):
+    """The supervision API's CSV or XLSX in the page's language, for a browser signed in with the page cookie."""
+    if name not in EXPORTS or kind not in ("csv", "xlsx"):
         return render(request, "not_found.html", {}, staff=staff, status=404)
-    answer = await api_for(request).get(f"/supervision/{name}", params={"format": "csv"})
-    return Response(answer.content, status_code=answer.status_code, media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    answer = await api_for(request).get(f"/supervision/{name}", params={"format": kind, "lang": language(request)})
+    return Response(answer.content, status_code=answer.status_code,
+                    media_type=answer.headers.get("content-type", "application/octet-stream"),
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
 
 
 @router.post("/supervise/undelivered/{notification_id}/retry")
 async def retry_undelivered(request: Request, notification_id: Annotated[int, PathParam(ge=1, le=2**62)],
-                            csrf: Annotated[str, Form(max_length=200)], staff: StaffPage):
+                            csrf: Annotated[str, Form(max_length=200)], staff: OversightPage):
     """A dead letter sent again, through the supervision API's retry (which checks the role)."""
     check_csrf(request, csrf)
     answer = await api_for(request).post(f"/supervision/undelivered/{notification_id}/retry")

@@ -18,12 +18,13 @@ from appealflow.models.oversight.supervision import FORMULAS, department_figures
 def overall_rates(rows: list[dict]) -> dict:
     """The rates of all departments together, from the counts the rates endpoint gives."""
     total = {key: sum(row.get(key) or 0 for row in rows) for key in (
-        "dispatched", "responded_on_time", "rated", "solved", "satisfied", "replied", "replied_on_time", "open_late")}
+        "dispatched", "response_due", "responded_on_time", "rated", "solved", "satisfied", "replied",
+        "replied_on_time", "open_late")}
 
     def ratio(part: str, whole: int) -> float | None:
         return round(total[part] / whole, 4) if whole else None
 
-    return {"response_rate": ratio("responded_on_time", total["dispatched"]),
+    return {"response_rate": ratio("responded_on_time", total["response_due"]),
             "resolution_rate": ratio("solved", total["rated"]),
             "satisfaction_rate": ratio("satisfied", total["rated"]),
             "on_time_rate": ratio("replied_on_time", total["replied"] + total["open_late"])}

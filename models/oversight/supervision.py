@@ -17,7 +17,8 @@ from appealflow.models.clocks.escalation import DeadlineClock, Tier
 
 FORMULAS = {
     "response_rate": "appeals accepted by the accept deadline and first contacted by the contact deadline "
-                     "/ appeals dispatched in the period",
+                     "/ appeals dispatched in the period whose response was due (accepted, or past the accept "
+                     "deadline)",
     "resolution_rate": "ratings saying solved / ratings given in the period",
     "satisfaction_rate": "(satisfied + basically satisfied) / ratings given in the period",
     "on_time_rate": "appeals dispatched in the period and replied by the resolve deadline / (those replied + "
@@ -33,6 +34,9 @@ FORMULAS = {
 class DepartmentFigures:
     department: str
     dispatched: int = 0
+    # Dispatched and accepted, or past the accept deadline: an appeal dispatched minutes ago is not yet
+    # a late response, and a department with only such appeals has no response rate ("—"), not 0%.
+    response_due: int = 0
     responded_on_time: int = 0
     rated: int = 0
     solved: int = 0
@@ -52,7 +56,7 @@ class DepartmentFigures:
 
         return {
             **asdict(self),
-            "response_rate": ratio(self.responded_on_time, self.dispatched),
+            "response_rate": ratio(self.responded_on_time, self.response_due),
             "resolution_rate": ratio(self.solved, self.rated),
             "satisfaction_rate": ratio(self.satisfied, self.rated),
             "on_time_rate": ratio(self.replied_on_time, self.replied + self.open_late),
@@ -86,6 +90,8 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         f = of(row.department_code)
         f.dispatched += 1
         accepted, contacted, replied = (firsts.get((row.id, k)) for k in ("accept", "contact", "reply"))
+        if accepted or row.accept_due_at is None or row.accept_due_at <= now:
+            f.response_due += 1
         if accepted and accepted <= row.accept_due_at and (
                 row.contact_due_at is None or (contacted and contacted <= row.contact_due_at)):
             f.responded_on_time += 1

@@ -54,7 +54,13 @@ def test_a_dispatcher_finds_a_department_by_typing_and_dispatches(browser, stack
     _sign_in(supervisor, "supervisor")
     supervisor.goto("/supervise")
     assert int(supervisor.locator("#undelivered-count").inner_text()) >= 1
+    # Nothing breached yet: the chart says so instead of drawing an empty frame.
+    assert supervisor.locator("#chart-breaches .chart-empty").inner_text() == "这段时间没有可画的数据。"
     citizen_code, _ = appeal_in("accepted")
+    supervisor.evaluate("window.refreshFigures()")  # two appeals on one spot now: a hot topic, by name
+    supervisor.wait_for_function("document.querySelector('#hot-list').textContent.indexOf('件') !== -1")
+    hot = supervisor.locator("#hot-list").inner_text()
+    assert "城市管理" in hot and "八大关" in hot and "urban_management" not in hot and "badaguan" not in hot
     citizen = context.new_page()
     citizen.goto(f"/t/{citizen_code}?token={access_token(get_settings().signing_key(), citizen_code)}")
     assert citizen.locator("#withdraw").count() == 1

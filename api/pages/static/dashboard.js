@@ -8,6 +8,10 @@
   var pct = function (v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%"; };
   var el = function (tag, text, cls) { var e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
   var name = function (figures, code) { var n = figures.names[code]; return n ? (n["name_" + lang] || n.name_zh) : code; };
+  var topic = function (figures, kind, code) {
+    var n = ((figures.topic_names || {})[kind] || {})[code];
+    return n ? (n["name_" + lang] || n.name_zh) : code;
+  };
   var zone = "Asia/Shanghai";
   var localTime = function (iso) {
     var d = new Date(iso);
@@ -63,6 +67,19 @@
   };
   var config = {displayModeBar: false, responsive: true};
 
+  // A chart with nothing to draw says so, instead of an empty frame.
+  function drawOrSay(id, empty, draw) {
+    var box = document.getElementById(id);
+    var note = box.querySelector(".chart-empty");
+    if (empty) {
+      window.Plotly.purge(box);
+      if (!note) box.replaceChildren(el("p", w("dash.chart.empty"), "muted chart-empty"));
+      return;
+    }
+    if (note) note.remove();
+    draw();
+  }
+
   function charts(figures) {
     if (!window.Plotly) return;
     var weeks = figures.trend.weeks;
@@ -70,17 +87,24 @@
       return {x: weeks, y: figures.trend.rates.map(function (r) { return r[key]; }), name: w("col." + key),
               type: "scatter", mode: "lines+markers", connectgaps: true};
     });
-    window.Plotly.react("chart-rates", series, layout({xaxis: {type: "category"},
-                                                         yaxis: {tickformat: ".0%", range: [0, 1.05]}}), config);
-    window.Plotly.react("chart-backlog", [{x: figures.backlog.days, y: figures.backlog.open, type: "bar",
-                                           name: w("col.backlog"), marker: {color: "#3b6ea5"}}],
-                        layout({xaxis: {type: "category"}, yaxis: {rangemode: "tozero"}}), config);
+    var noRates = series.every(function (s) { return s.y.every(function (v) { return v === null || v === undefined; }); });
+    drawOrSay("chart-rates", noRates, function () {
+      window.Plotly.react("chart-rates", series, layout({xaxis: {type: "category"},
+                                                           yaxis: {tickformat: ".0%", range: [0, 1.05]}}), config);
+    });
+    drawOrSay("chart-backlog", figures.backlog.open.every(function (n) { return !n; }), function () {
+      window.Plotly.react("chart-backlog", [{x: figures.backlog.days, y: figures.backlog.open, type: "bar",
+                                             name: w("col.backlog"), marker: {color: "#3b6ea5"}}],
+                          layout({xaxis: {type: "category"}, yaxis: {rangemode: "tozero"}}), config);
+    });
     var breaches = figures.breaches.slice().sort(function (a, b) { return b.count - a.count; });
-    window.Plotly.react("chart-breaches", [{y: breaches.map(function (b) { return name(figures, b.department); }),
-                                            x: breaches.map(function (b) { return b.count; }), type: "bar",
-                                            orientation: "h", marker: {color: "#b3261e"}, name: w("col.count")}],
-                        layout({margin: {l: 160, r: 10, t: 10, b: 30}, xaxis: {rangemode: "tozero"},
-                                yaxis: {type: "category"}}), config);
+    drawOrSay("chart-breaches", !breaches.length, function () {
+      window.Plotly.react("chart-breaches", [{y: breaches.map(function (b) { return name(figures, b.department); }),
+                                              x: breaches.map(function (b) { return b.count; }), type: "bar",
+                                              orientation: "h", marker: {color: "#b3261e"}, name: w("col.count")}],
+                          layout({margin: {l: 160, r: 10, t: 10, b: 30}, xaxis: {rangemode: "tozero"},
+                                  yaxis: {type: "category"}}), config);
+    });
   }
 
   function draw(figures) {
@@ -96,7 +120,9 @@
     fill("disputed-list", figures.pending.disputed_returns, function (d) {
       return appealLine(figures)({code: d.appeal, title: d.title + " · " + d.returns}); });
     fill("hot-list", figures.hot_topics, function (h) {
-      return el("li", [h.category, h.district, h.street].filter(Boolean).join(" / ") + " · " + h.appeals); });
+      var place = [topic(figures, "category", h.category), topic(figures, "district", h.district),
+                   topic(figures, "street", h.street)].filter(Boolean).join(" / ");
+      return el("li", place + " · " + w("dash.hot_count").replace("{n}", h.appeals)); });
     fill("undelivered-list", figures.undelivered.slice(0, 50), function (m) {
       var li = appealLine(figures)({code: m.appeal, title: [m.event, m.recipient, m.channel, m.status, m.last_error]
         .filter(Boolean).join(" · ")});

@@ -82,6 +82,27 @@ def _has_nul(raw: bytes) -> bool:
     return b"\x00" in unquote_to_bytes(raw)
 
 
+# The filing forms (the citizen's and the hotline operator's): a body past the limit is not a bare
+# 413 there. What came up to the limit is handed on, cut at the last whole field, with the scope's
+# state saying so (`body_cut_at`), and the page shows the form again with what was typed and a
+# message beside the text. Their handlers never file a cut form.
+CUT_FORMS = ("/file", "/work/hotline")
+
+
+def _whole_fields(body: bytes) -> bytes:
+    """An url-encoded body cut anywhere, made parseable again: the field the cut went through (the
+    long text, as a rule) is kept as far as it came, without a broken escape at its end; fields
+    after it are lost."""
+    text = body.decode("ascii", "replace")
+    text = re.sub(r"%[0-9A-Fa-f]?$", "", text)
+    return text.encode("ascii", "replace")
+
+
+def _cuts(scope, headers: dict) -> bool:
+    return (scope.get("method") == "POST" and scope.get("path") in CUT_FORMS
+            and headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"))
+
+
 class InputGuard:
     """Pure ASGI, so it sees the body as it streams: a body past `limit` bytes is answered 413 as
     soon as the count passes it, whether it declared a Content-Length or came chunked, and without
@@ -99,7 +120,8 @@ class InputGuard:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        cuts = _cuts(scope, headers)
+        if length is not None and (not length.isdigit() or (int(length) > self.limit and not cuts)):
             return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
         if _has_nul(scope.get("raw_path") or scope["path"].encode("utf-8", "replace")):
             return await _send(send, 422, {"detail": [
@@ -123,6 +145,12 @@ class InputGuard:
                 return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
+            if len(body) > self.limit and cuts:
+                body = bytearray(_whole_fields(bytes(body[:self.limit])))
+                scope.setdefault("state", {})["body_cut_at"] = self.limit
+                scope["headers"] = [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"] + [
+                    (b"content-length", str(len(body)).encode())]
+                break
             if len(body) > self.limit:
                 return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
         where = self._unstorable_body(headers.get(b"content-type", b""), bytes(body))

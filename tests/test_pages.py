@@ -5,6 +5,7 @@ public figures, a label for every form field, and a consultation answered on the
 base (operator, dispatcher; a handler refused; the answer escaped on the citizen's page). The browser
 walks are in tests/browser/."""
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -35,6 +36,7 @@ class Form(HTMLParser):
         self.labelled: set[str] = set()
         self.hidden: dict[str, str] = {}
         self.in_label = 0
+        self.text = html
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
@@ -58,6 +60,11 @@ class Form(HTMLParser):
 
     def unlabelled(self) -> list[str]:
         return [f for f in self.fields if f not in self.labelled]
+
+    def error(self, field: str) -> str:
+        """The message shown beside a field (`<p id="FIELD-error">`), or "" when there is none."""
+        found = re.search(rf'<p class="field-error" id="{re.escape(field)}-error"[^>]*>(.*?)</p>', self.text, re.S)
+        return html.unescape(found.group(1)).strip() if found else ""
 
 
 def page(client: httpx.Client, url: str, status: int = 200, **kwargs) -> str:
@@ -103,6 +110,27 @@ def test_pages(stack):
                                    "phone": "not-a-phone", "district": "shinan", "street": "badaguan"})
     assert bad.status_code == 422
     assert 'id="title-error"' in bad.text and 'id="phone-error"' in bad.text and "路灯不亮" in bad.text
+    # In the reader's words, never the validation library's English or a regular expression.
+    said = Form(bad.text)
+    assert said.error("title") == "请填写标题。", said.error("title")
+    assert said.error("phone").startswith("手机号码应为数字"), said.error("phone")
+    for leak in ("String should", "pattern", "^\\+?", "Value error"):
+        assert leak not in bad.text, leak
+    english = anon.post("/file?lang=en", data={**form, "type": "complaint", "title": "", "text": "x",
+                                               "phone": "not-a-phone", "district": "shinan", "street": "badaguan"})
+    assert Form(english.text).error("title") == "Please fill in Title."
+    anon.get("/?lang=zh")
+    # A text past the body limit: the form again, with the text as far as it came and a message beside it.
+    huge = "路灯坏了很久。" * 1500  # 10,500 characters: about 95 KB once url-encoded
+    cut = anon.post("/file", data={**form, "type": "complaint", "title": "路灯不亮", "text": huge,
+                                   "district": "shinan", "street": "badaguan", "phone": "13912345678"})
+    assert cut.status_code == 413 and "text/html" in cut.headers["content-type"]
+    assert Form(cut.text).error("text").startswith("内容太长")
+    assert "路灯坏了很久。" * 100 in cut.text and 'value="路灯不亮"' in cut.text
+    with session_scope(get_settings().sqlalchemy_url) as session:  # nothing filed from a cut form
+        assert session.execute(select(func.count()).where(Appeal.text.like("路灯坏了很久%"))).scalar_one() == 0
+    # JSON clients keep their 413.
+    assert anon.post("/appeals", json={"title": "x", "text": huge * 4}).status_code == 413
     script = "<script>alert('x')</script>"
     body = {**form, "type": "complaint", "title": f"路灯不亮 {script}", "text": "小区门口路灯坏了一个月",
             "district": "shinan", "street": "badaguan", "name": "赵小明", "phone": "13912345678",

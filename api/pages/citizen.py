@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from appealflow.api.pages.client import Api, field_errors
-from appealflow.api.pages.common import check_csrf, finish, render
+from appealflow.api.pages.common import Words, check_csrf, finish, language, render
 from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.appeals.enums import AppealType
 from appealflow.settings import get_settings
@@ -58,6 +58,7 @@ async def filing_page(request: Request):
     return await filing_form(request, {"idempotency_key": secrets.token_urlsafe(18), "type": "complaint"}, {})
 
 
+TEXT_LIMIT = 5000  # what intake takes as an appeal's text (api/schemas.py)
 FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
                  "language", "idempotency_key", "csrf", "priority", "handling")
 
@@ -101,20 +102,78 @@ def idempotency_key(form: dict) -> str:
     return key
 
 
-def filing_errors(response) -> dict:
-    """Intake's refusal by form field."""
+# The form's fields as their labels name them, for messages that say which field is wrong.
+FIELD_LABELS = {"type": "file.type", "category": "file.category", "title": "file.title_field", "text": "file.text",
+                "district": "file.district", "street": "file.street", "address": "file.address",
+                "name": "file.name", "phone": "file.phone", "email": "file.email"}
+
+
+def filing_errors(response, words: Words) -> dict:
+    """Intake's refusal by form field, in the page's words: the API's 422 names each field and the
+    kind of problem (pydantic's error types, the domain's "中文 / English" messages), and this says
+    it as the catalogue does, never in the validation library's English."""
+    if response.status_code == 413:
+        return {"text": words("error.too_large", n=TEXT_LIMIT)}
     if response.status_code != 422:
         return {"form": field_errors(response).get("form", "")}
-    errors = {}
-    for where, message in field_errors(response).items():
-        name = where.split(".")[-1]
-        errors[{"requester": "phone", "Idempotency-Key": "form"}.get(name, name)] = message
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    if not isinstance(detail, list):
+        return {"form": _in_language(str(detail or ""), words.lang)}
+    errors: dict[str, str] = {}
+    for item in detail:
+        loc = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "header")]
+        name = loc[-1] if loc else "form"
+        name = {"requester": "phone", "Idempotency-Key": "form", "location": "district"}.get(name, name)
+        errors.setdefault(name, _error_words(item, name, words))
     return errors
+
+
+def _in_language(message: str, lang: str) -> str:
+    """One half of the domain's "中文 / English" message; the whole of any other."""
+    message = message.removeprefix("Value error, ")
+    if " / " in message:
+        zh, en = message.split(" / ", 1)
+        return zh if lang == "zh" else en
+    return message
+
+
+def _error_words(item: dict, name: str, words: Words) -> str:
+    label = words(FIELD_LABELS[name]).rstrip(" *") if name in FIELD_LABELS else name
+    kind, ctx = item.get("type", ""), item.get("ctx") or {}
+    if kind == "missing" or (kind == "string_too_short" and int(ctx.get("min_length", 1)) <= 1):
+        return words("error.required", field=label)
+    if kind == "string_too_short":
+        return words("error.too_short", field=label, n=ctx.get("min_length"))
+    if kind == "string_too_long":
+        return words("error.too_long", field=label, n=ctx.get("max_length"))
+    if kind == "string_pattern_mismatch":
+        return words(f"error.pattern.{name}") if words.has(f"error.pattern.{name}") else \
+            words("error.invalid", field=label)
+    if kind in ("literal_error", "enum"):
+        return words("error.choice", field=label)
+    message = _in_language(str(item.get("msg", "")), words.lang)
+    # The domain speaks in both languages; anything else is the library's, said in our words instead.
+    return message if " / " in str(item.get("msg", "")) else words("error.invalid", field=label)
+
+
+def cut_short(request: Request, form: dict) -> dict | None:
+    """The errors to show when the form came past the size limit (api/errors.py cut it): the text,
+    as far as it came, stays in the form to be shortened; nothing is filed."""
+    if "body_cut_at" not in request.scope.get("state", {}):
+        return None
+    form["text"] = form["text"].rstrip("\ufffd")
+    return {"text": Words(language(request))("error.too_large", n=TEXT_LIMIT)}
 
 
 @router.post("/file")
 async def file_appeal(request: Request):
     form = await posted_filing(request)
+    cut = cut_short(request, form)
+    if cut is not None:
+        return await filing_form(request, form, cut, status=413)
     body = intake_body(form)
     response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
@@ -122,7 +181,8 @@ async def file_appeal(request: Request):
         target = str(request.url_for("filed_page", code=created["code"])) + "?" + urlencode(
             {"token": created["access_token"]})
         return RedirectResponse(target, status_code=303)
-    return await filing_form(request, form, filing_errors(response), status=response.status_code)
+    return await filing_form(request, form, filing_errors(response, Words(language(request))),
+                             status=response.status_code)
 
 
 async def _appeal(request: Request, code: str, token: str | None):
@@ -213,7 +273,7 @@ def _readable(appeal: dict) -> dict:
     return appeal
 
 
-NOTICES = ("rated", "information_sent", "withdrawn")
+NOTICES = ("rated", "information_sent", "information_added", "withdrawn")
 
 
 @router.get("/t/{code}", name="track_page")
@@ -266,11 +326,14 @@ async def rate(request: Request, code: Code, token: Annotated[str, Form(max_leng
 @router.post("/t/{code}/information")
 async def give_information(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
                            csrf: Annotated[str, Form(max_length=200)],
-                           text: Annotated[str, Form(max_length=10000)] = ""):
+                           text: Annotated[str, Form(max_length=10000)] = "",
+                           asked: Annotated[str, Form(max_length=5)] = ""):
+    """What the department asked for (the paused clock resumes), or more the requester wants to say
+    while the appeal is open."""
     check_csrf(request, csrf)
     answer = await Api(request).post(f"/appeals/{code}/information", params={"token": token}, json={"text": text})
     if answer.status_code == 200:
-        return _back_to(request, code, token, "information_sent")
+        return _back_to(request, code, token, "information_sent" if asked else "information_added")
     if answer.status_code == 404:
         return _not_found(request)
     errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}

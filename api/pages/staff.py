@@ -16,12 +16,21 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
-from appealflow.api.pages.citizen import filing_errors, filing_form, idempotency_key, intake_body, posted_filing
+from appealflow.api.pages.citizen import (
+    cut_short,
+    filing_errors,
+    filing_form,
+    idempotency_key,
+    intake_body,
+    posted_filing,
+)
 from appealflow.api.pages.client import Api, field_errors
 from appealflow.api.pages.common import (
     STAFF_COOKIE,
+    Words,
     check_csrf,
     finish,
+    language,
     render,
     safe_next,
     set_staff_cookie,
@@ -276,6 +285,9 @@ async def hotline_page(request: Request, staff: OperatorPage):
 @router.post("/work/hotline")
 async def file_hotline(request: Request, staff: OperatorPage):
     form = await posted_filing(request)
+    cut = cut_short(request, form)
+    if cut is not None:
+        return await filing_form(request, form, cut, status=413, hotline=True, staff=staff)
     body = intake_body(form) | {"channel": "hotline", "priority": form["priority"] or "normal"}
     if form["type"] == "consultation" and form["handling"] != "route":  # answered on the spot: held for it
         body["answer_now"] = True
@@ -283,8 +295,8 @@ async def file_hotline(request: Request, staff: OperatorPage):
     if response.status_code in (200, 201):
         target = str(request.url_for("staff_appeal_page", code=response.json()["code"]))
         return RedirectResponse(target, status_code=303)
-    return await filing_form(request, form, filing_errors(response), status=response.status_code,
-                             hotline=True, staff=staff)
+    return await filing_form(request, form, filing_errors(response, Words(language(request))),
+                             status=response.status_code, hotline=True, staff=staff)
 
 
 @router.get("/work/appeals/{code}", name="staff_appeal_page")

@@ -145,3 +145,37 @@ document.querySelectorAll("input.department-filter").forEach(function (box) {
 document.querySelectorAll(".print-button").forEach(function (button) {
   button.addEventListener("click", function () { window.print(); });
 });
+
+// Long texts: a live count under the field instead of maxlength's silent cut. Past the limit the
+// count turns into the error, beside the field, and the form is held until it is shortened.
+document.querySelectorAll("textarea[data-max]").forEach(function (box) {
+  var max = parseInt(box.dataset.max, 10);
+  var count = document.getElementById(box.dataset.count);
+  if (!count || !max) return;
+  box.removeAttribute("maxlength");
+  var over = function () { return box.value.length > max; };
+  var show = function () {
+    count.hidden = false;
+    count.textContent = over() ? box.dataset.over + " (" + box.value.length + " / " + max + ")"
+                               : count.dataset.words.replace("{n}", box.value.length).replace("{max}", max);
+    count.className = over() ? "field-error" : "small muted";
+    if (over()) {
+      box.setAttribute("aria-invalid", "true");
+      box.setAttribute("aria-describedby", count.id);
+    } else if (box.getAttribute("aria-describedby") === count.id) {
+      box.removeAttribute("aria-invalid");
+      box.removeAttribute("aria-describedby");
+    }
+  };
+  box.addEventListener("input", show);
+  if (box.value) show();
+  if (box.form) {
+    box.form.addEventListener("submit", function (event) {
+      if (!over()) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      show();
+      box.focus();
+    }, true);
+  }
+});

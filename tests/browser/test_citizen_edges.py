@@ -64,7 +64,7 @@ def test_form_errors_in_chinese_beside_the_field_then_add_and_withdraw(browser, 
     with session_scope(get_settings().sqlalchemy_url) as session:
         assert session.execute(select(func.count()).select_from(Appeal)).scalar_one() == 0
     page.fill("#text", "每天晚上十一点后还在施工，影响休息。")
-    assert "已输入 18 / 5000 字" == count.inner_text()
+    assert count.inner_text() == "已输入 18 / 5000 字"
 
     page.click("#file-submit")
     page.wait_for_url(re.compile(r"/t/[^/]+/filed"))

@@ -5,6 +5,7 @@ from pydantic import BaseModel
 
 from appealflow.api.deps import SessionDep
 from appealflow.models.appeals.intake import categories, districts
+from appealflow.models.appeals.privacy import NOTICE, NOTICE_VERSION
 
 router = APIRouter(prefix="/reference", tags=["reference"])
 
@@ -39,3 +40,9 @@ def list_districts(session: SessionDep) -> list[dict]:
 def list_categories(session: SessionDep) -> list[dict]:
     """Valid `category` codes, parents before their children."""
     return categories(session)
+
+
+@router.get("/privacy")
+def privacy_notice() -> dict:
+    """The privacy notice a requester agrees to when filing (`privacy_consent: true` records its version)."""
+    return {"version": NOTICE_VERSION, "text": NOTICE}

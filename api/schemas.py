@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from appealflow.models.appeals.enums import AppealType, Channel, Priority
 from appealflow.models.appeals.intake import NewAppeal
+from appealflow.models.appeals.privacy import NOTICE_VERSION
 
 # Tracking codes as issued (261127-K7Q9XMA), loosely: a mistyped code is simply not found.
 CODE_PATTERN = r"^[0-9A-Za-z-]{1,20}$"
@@ -45,6 +46,12 @@ class AppealIn(BaseModel):
     language: Literal["zh", "en"] | None = None
     # An operator's consultation they answer on the spot: dispatch waits for them (a short hold).
     answer_now: bool = False
+    anonymous: bool = Field(default=False, description=(
+        "no phone and no e-mail, on purpose: no message is sent; the code and the tracking link are the "
+        "only way to follow it"))
+    name_withheld: bool = Field(default=False, description="keep the requester's name from the department")
+    privacy_consent: bool = Field(default=False, description=(
+        "the requester agreed to the privacy notice (GET /reference/privacy); its version is recorded"))
 
     def to_new(self, operator_id: str | None = None) -> NewAppeal:
         """The appeal as the domain receives it: the one mapping the JSON API, the pages (through
@@ -54,6 +61,8 @@ class AppealIn(BaseModel):
             category_code=self.category, district=self.location.district, street=self.location.street,
             address=self.location.address, requester_name=self.requester.name, requester_phone=self.requester.phone,
             requester_email=self.requester.email, operator_id=operator_id, language=self.language,
+            anonymous=self.anonymous, name_withheld=self.name_withheld,
+            privacy_notice=NOTICE_VERSION if self.privacy_consent else None,
         )
 
 
@@ -105,6 +114,7 @@ class AppealOut(BaseModel):
     deadlines: Deadlines
     received_at: datetime
     language: str
+    anonymous: bool = Field(default=False, description="no contact: no message goes to the requester")
     history: list[Event]
     # The same, as the requester reads it: labels and times in their language, departments by name.
     view: dict

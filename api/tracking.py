@@ -215,7 +215,7 @@ def track_appeal(code: Code, request: Request, session: SessionDep, settings: Se
         assisting=[schemas.Department.model_validate(d, from_attributes=True) for d in assisting],
         deadlines=schemas.Deadlines(accept_due_at=appeal.accept_due_at, contact_due_at=appeal.contact_due_at,
                                     resolve_due_at=appeal.resolve_due_at),
-        received_at=appeal.received_at, language=appeal.language,
+        received_at=appeal.received_at, language=appeal.language, anonymous=appeal.anonymous,
         # Only what is meant for the requester: no notes, no assisting departments' remarks, no staff
         # names or reasons meant for staff (models.tracking.PUBLIC_DETAIL).
         history=[schemas.Event(**vars(e)) for e in public_timeline(events)],

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     routing_model: str = Field(default="e5", pattern=r"^(e5|chargram|off)$")
     # How long dispatch leaves an operator's consultation alone while they answer it on the spot.
     answer_hold_seconds: int = Field(default=300, ge=10, le=3600)
+    # Whether a requester may keep their name from the department (where the city's rules allow it).
+    allow_name_withheld: bool = True
+    # What the confirmation page promises for an appeal routing could not place: a dispatcher routes it
+    # within this many working hours (the centre's published promise).
+    triage_within_working_hours: int = Field(default=2, ge=1, le=72)
     model_cache_dir: Path = Path.home() / ".cache" / "appealflow"
     # Dispatch records each new appeal's probable duplicates among open ones and routes it as its
     # twin went. Only appeals sharing a named place with an open one are embedded.

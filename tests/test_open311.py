@@ -11,8 +11,13 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+from sqlalchemy import select
 
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.storage.db import session_scope
+from appealflow.models.telling.outbox import Notification
 from appealflow.runtime.services import wait_until
+from appealflow.settings import get_settings
 from tests.appeals import CatalogueOracle
 from tests.conftest import BIN, on_postgresql, on_sqlite
 from tests.staff import HOME, sign_in
@@ -171,9 +176,19 @@ def test_every_endpoint_in_json_and_xml_follows_the_georeport_v2_schemas(staff_a
     both(api, "/requests", "errors", "errors", status=403, method="POST", data=form("o311_wrong", code))
     both(api, "/requests", "errors", "errors", status=403, method="POST", data=dict(form(key, code), api_key=""))
     both(api, "/requests", "errors", "errors", status=404, method="POST", data=form(key, "no_such_service"))
+    # No contact: GeoReport makes it optional, so the request is filed, anonymous; nothing is queued
+    # for a requester nobody can reach, and the app follows it with its token.
     missing = {k: v for k, v in form(key, code).items() if k not in ("email", "phone")}
-    errors = both(api, "/requests", "errors", "errors", status=400, method="POST", data=missing)
-    assert "email or phone" in errors[0][0]["description"]
+    anonymous = api.post(f"{V2}/requests.json", data=missing)
+    assert anonymous.status_code == 201, anonymous.text
+    filed = anonymous.json()[0]["service_request_id"]
+    followed = api.get(f"/appeals/{filed}", headers={"X-Access-Token": anonymous.headers["X-Access-Token"]})
+    assert followed.status_code == 200 and followed.json()["anonymous"] is True
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        appeal_id = session.execute(select(Appeal.id).where(Appeal.code == filed)).scalar_one()
+        audiences = set(session.execute(select(Notification.audience).where(
+            Notification.appeal_id == appeal_id)).scalars())
+    assert "requester" not in audiences
     nowhere = {k: v for k, v in form(key, code).items() if k not in ("lat", "long")}
     assert "location" in both(api, "/requests", "errors", "errors", status=400, method="POST",
                               data=nowhere)[0][0]["description"]

@@ -106,6 +106,10 @@ def test_pages(stack):
     form = Form(page(anon, "/file")).hidden
     refused = anon.post("/file", data={"title": "x"})
     assert refused.status_code == 403
+    unagreed = anon.post("/file", data={**form, "type": "complaint", "title": "路灯不亮", "text": "路灯不亮"})
+    assert unagreed.status_code == 422 and Form(unagreed.text).error("privacy") == "请先阅读并同意隐私说明。"
+    assert "路灯不亮" in unagreed.text  # what was typed stays
+    form["privacy"] = "on"
     bad = anon.post("/file", data={**form, "type": "complaint", "title": "", "text": "路灯不亮",
                                    "phone": "not-a-phone", "district": "shinan", "street": "badaguan"})
     assert bad.status_code == 422

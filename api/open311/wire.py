@@ -255,6 +255,9 @@ def read_submission(session: Session, pairs: Sequence[tuple[str, str]]) -> Submi
         requester=dict(name=_name(_one(form, "first_name", 50), _one(form, "last_name", 50)),
                        phone=_one(form, "phone", 30), email=_one(form, "email", 254)),
     )
+    # GeoReport makes contact optional: a request without one is anonymous, followed by the app that
+    # holds its token, and nothing is sent to a requester we cannot reach.
+    appeal["anonymous"] = not (appeal["requester"]["phone"] or appeal["requester"]["email"])
     extras = dict(lat=lat, long=long, address_id=address_id, media_url=_one(form, "media_url", 500),
                   account_id=_one(form, "account_id", 100), device_id=_one(form, "device_id", 100),
                   attributes=chosen)

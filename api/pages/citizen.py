@@ -11,11 +11,18 @@ from urllib.parse import urlencode
 import segno
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from appealflow.api.pages.client import Api, field_errors
 from appealflow.api.pages.common import Words, check_csrf, finish, language, render
 from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.appeals.enums import AppealType
+from appealflow.models.appeals.privacy import NOTICE
+from appealflow.models.appeals.tracking import mask_email, mask_phone
+from appealflow.models.city.reference import read_reference
+from appealflow.models.clocks.deadlines import deadlines_for, policy_for
+from appealflow.models.storage.columns import utcnow
+from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
@@ -46,9 +53,12 @@ async def filing_form(request: Request, form: dict, errors: dict, status: int = 
     districts, categories = await _reference(Api(request))
     parents = [c for c in categories if c["parent"] is None]
     children = {p["code"]: [c for c in categories if c["parent"] == p["code"]] for p in parents}
+    settings = get_settings()
     return render(request, "file.html", {"form": form, "errors": errors, "types": TYPES, "districts": districts,
                                          "parents": parents, "children": children, "hotline": hotline,
-                                         "hold_minutes": get_settings().answer_hold_seconds // 60},
+                                         "hold_minutes": settings.answer_hold_seconds // 60,
+                                         "allow_name_withheld": settings.allow_name_withheld,
+                                         "privacy_notice": NOTICE[language(request)]},
                   staff=staff, status=status)
 
 
@@ -60,7 +70,8 @@ async def filing_page(request: Request):
 
 TEXT_LIMIT = 5000  # what intake takes as an appeal's text (api/schemas.py)
 FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
-                 "language", "idempotency_key", "csrf", "priority", "handling")
+                 "language", "idempotency_key", "csrf", "priority", "handling", "anonymous", "name_withheld",
+                 "privacy")
 
 
 def _text(value) -> str:
@@ -91,7 +102,20 @@ def intake_body(form: dict) -> dict:
     }
     if form["language"] in ("zh", "en"):
         body["language"] = form["language"]
+    if form["anonymous"]:  # no contact on purpose: whatever was typed in the contact fields is not sent
+        body["anonymous"] = True
+        body["requester"] |= {"phone": None, "email": None}
+    if form["name_withheld"]:
+        body["name_withheld"] = True
+    if form["privacy"]:
+        body["privacy_consent"] = True
     return body
+
+
+def unconsented(form: dict, words: Words) -> dict | None:
+    """A citizen files only once they have agreed to the privacy notice (an operator's form records
+    that the caller was told, when they were)."""
+    return None if form["privacy"] else {"privacy": words("file.privacy_needed")}
 
 
 def idempotency_key(form: dict) -> str:
@@ -174,6 +198,9 @@ async def file_appeal(request: Request):
     cut = cut_short(request, form)
     if cut is not None:
         return await filing_form(request, form, cut, status=413)
+    refused = unconsented(form, Words(language(request)))
+    if refused is not None:
+        return await filing_form(request, form, refused, status=422)
     body = intake_body(form)
     response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
@@ -201,8 +228,30 @@ async def filed_page(request: Request, code: Code, token: Token = None):
     appeal = await _appeal(request, code, token)
     if appeal is None:
         return _not_found(request)
-    return render(request, "filed.html", {"appeal": appeal, "token": token,
-                                          "link": tracking_link(request, code, token or "")})
+    expected = None if appeal["deadlines"].get("resolve_due_at") else await run_in_threadpool(_expected, appeal)
+    requester = appeal["requester"]
+    channel = None  # anonymous: nothing will be sent
+    if requester.get("email"):
+        channel = ("email", mask_email(requester["email"]))
+    elif requester.get("phone"):
+        channel = ("sms", mask_phone(requester["phone"]))
+    return render(request, "filed.html", {
+        "appeal": appeal, "token": token, "link": tracking_link(request, code, token or ""),
+        "due": {k: datetime.fromisoformat(v) for k, v in appeal["deadlines"].items() if v},
+        "expected": expected, "channel": channel,
+        "triage_hours": get_settings().triage_within_working_hours})
+
+
+def _expected(appeal: dict) -> dict[str, datetime]:
+    """Not routed yet (the page comes before routing has run): the deadlines its policy would give
+    if it were dispatched now, to say by when to expect an answer."""
+    settings = get_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        ref = read_reference(session, hours=settings.working_hours, zone=settings.timezone)
+    lineage = ref.catalogue.lineage(appeal["category"]) if appeal.get("category") else []
+    found = deadlines_for(policy_for(ref.policies, appeal["type"], appeal["priority"], lineage), utcnow(),
+                          ref.calendar)
+    return {"accept_due_at": found.accept_due_at, "resolve_due_at": found.resolve_due_at}
 
 
 @router.get("/t/{code}/qr.svg", name="qr_code")

@@ -53,8 +53,13 @@ def sees_personal_data(staff: Staff, appeal: Appeal) -> bool:
     return staff.role in DEPARTMENT_ROLES and appeal.department_code == staff.department_code
 
 
+WITHHELD = "（姓名不公开）/ (name withheld)"
+
+
 def requester_view(staff: Staff, appeal: Appeal) -> dict:
     if sees_personal_data(staff, appeal):
-        return {"name": appeal.requester_name, "phone": appeal.requester_phone, "email": appeal.requester_email}
+        # The requester asked that the department not see their name: it replies by phone or e-mail.
+        name = WITHHELD if appeal.name_withheld and appeal.requester_name else appeal.requester_name
+        return {"name": name, "phone": appeal.requester_phone, "email": appeal.requester_email}
     return {"name": mask_name(appeal.requester_name), "phone": mask_phone(appeal.requester_phone),
             "email": mask_email(appeal.requester_email)}

@@ -45,6 +45,12 @@ class Appeal(SQLModel, table=True):
     operator_id: str | None = Field(default=None, max_length=64)
     # What the requester reads: every message and their tracking view ("zh" or "en").
     language: str = Field(default="zh", max_length=10)
+    # No phone and no e-mail: no message goes to the requester; the code and link are theirs to follow.
+    anonymous: bool = Field(default=False)
+    # The requester asked that the department not see their name (where the city allows it).
+    name_withheld: bool = Field(default=False)
+    # The version of the privacy notice the requester agreed to when filing (None: filed elsewhere).
+    privacy_notice: str | None = Field(default=None, max_length=20)
 
     status: str = Field(max_length=20)
     department_code: str | None = Field(default=None, foreign_key="department.code", max_length=40)

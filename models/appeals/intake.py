@@ -38,6 +38,9 @@ def language_of(title: str, text: str, chosen: str | None = None) -> str:
     return "zh" if _HAN.search(f"{title}{text}") else "en"
 
 
+LATER_FIELDS = {"anonymous": False, "name_withheld": False, "privacy_notice": None}
+
+
 @dataclass(frozen=True)
 class NewAppeal:
     channel: str
@@ -55,6 +58,9 @@ class NewAppeal:
     operator_id: str | None = None
     # None: the domain decides from the words (`language_of`), whichever door it came in by.
     language: str | None = None
+    anonymous: bool = False  # no contact given, on purpose: nothing is sent to the requester
+    name_withheld: bool = False
+    privacy_notice: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "language", language_of(self.title, self.text, self.language))
@@ -63,6 +69,9 @@ class NewAppeal:
         # asdict's output without its deep copy (every field is a string or None): the same hash
         # as before, so a retry that spans an upgrade still matches.
         fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        for later in LATER_FIELDS:  # added since: left out at their defaults, so old hashes still match
+            if fields[later] == LATER_FIELDS[later]:
+                del fields[later]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -96,8 +105,13 @@ def check(session: Session, new: NewAppeal) -> None:
             raise IntakeError("location.district", f"unknown district {new.district!r}; see GET /reference/districts")
         raise IntakeError("location.street",
                           f"unknown street {new.street!r} in {new.district!r}; see GET /reference/districts")
-    if not (new.requester_phone or new.requester_email):
-        raise IntakeError("requester", "give a phone number or an e-mail address so we can reply")
+    if new.anonymous and (new.requester_phone or new.requester_email):
+        raise IntakeError("anonymous", "匿名诉求不留电话和邮箱 / an anonymous appeal has no phone or e-mail")
+    if not (new.requester_phone or new.requester_email or new.anonymous):
+        raise IntakeError("requester", "请留下电话或电子邮箱以便答复您，或选择匿名 / give a phone number or an "
+                          "e-mail address so we can reply, or choose to file anonymously")
+    if new.name_withheld and not new.requester_name:
+        raise IntakeError("name_withheld", "没有姓名可隐藏 / there is no name to keep from the department")
     if new.requester_email and not deliverable_email(new.requester_email):
         raise IntakeError("requester.email", "电子邮件地址 @ 前面的部分只能使用英文字母、数字和符号 / the part of the "
                           "e-mail address before the @ must be in Latin letters, digits and symbols: mail "

@@ -56,7 +56,9 @@ def search_condition(staff: Staff, text: str) -> ColumnElement[bool]:
     tail = wanted.upper().replace("-", "")
     if len(tail) >= 4 and tail.isalnum() and tail.isascii():
         found.append(col(Appeal.code).like(f"%{tail}"))
-    personal: list[ColumnElement[bool]] = [col(Appeal.requester_name) == wanted]
+    # A name the requester kept from the department is not found by it either.
+    personal: list[ColumnElement[bool]] = [and_(col(Appeal.requester_name) == wanted,
+                                                col(Appeal.name_withheld).is_(False))]
     digits = "".join(ch for ch in wanted if ch.isdigit())
     if len(digits) >= 4 and len(digits) >= len(wanted.replace(" ", "").replace("-", "").lstrip("+")):
         personal.append(col(Appeal.requester_phone).like(f"%{digits}"))

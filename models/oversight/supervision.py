@@ -25,6 +25,8 @@ FORMULAS = {
                     "those overdue now: open, past the resolve deadline, not waiting on the requester)",
     "return_rate": "returns in the period / appeals dispatched in the period",
     "reopen_rate": "reopenings in the period / replies in the period",
+    "anonymous": "appeals dispatched in the period with no contact (no message goes to the requester, "
+                 "so none is rated)",
     "backlog": "open appeals now (dispatched, accepted, in progress, waiting on the requester)",
     "overdue": "open appeals now past their resolve deadline and not waiting on the requester",
 }
@@ -37,6 +39,7 @@ class DepartmentFigures:
     # Dispatched and accepted, or past the accept deadline: an appeal dispatched minutes ago is not yet
     # a late response, and a department with only such appeals has no response rate ("—"), not 0%.
     response_due: int = 0
+    anonymous: int = 0  # of those dispatched: no contact, so never rated; counted apart
     responded_on_time: int = 0
     rated: int = 0
     solved: int = 0
@@ -75,7 +78,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
     in_period = lambda column: and_(column >= start, column < end)  # noqa: E731
     dispatched = session.execute(select(
         col(Appeal.id), col(Appeal.department_code), col(Appeal.status), col(Appeal.accept_due_at),
-        col(Appeal.contact_due_at), col(Appeal.resolve_due_at), col(Appeal.paused_at))
+        col(Appeal.contact_due_at), col(Appeal.resolve_due_at), col(Appeal.paused_at), col(Appeal.anonymous))
         .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None))).all()
     firsts: dict[tuple[int, str], datetime] = {}
     ids = [row.id for row in dispatched]
@@ -89,6 +92,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
     for row in dispatched:
         f = of(row.department_code)
         f.dispatched += 1
+        f.anonymous += bool(row.anonymous)
         accepted, contacted, replied = (firsts.get((row.id, k)) for k in ("accept", "contact", "reply"))
         if accepted or row.accept_due_at is None or row.accept_due_at <= now:
             f.response_due += 1

@@ -172,6 +172,8 @@ def messages_for(event: Event, appeal: Appeal, *, key: str, departments: Departm
     for audience in WHO_HEARS[event]:
         if audience == A.requester:
             for each in (appeal, *followers):
+                if getattr(each, "anonymous", False):  # nobody to tell, on purpose: not an undeliverable message
+                    continue
                 out.append(Message(stored_id(each), f"{event}:{appeal.id}:{key}", event, audience, "requester",
                                    requester_targets(each), appeal_facts(each) | event_facts,
                                    language=each.language or "zh"))

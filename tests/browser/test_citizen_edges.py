@@ -30,8 +30,13 @@ def test_form_errors_in_chinese_beside_the_field_then_add_and_withdraw(browser, 
     # A refused form is a 422 page by design; Chromium logs that as a failed load. Anything else counts.
     page.on("console", lambda m: m.type == "error" and "status of 422" not in m.text and errors.append(m.text))
 
-    # Empty: every missing field named beside itself, in Chinese.
+    # Empty: first the privacy notice to agree to, then every missing field named beside itself.
     page.goto("/file")
+    page.click("#file-submit")
+    page.wait_for_selector("#privacy-error")
+    assert _error(page, "privacy") == "请先阅读并同意隐私说明。"
+    assert "承办部门" in page.locator("#privacy-notice").inner_text()
+    page.check("#privacy-consent")
     page.click("#file-submit")
     page.wait_for_selector("#title-error")
     assert _error(page, "title") == "请填写标题。"

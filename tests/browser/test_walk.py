@@ -115,6 +115,7 @@ def test_citizen_handler_supervisor_public(browser, stack, smtp, lang, tmp_path)
     citizen.fill("#email", email)
     if citizen.locator("#language").count():
         citizen.select_option("#language", lang)
+    citizen.check("#privacy-consent")
     walk.shot(citizen, "citizen-form")
     citizen.dblclick("#file-submit")  # a double click files once
     citizen.wait_for_url(re.compile(r"/t/[^/]+/filed"))

@@ -179,3 +179,13 @@ document.querySelectorAll("textarea[data-max]").forEach(function (box) {
     }, true);
   }
 });
+
+// Filing anonymously: the contact fields step aside (the server ignores them then anyway).
+(function () {
+  var box = document.getElementById("anonymous");
+  if (!box) return;
+  var fields = ["phone", "email"].map(function (id) { return document.getElementById(id); }).filter(Boolean);
+  var sync = function () { fields.forEach(function (f) { f.disabled = box.checked; }); };
+  box.addEventListener("change", sync);
+  sync();
+})();

@@ -12,6 +12,7 @@ from appealflow.api import (
     pages,
     reference,
     routing,
+    short_links,
     supervision,
     tracking,
     workbench,
@@ -42,6 +43,7 @@ def create_app() -> FastAPI:
     app.include_router(open311.router)
     app.include_router(open311.admin)
     app.include_router(reference.router)
+    app.include_router(short_links.router)
     app.include_router(routing.router)
     pages.install(app)  # the HTML pages for citizens, staff and the public (api/pages)
     metrics.install(app)  # GET /metrics, and latency by route around everything above

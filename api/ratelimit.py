@@ -41,6 +41,7 @@ def _limiter(request: Request) -> _Limiter | None:
             "sign_in": parse_many(settings.rate_limit_sign_in),
             "sign_in_user": parse_many(settings.rate_limit_sign_in_user),
             "tracking_phone": parse_many(settings.rate_limit_tracking_phone),
+            "short_link": parse_many(settings.rate_limit_short_link),
         })
     return state.rate_limiter
 

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     rate_limit_sign_in_user: str = "10/minute"
     # Follow-up by code + the phone's last four digits: few tries per address and per code.
     rate_limit_tracking_phone: str = "10/hour"
+    # Short links in text messages (/s/KEY): every open counts, so guessing keys stops early.
+    rate_limit_short_link: str = "30/minute;300/day"
 
     log_level: str = "WARNING"
     log_format: Literal["logfmt", "json"] = "logfmt"

@@ -17,7 +17,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from appealflow.models.telling.outbox import channel_of
 from appealflow.notifications.mail import Relay, ascii_address
-from appealflow.notifications.messages import Rendered
+from appealflow.notifications.messages import Rendered, without_images
 from appealflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,13 +136,14 @@ def send(target: str, message: Rendered, settings: Settings, *, key: str | None 
     if kind == "mailto" and not address.startswith("//"):
         mail_relay = relay(settings)
         if mail_relay.kept:
-            mail_relay.send(address, message.subject, message.text, message.html, key=key)
+            mail_relay.send(address, message.subject, message.text, message.html, key=key, images=message.images)
             return
     notifier = apprise.Apprise(asset=_asset())
     if not notifier.add(apprise_url(target, settings)):
         raise NoRoute(f"not a usable notification URL: {target.split(':', 1)[0]}:...")
     if channel_of(target) == "email":
-        sent = notifier.notify(title=message.subject, body=message.html, body_format=apprise.NotifyFormat.HTML)
+        sent = notifier.notify(title=message.subject, body=without_images(message),
+                               body_format=apprise.NotifyFormat.HTML)
     else:
         sent = notifier.notify(title=message.subject, body=message.text, body_format=apprise.NotifyFormat.TEXT)
     if not sent:

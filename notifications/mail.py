@@ -70,12 +70,13 @@ class Relay:
         self._lock = threading.Lock()
         self.opened = 0  # connections opened so far (the benchmarks report it)
 
-    def send(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None) -> None:
+    def send(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None,
+             images: tuple[tuple[str, bytes], ...] = ()) -> None:
         """Send one message; raise if the relay did not take it (the outbox retries it later). `key`
         names the message for good: every try carries the same Message-ID, so a resend after an
         answer the relay gave too late for us is one message to a mail client, not two."""
         to_address = ascii_address(to_address)
-        message = self.compose(to_address, subject, text, html, key=key)
+        message = self.compose(to_address, subject, text, html, key=key, images=images)
         connection, reused = self._take()
         try:
             try:
@@ -97,9 +98,12 @@ class Relay:
             raise
         self._give(connection)
 
-    def compose(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None) -> str:
+    def compose(self, to_address: str, subject: str, text: str, html: str, *, key: str | None = None,
+                images: tuple[tuple[str, bytes], ...] = ()) -> str:
         """multipart/alternative: our plain text and our HTML, each UTF-8 in base64, headers as Apprise
-        writes them (From, To, Subject, Message-ID, Date, X-Application and the URL's own)."""
+        writes them (From, To, Subject, Message-ID, Date, X-Application and the URL's own). With
+        `images`, the HTML goes in a multipart/related beside them, each named by its Content-ID, as
+        mail clients show inline pictures (a `data:` image many of them do not)."""
         boundary = "===============" + token_hex(12) + "=="
         head = [
             ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
@@ -114,10 +118,24 @@ class Relay:
         if self._reply_to:
             head.append(("Reply-To", self._reply_to))
         lines = [f"{name}: {value}" for name, value in head]
-        for subtype, body in (("plain", text), ("html", html)):
-            lines += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"', "MIME-Version: 1.0",
-                      "Content-Transfer-Encoding: base64", "",
-                      base64.encodebytes(body.encode("utf-8")).decode("ascii").rstrip("\n")]
+        def part(subtype: str, body: str) -> list[str]:
+            return [f'Content-Type: text/{subtype}; charset="utf-8"', "MIME-Version: 1.0",
+                    "Content-Transfer-Encoding: base64", "",
+                    base64.encodebytes(body.encode("utf-8")).decode("ascii").rstrip("\n")]
+
+        lines += ["", f"--{boundary}", *part("plain", text), "", f"--{boundary}"]
+        if images:
+            related = "===============" + token_hex(12) + "=="
+            lines += [f'Content-Type: multipart/related; boundary="{related}"; type="text/html"', "MIME-Version: 1.0",
+                      "", f"--{related}", *part("html", html)]
+            for cid, png in images:
+                lines += ["", f"--{related}", "Content-Type: image/png", "MIME-Version: 1.0",
+                          "Content-Transfer-Encoding: base64", f"Content-ID: <{cid}>",
+                          f'Content-Disposition: inline; filename="{cid.split("@")[0]}.png"', "",
+                          base64.encodebytes(png).decode("ascii").rstrip("\n")]
+            lines += ["", f"--{related}--"]
+        else:
+            lines += part("html", html)
         lines += ["", f"--{boundary}--", ""]
         return "\n".join(lines)  # smtplib sends every line end as CRLF
 

@@ -7,7 +7,6 @@ Links are made here, at delivery, from the appeal's code: the access token they 
 in the outbox's facts.
 """
 
-import base64
 import html
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +30,8 @@ TIME_FACTS = frozenset({"accept_due", "resolve_due", "due"})
 WORD_FACTS = frozenset({"clock", "appeal_type", "priority", "decision", "satisfaction"})
 LINK_FIELDS = ("link", "rating_link", "workbench_link")
 
-__all__ = ["LANGUAGES", "Links", "Rendered", "local_time", "render", "render_in", "templates", "words_of"]
+__all__ = ["LANGUAGES", "Links", "Rendered", "local_time", "render", "render_in", "render_sms", "templates",
+           "words_of"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ class Rendered:
     subject: str
     text: str
     html: str
+    # Pictures the HTML shows by `cid:` (the tracking QR): sent inline beside it, since many mail
+    # clients show no `data:` image. (content id, PNG bytes)
+    images: tuple[tuple[str, bytes], ...] = ()
+
+
+QR_CID = "qr@appealflow"
 
 
 @lru_cache
@@ -120,23 +126,51 @@ def render_message(event: str, audience: str, facts: dict, *, language: str = "z
         text = f"{text}\n\n{english}"
         parts.append('<hr><div lang="en">' + _html_in("en", event, audience, facts, zone=zone, links=links)
                      + "</div>")
+    images: tuple[tuple[str, bytes], ...] = ()
     if qr and links is not None:
-        png = _qr_png_base64(links.link)
-        parts.append(f'<p><img src="data:image/png;base64,{png}" width="180" height="180" '
+        parts.append(f'<p><img src="cid:{QR_CID}" width="180" height="180" '
                      f'alt="{html.escape(facts.get("code", ""))}"></p>')
+        images = ((QR_CID, _qr_png(links.link)),)
     lang = "zh-CN" if language == "zh" else "en"
     page = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(subject)}</title>'
             f'</head><body>{"".join(parts)}</body></html>')
-    return Rendered(subject, text, page)
+    return Rendered(subject, text, page, images)
+
+
+def without_images(message: Rendered) -> str:
+    """The HTML with its inline pictures left out, for a channel that cannot carry them (the link is
+    in the text either way)."""
+    out = message.html
+    for cid, _ in message.images:
+        out = out.replace(f'<p><img src="cid:{cid}"', '<p hidden><img src=""', 1)
+    return out
 
 
 @lru_cache(maxsize=1024)
-def _qr_png_base64(link: str) -> str:
-    """The link's QR code as base64 PNG, with a fixed mask: searching all eight for the best-scoring
+def _qr_png(link: str) -> bytes:
+    """The link's QR code as PNG, with a fixed mask: searching all eight for the best-scoring
     one cost ~8 ms of CPU per code, 60% of what a delivery worker spent. Kept per link too, since an
     appeal's requester gets several e-mails with the same link (received, dispatched, the reply...).
     ~0.6 KB each, 1,024 at most."""
-    return base64.b64encode(qr_code(link, "png", scale=4, mask=FIXED_MASK)).decode()
+    return qr_code(link, "png", scale=4, mask=FIXED_MASK)
+
+
+# One SMS segment: 70 characters once any character falls outside GSM-7 (Chinese always does), 160
+# in plain GSM-7. A longer message is billed and delivered as several parts, out of order on some phones.
+SMS_SEGMENT = {"zh": 70, "en": 160}
+
+
+def render_sms(event: str, code: str, short_link: str, *, language: str = "zh") -> str:
+    """The text message of an event to a requester: their language only, one segment, the short link
+    whole at the end (the words before it give way first, should a long public URL need the room)."""
+    words = templates(language)["sms"][event]
+    text = words.format(code=code, short=short_link)
+    limit = SMS_SEGMENT[language]
+    if len(text) <= limit:
+        return text
+    head = words.split("{short}")[0].format(code=code)
+    room = max(limit - len(short_link) - 1, 0)
+    return (head[:room] + "…" + short_link)[:max(limit, len(short_link))]
 
 
 def words_of(notification, *, zone: str, links: Links | None = None, qr: bool = False) -> Rendered:

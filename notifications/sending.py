@@ -27,6 +27,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import text
 
@@ -40,8 +41,9 @@ from appealflow.models.telling.outbox import (
     mark_sent_many,
     renew_claims,
 )
+from appealflow.models.telling.short_links import key_for
 from appealflow.notifications.delivery import Allowance, ChannelLimits, NoRoute, send
-from appealflow.notifications.messages import Links, words_of
+from appealflow.notifications.messages import Links, Rendered, render_sms, templates, words_of
 from appealflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -296,9 +298,14 @@ def _deliver_one(notification: Notification, *, url: str, worker: str, settings:
     try:
         code = notification.facts.get("code") if notification.facts else None
         links = Links.of(code, public_url=settings.public_url, signing_key=settings.signing_key()) if code else None
-        # A QR code where the channel shows one: the requester's e-mail.
-        message = words_of(notification, zone=settings.timezone, links=links,
-                           qr=channel == "email" and notification.audience == "requester")
+        if channel == "sms" and notification.audience == "requester" and code and notification.event in SMS_EVENTS:
+            # One segment in the requester's language, with a short link to the appeal.
+            short = f"{settings.public_url.rstrip('/')}/s/{_short_key(url, code)}"
+            message = Rendered("", render_sms(notification.event, code, short, language=notification.language), "")
+        else:
+            # A QR code where the channel shows one: the requester's e-mail.
+            message = words_of(notification, zone=settings.timezone, links=links,
+                               qr=channel == "email" and notification.audience == "requester")
         # One Message-ID for every try of this notification: a resend is recognisably the same message.
         send(target, message, settings, key=f"appealflow.{notification_id}.{code or 'notice'}")
     except Exception as error:  # NoRoute, or whatever the channel raised
@@ -306,6 +313,16 @@ def _deliver_one(notification: Notification, *, url: str, worker: str, settings:
     with marks.lock:
         marks.sent.append((notification_id, message.subject, message.text))
     return "sent"
+
+
+SMS_EVENTS = frozenset(templates("zh")["sms"]) & frozenset(templates("en")["sms"])
+
+
+@lru_cache(maxsize=4096)
+def _short_key(url: str, code: str) -> str:
+    """The appeal's short key (made on its first text message); kept per process, since it never changes."""
+    with session_scope(url) as session:
+        return key_for(session, code, now=utcnow())
 
 
 def _failed(notification: Notification, error: Exception, *, url: str, worker: str, settings: Settings,

@@ -26,7 +26,10 @@ class Mailbox(SmtpReceiver):
             for rcpt in envelope.rcpt_tos:
                 self.letters.append({"to": rcpt, "subject": str(parsed["Subject"]), "id": str(parsed["Message-ID"]),
                                      "text": text.get_content() if text else "",
-                                     "html": html.get_content() if html else ""})
+                                     "html": html.get_content() if html else "",
+                                     # Inline pictures by Content-ID, as a mail client finds them.
+                                     "images": {str(part["Content-ID"]).strip("<>"): part.get_content()
+                                                for part in parsed.walk() if part.get_content_type() == "image/png"}})
         return await super().handle_DATA(server, session, envelope)
 
     def to(self, address: str) -> list[dict]:

@@ -11,7 +11,15 @@ import pytest
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.city.department import Department
 from appealflow.models.telling.audience import WHO_HEARS, Assignee, Audience, Event, messages_for, when
-from appealflow.notifications.messages import LANGUAGES, Links, render, render_in, render_message, templates
+from appealflow.notifications.messages import (
+    LANGUAGES,
+    QR_CID,
+    Links,
+    render,
+    render_in,
+    render_message,
+    templates,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -93,7 +101,8 @@ def test_every_message_renders_from_the_facts_its_callers_give(event):
             rendered = render_message(message.event.value, message.audience.value, message.facts,
                                       language=language, zone="Asia/Shanghai", links=LINKS, qr=True)
             assert "楼上漏水 &lt;b&gt;" in rendered.html and "<b>" not in rendered.html  # escaped, real HTML
-            assert rendered.html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in rendered.html
+            assert rendered.html.startswith("<!DOCTYPE html>") and f'src="cid:{QR_CID}"' in rendered.html
+            assert [cid for cid, _ in rendered.images] == [QR_CID] and rendered.images[0][1].startswith(b"\x89PNG")
         if message.audience == Audience.requester:
             assert message.targets == ("mailto:r@example.test",)
         else:

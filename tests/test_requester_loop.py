@@ -31,7 +31,9 @@ ENGLISH = {"type": "complaint", "title": "Construction noise at night",
                                                                                        "street": "badaguan"}}
 ZH_TIME = re.compile(r"\d{1,2}月\d{1,2}日 \d\d:\d\d")
 EN_TIME = re.compile(r"\d{1,2} [A-Z][a-z]{2} \d\d:\d\d")
-LINK = re.compile(r"http://127\.0\.0\.1:\d+/appeals/[0-9A-Z-]+(?:/rating)?\?token=[A-Za-z0-9_=-]+")
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/appeals/[0-9A-Z-]+(?:/rating)?\?token=[A-Za-z0-9_=-]+"
+                  r"|http://127\.0\.0\.1:\d+/s/[0-9A-Z]+")
+SMS_SEGMENT = 70  # characters, once any is Chinese
 SECRET_NOTE = "内部备注：刘科长说先拖一拖"
 HANDLER_NAME = "handler-loop"
 
@@ -58,7 +60,14 @@ def _environment(stack, mailbox: Mailbox, gateway: Gateway, **extra: str) -> Non
 
 
 def _links(text: str) -> list[str]:
-    return LINK.findall(text)
+    """The appeal's links in a message; a text message's short link as the tracking link it leads to."""
+    return [_followed(link) if "/s/" in link else link for link in LINK.findall(text)]
+
+
+def _followed(short: str) -> str:
+    answer = httpx.get(short)
+    assert answer.status_code == 303, (short, answer.status_code)
+    return answer.headers["location"]
 
 
 def _handler_for(api: httpx.Client, code: str) -> dict:
@@ -101,19 +110,25 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
     assert opened.status_code == 200 and opened.json()["code"] == code["phone"]
 
     def inbox(who: str) -> list[dict]:
-        if who == "phone":
-            return [{"subject": m["title"], "text": m["message"]} for m in gateway.at("/sms/13800000001")]
+        if who == "phone":  # one segment each, no title: the text says it all
+            return [{"subject": m["message"], "text": m["message"]} for m in gateway.at("/sms/13800000001")]
         return mailbox.to({"email": "li@example.test", "english": "ann@example.test"}[who])
 
     wait_for(lambda: all(len(inbox(w)) >= 2 for w in code), timeout=90, what="received and dispatched, everyone")
     for who in code:  # sent side by side, they may arrive in either order
         received, dispatched = sorted(inbox(who)[:2], key=lambda m: "dispatch" in m["subject"] or "派" in m["subject"])
         english = who == "english"
-        assert received["subject"] == (f"Your appeal {code[who]} was received" if english
-                                       else f"您的诉求 {code[who]} 已受理")
-        assert dispatched["subject"].startswith(f"Your appeal {code[who]} was dispatched to " if english
-                                                else f"您的诉求 {code[who]} 已派至")
-        assert (EN_TIME if english else ZH_TIME).search(dispatched["text"]), dispatched["text"]
+        if who == "phone":
+            assert received["text"].startswith(f"【12345】您的诉求{code[who]}已受理")
+            assert "已派至" in dispatched["text"]
+            for sms in inbox(who)[:2]:
+                assert len(sms["text"]) <= SMS_SEGMENT and "Your appeal" not in sms["text"], sms["text"]
+        else:
+            assert received["subject"] == (f"Your appeal {code[who]} was received" if english
+                                           else f"您的诉求 {code[who]} 已受理")
+            assert dispatched["subject"].startswith(f"Your appeal {code[who]} was dispatched to " if english
+                                                    else f"您的诉求 {code[who]} 已派至")
+            assert (EN_TIME if english else ZH_TIME).search(dispatched["text"]), dispatched["text"]
         assert "UTC" not in dispatched["text"]
         if english:
             assert not re.search(r"[\u4e00-\u9fff]", dispatched["subject"] + dispatched["text"])
@@ -149,7 +164,9 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
     rating_links = {}
     for who in code:
         reply = next(m for m in inbox(who) if "has a reply" in m["subject"] or "已办结答复" in m["subject"])
-        rating_links[who] = next(link for link in _links(reply["text"]) if "/rating?" in link)
+        # An e-mail carries the rating link; a text message its short link, to the page that rates.
+        rating_links[who] = next((link for link in _links(reply["text"]) if "/rating?" in link),
+                                 _links(reply["text"])[0].replace("?", "/rating?"))
         form = httpx.get(rating_links[who])
         assert form.status_code == 200 and form.json()["can_rate"], form.text
     rate = {"phone": ("satisfied", True), "email": ("unsatisfied", False), "english": ("basically_satisfied", True)}
@@ -189,8 +206,11 @@ def test_three_requesters_hear_every_step_in_their_language_with_links_that_open
         for message in inbox(who):
             assert _links(message["text"]), message  # every one opens the appeal
             assert SECRET_NOTE not in message["text"] and "刘科长" not in message["text"]
-    for letter in mailbox.letters:  # real HTML, escaped, with the QR code; and a plain-text part
-        assert "<a href=" in letter["html"] and "data:image/png;base64," in letter["html"] and letter["text"]
+    for letter in mailbox.letters:  # real HTML, escaped, with the QR code inline; and a plain-text part
+        assert "<a href=" in letter["html"] and 'src="cid:qr@appealflow"' in letter["html"] and letter["text"]
+        assert letter["images"]["qr@appealflow"].startswith(b"\x89PNG")
+    for sms in inbox("phone"):  # every text message one segment, in the requester's language only
+        assert len(sms["text"]) <= SMS_SEGMENT and "appeal" not in sms["text"].lower(), sms["text"]
 
     # The view: the whole life cycle in the requester's language, nothing internal.
     view = httpx.get(_links(inbox("email")[0]["text"])[0]).json()
@@ -274,7 +294,7 @@ def test_a_gateway_down_for_a_while_gets_every_message_once_and_dead_letters_are
     assert all(r["attempts"] == 6 and r["last_error"] for r in listed)
     assert "13900000009" not in str(listed)  # why, and through which channel; not the citizen's number
     csv = api.get("/supervision/undelivered", params={"format": "csv"}, headers=api.staff["supervisor"])
-    assert csv.text.startswith("id,appeal,event,recipient,channel") and second in csv.text
+    assert csv.content.decode("utf-8-sig").startswith("消息编号,受理编号,事件,接收方,渠道") and second in csv.text
     assert api.get("/supervision/undelivered", headers=api.staff["handler"]).status_code == 403
     gateway.up()
     for row in listed:

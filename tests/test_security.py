@@ -278,3 +278,20 @@ def test_a_handler_posting_the_dashboards_retry_form_gets_404(staff_api):
         csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         answer = client.post("/supervise/undelivered/1/retry", data={"csrf": csrf})
         assert answer.status_code == 404
+
+
+@on_sqlite
+def test_short_links_open_the_appeal_and_guessing_them_runs_into_the_limit(stack):
+    from appealflow.models.storage.columns import utcnow
+    from appealflow.models.telling.short_links import key_for
+
+    with _limited_api(stack, short_link="5/minute") as api:
+        created = api.post("/appeals", json=GOOD).json()
+        with session_scope(get_settings().sqlalchemy_url) as session:
+            key = key_for(session, created["code"], now=utcnow())
+        opened = api.get(f"/s/{key.lower()}")  # typed in lower case: the same link
+        assert opened.status_code == 303 and opened.headers["location"].endswith(
+            f"/appeals/{created['code']}?token={created['access_token']}")
+        guesses = [api.get(f"/s/{'X' * 7}{n}").status_code for n in range(2, 6)]
+        assert guesses == [404] * 4
+        _retry_after(api.get(f"/s/{key}"))  # five tries a minute from this address, whichever key

@@ -60,6 +60,16 @@ COLUMN_WORDS: dict[str, tuple[str, str]] = {
     "created_at": ("创建时间", "Created"),
 }
 YES_NO = {"zh": ("是", "否"), "en": ("yes", "no")}
+# Values of the undelivered list, as words.
+VALUE_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "channel": {"email": ("电子邮件", "e-mail"), "sms": ("短信", "text message"), "bot": ("群机器人", "group bot"),
+                "webhook": ("网络回调", "webhook"), "none": ("无", "none")},
+    "recipient": {"requester": ("诉求人", "requester"), "department": ("承办部门", "department"),
+                  "assisting": ("协办部门", "assisting department"), "supervisor": ("督办", "supervision"),
+                  "assignee": ("办理人", "assignee"), "parent": ("上级部门", "parent department")},
+    "notification_status": {"failed": ("发送失败", "failed"), "undeliverable": ("无法送达", "undeliverable"),
+                            "pending": ("待发送", "pending"), "sent": ("已发送", "sent")},
+}
 
 
 @dataclass
@@ -123,6 +133,10 @@ def readable(rows: list[dict], names: ReaderNames, lang: str, zone: str = "Asia/
                 value = lookups[key].get(value, (value, value))[which]
             elif key == "status" and isinstance(value, str) and value in STAFF_STATUS_WORDS:
                 value = STAFF_STATUS_WORDS[value][lang]
+            elif key == "status" and isinstance(value, str) and value in VALUE_WORDS["notification_status"]:
+                value = VALUE_WORDS["notification_status"][value][which]
+            elif key in VALUE_WORDS and isinstance(value, str) and value in VALUE_WORDS[key]:
+                value = VALUE_WORDS[key][value][which]
             elif isinstance(value, bool):
                 value = YES_NO[lang][0 if value else 1]
             shown[header(key, lang)] = value

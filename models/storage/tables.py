@@ -12,6 +12,7 @@ from appealflow.models.clocks.escalation import DeadlineClock, Escalation
 from appealflow.models.routing.classifier_store import ClassifierVersion
 from appealflow.models.routing.policy_qa import PolicyAnswer
 from appealflow.models.telling.outbox import DeliveryAttempt, Notification
+from appealflow.models.telling.short_links import ShortLink
 
 metadata = SQLModel.metadata
 
@@ -19,5 +20,6 @@ __all__ = [
     "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "CannedReply", "Category",
     "ClassifierVersion", "DeadlineClock",
     "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
-    "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "StaffUser", "metadata",
+    "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "ShortLink", "StaffUser",
+    "metadata",
 ]

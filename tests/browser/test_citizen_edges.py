@@ -8,8 +8,10 @@ from sqlalchemy import func, select
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.storage.db import session_scope
+from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
 from tests.conftest import on_sqlite
+from tests.requester_receivers import Gateway
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 LONG = "工地夜间施工噪音很大，" * 1000  # 11,000 characters
@@ -91,3 +93,40 @@ def test_form_errors_in_chinese_beside_the_field_then_add_and_withdraw(browser, 
     assert page.locator("#timeline li[data-kind='withdraw']").count() == 1
     page.screenshot(path=str(tmp_path / "withdrawn.png"), full_page=True)
     assert not errors, errors
+
+
+@on_sqlite
+def test_the_text_message_is_one_segment_and_its_short_link_opens_the_tracking_page(browser, stack, tmp_path):
+    gateway = Gateway().up()
+    try:
+        base = stack.start_api()
+        stack.env.update(APPEALFLOW_SMS_URL=gateway.url("sms/{phone}"), APPEALFLOW_PUBLIC_URL=base)
+        stack.start_worker()  # the worker writes the links
+        context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", base_url=base, **PHONE)
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto("/file")
+        page.select_option("#district", "shinan")
+        page.select_option("#street", "badaguan")
+        page.fill("#title", "路灯不亮")
+        page.fill("#text", "小区门口路灯坏了一个月。")
+        page.fill("#phone", "13800003333")
+        page.check("#privacy-consent")
+        page.click("#file-submit")
+        page.wait_for_url(re.compile(r"/t/[^/]+/filed"))
+        code = page.locator("#tracking-code").inner_text()
+        assert "短信" in page.locator("#next-channel").inner_text()  # where the messages will come
+        wait_until(lambda: gateway.at("/sms/13800003333"), timeout=60, what="the text message")
+        sms = gateway.at("/sms/13800003333")[0]
+        text = sms["message"]
+        assert len(text) <= 70 and code in text and not sms.get("title"), text  # one segment, Chinese only
+        found = re.search(r"https?://\S+/s/[0-9A-Z]+", text)
+        assert found, text
+        short = found.group(0)
+        other = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **PHONE).new_page()
+        other.goto(short)  # as the phone would open it: a new browser, no cookies
+        other.wait_for_selector("#status")
+        assert re.search(rf"/t/{code}\?token=", other.url) and code in other.locator("h1").inner_text()
+        other.screenshot(path=str(tmp_path / "from-sms.png"), full_page=True)
+    finally:
+        gateway.down()

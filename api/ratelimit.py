@@ -98,6 +98,13 @@ def guess_wait(wrong_on_code: int) -> int:
     return min(GUESS_FIRST_WAIT * 2 ** (wrong_on_code - GUESS_FREE), GUESS_MAX_WAIT)
 
 
+def _number(value: object) -> float:
+    """A number Redis handed back (bytes), or 0 for none."""
+    if isinstance(value, bytes):
+        return float(value.decode("ascii"))
+    return float(value) if isinstance(value, int | float | str) else 0.0
+
+
 def check_phone_guess(request: Request, code: str) -> None:
     """429 with Retry-After if this address guessed wrong on `code` too recently."""
     try:
@@ -107,8 +114,8 @@ def check_phone_guess(request: Request, code: str) -> None:
         last = redis.get(f"appealflow:guess:{code}:{client_ip(request)}")
         if last is None:
             return
-        wrong = int(redis.get(f"appealflow:guess:{code}") or 0)
-        wait = math.ceil(float(last) + guess_wait(wrong) - time.time())
+        wrong = int(_number(redis.get(f"appealflow:guess:{code}")))
+        wait = math.ceil(_number(last) + guess_wait(wrong) - time.time())
         if wait > 0:
             raise HTTPException(429, f"请 {wait} 秒后再试 / wrong digits for this code: retry in {wait} s",
                                 headers={"Retry-After": str(wait)})

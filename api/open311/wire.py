@@ -247,17 +247,18 @@ def read_submission(session: Session, pairs: Sequence[tuple[str, str]]) -> Submi
         district = home
     coordinates = f"{lat:.6f},{long:.6f}" if lat is not None else None
     title = chosen.get("title") or description.splitlines()[0][:30]
+    phone, email = _one(form, "phone", 30), _one(form, "email", 254)
     appeal = dict(
         channel=Channel.open311.value, type=chosen.get("appeal_type", DEFAULT_TYPE.value),
         priority=chosen.get("priority", Priority.normal.value), category=service_code, title=title,
         text=description,
         location=dict(district=district, street=street, address=address_string or address_id or coordinates),
-        requester=dict(name=_name(_one(form, "first_name", 50), _one(form, "last_name", 50)),
-                       phone=_one(form, "phone", 30), email=_one(form, "email", 254)),
+        requester=dict(name=_name(_one(form, "first_name", 50), _one(form, "last_name", 50)), phone=phone,
+                       email=email),
+        # GeoReport makes contact optional: a request without one is anonymous, followed by the app
+        # that holds its token, and nothing is sent to a requester we cannot reach.
+        anonymous=not (phone or email),
     )
-    # GeoReport makes contact optional: a request without one is anonymous, followed by the app that
-    # holds its token, and nothing is sent to a requester we cannot reach.
-    appeal["anonymous"] = not (appeal["requester"]["phone"] or appeal["requester"]["email"])
     extras = dict(lat=lat, long=long, address_id=address_id, media_url=_one(form, "media_url", 500),
                   account_id=_one(form, "account_id", 100), device_id=_one(form, "device_id", 100),
                   attributes=chosen)

@@ -13,6 +13,8 @@ from appealflow.models.appeals.lifecycle import NotPermitted
 from appealflow.models.appeals.replies import PLACEHOLDERS, BadTemplate, add_canned, department_canned, remove_canned
 from appealflow.models.city.department import Category, Department
 from appealflow.models.city.people import Staff
+from appealflow.models.oversight.orders import answer, open_for, order_view
+from appealflow.models.storage.columns import utcnow
 
 router = APIRouter(tags=["department desk"])
 MAX_INT = 2**31 - 1
@@ -94,3 +96,30 @@ def set_review(body: ReviewSetting, staff: CurrentStaff, unit: UnitOfWorkDep) ->
     department.review_replies = body.review_replies
     unit.commit()
     return ReviewSetting(review_replies=department.review_replies)
+
+
+class OrderAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: str = Field(min_length=1, max_length=5000)
+
+
+def _department_staff(staff: Staff, what: str) -> str:
+    if staff.role not in (Role.handler, Role.department_head) or not staff.department_code:
+        raise NotPermitted(staff.role, what)
+    return staff.department_code
+
+
+@router.get("/staff/orders")
+def my_orders(staff: CurrentStaff, session: SessionDep) -> list[dict]:
+    """Your department's unanswered supervision orders (督办单), the nearest deadline first."""
+    return [order_view(o) for o in open_for(session, _department_staff(staff, "read supervision orders"))]
+
+
+@router.post("/staff/orders/{order_id}/answer")
+def answer_order(order_id: Annotated[int, Path(ge=1, le=MAX_INT)], body: OrderAnswer, staff: CurrentStaff,
+                 unit: UnitOfWorkDep) -> dict:
+    """Your department's answer to a supervision order, once; whether it came in time is counted."""
+    _department_staff(staff, "answer supervision orders")
+    order = answer(unit.session, staff, order_id, body.answer, now=utcnow())
+    unit.commit()
+    return order_view(order)

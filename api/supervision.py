@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from appealflow.api.auth import current_staff
@@ -17,8 +18,12 @@ from appealflow.models.appeals.enums import OVERSIGHT_ROLES
 from appealflow.models.appeals.lifecycle import NotPermitted
 from appealflow.models.city.people import Staff
 from appealflow.models.oversight.export_words import ReaderNames, readable
+from appealflow.models.oversight.orders import MAX_APPEALS, issue, order_figures, order_view
 from appealflow.models.oversight.supervision import (
     FORMULAS,
+    MEASURES,
+    Scope,
+    appeals_behind,
     at_risk,
     department_figures,
     hot_topics,
@@ -96,20 +101,45 @@ def _moment(text: str | None, field: str, zone: ZoneInfo, *, end: bool) -> datet
             "expected a date like 2026-11-01 or a time like 2026-11-01T08:00:00+08:00")}]) from None
 
 
-@router.get("/rates")
-def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None,
-          format: Format = "json", lang: Lang = "zh"):
-    """Per department: the three rates, on-time, return and reopen rates, backlog; formulas alongside.
-    Dates are the city's local days; `end` is included."""
-    now = utcnow()
+Filter = Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")]
+
+
+def _period(settings, start: str | None, end: str | None, now) -> tuple:
     zone = ZoneInfo(settings.timezone)
     until = _moment(end, "end", zone, end=True) or now
     since = _moment(start, "start", zone, end=False) or until - timedelta(days=30)
     if since >= until:
         raise RequestValidationError([{"loc": ("query", "start"), "type": "value_error",
                                        "msg": "start must be before end"}])
-    return _table(department_figures(session, since, until, now), format, "rates", session, lang,
+    return since, until
+
+
+@router.get("/rates")
+def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None,
+          district: Filter = None, department: Filter = None, category: Filter = None,
+          format: Format = "json", lang: Lang = "zh"):
+    """Per department: the three rates, on-time, return and reopen rates, backlog; formulas alongside.
+    Dates are the city's local days; `end` is included. `district`, `department` and `category` (with
+    the categories under it) narrow which appeals count."""
+    now = utcnow()
+    since, until = _period(settings, start, end, now)
+    scope = Scope(district, department, category)
+    return _table(department_figures(session, since, until, now, scope), format, "rates", session, lang,
                   start=since, end=until, formulas=FORMULAS)
+
+
+@router.get("/appeals")
+def appeals_behind_a_figure(session: SessionDep, settings: SettingsDep,
+                            measure: Annotated[Literal[MEASURES], Query(description="the figure clicked")],  # type: ignore[valid-type]
+                            start: Moment = None, end: Moment = None, district: Filter = None,
+                            department: Filter = None, category: Filter = None, format: Format = "json",
+                            lang: Lang = "zh"):
+    """The appeals a figure of /rates counts, with the same period and filters (a rate: its
+    denominator's appeals)."""
+    now = utcnow()
+    since, until = _period(settings, start, end, now)
+    found = appeals_behind(session, measure, Scope(district, department, category), since, until, now)
+    return _table(_listing(found, now), format, f"appeals-{measure}", session, lang, start=since, end=until)
 
 
 @router.get("/hot-topics")
@@ -146,3 +176,34 @@ def retry_undelivered(unit: UnitOfWorkDep, notification_id: Annotated[int, Path(
     unit.wake(DELIVERY)
     unit.commit()
     return {"id": notification_id, "status": "pending"}
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    department: str = Field(max_length=40)
+    appeals: list[Annotated[str, Field(max_length=20)]] = Field(min_length=1, max_length=MAX_APPEALS)
+    subject: str = Field(min_length=1, max_length=2000)
+    due: str = Field(max_length=40, description="a local date (the whole day) or a time, as the filters take it")
+
+
+@router.post("/orders", status_code=201)
+def issue_order(body: OrderIn, unit: UnitOfWorkDep, settings: SettingsDep,
+                staff: Annotated[Staff, Depends(supervisor)]) -> dict:
+    """A supervision order (督办单) to a department about appeals, with a deadline; each appeal's
+    history records it."""
+    now = utcnow()
+    due = _moment(body.due, "due", ZoneInfo(settings.timezone), end=True)
+    assert due is not None
+    order = issue(unit.session, staff, department=body.department, codes=body.appeals, subject=body.subject,
+                  due_at=due, now=now)
+    unit.commit()
+    return order_view(order)
+
+
+@router.get("/orders")
+def list_orders(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None,
+                format: Format = "json", lang: Lang = "zh"):
+    """Per department: orders issued in the period, answered, answered in time, open past their deadline."""
+    now = utcnow()
+    since, until = _period(settings, start, end, now)
+    return _table(order_figures(session, since, until, now), format, "orders", session, lang, start=since, end=until)

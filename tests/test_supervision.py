@@ -242,3 +242,50 @@ def test_exported_titles_that_look_like_formulas_open_as_text(api):
     for row in sheet.iter_rows(values_only=True):
         for cell in row:
             assert not (isinstance(cell, str) and cell.startswith(FORMULA_STARTS)), cell
+
+
+def test_supervision_orders_are_a_supervisors_answered_once_by_their_department_and_counted(api):
+    code, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    order = {"department": HOME, "appeals": [code], "subject": "请说明超期原因", "due": tomorrow}
+    assert api.post("/supervision/orders", json=order, headers=api.staff["handler"]).status_code == 403
+    past = api.post("/supervision/orders", json={**order, "due": "2020-01-01"}, headers=api.staff["supervisor"])
+    assert past.status_code == 422 and "due" in past.text
+    unknown = api.post("/supervision/orders", json={**order, "appeals": ["000000-NOPE"]},
+                       headers=api.staff["supervisor"])
+    assert unknown.status_code == 422 and "000000-NOPE" in unknown.text
+    made = api.post("/supervision/orders", json=order, headers=api.staff["supervisor"])
+    assert made.status_code == 201, made.text
+    order_id = made.json()["id"]
+    mine = api.get("/staff/orders", headers=api.staff["handler"]).json()
+    assert [o["id"] for o in mine] == [order_id]
+    assert api.get("/staff/orders", headers=api.staff["other_handler"]).json() == []
+    assert api.post(f"/staff/orders/{order_id}/answer", json={"answer": "已办结"},
+                    headers=api.staff["other_handler"]).status_code == 404  # not theirs
+    answered = api.post(f"/staff/orders/{order_id}/answer", json={"answer": "已办结"}, headers=api.staff["handler"])
+    assert answered.status_code == 200 and answered.json()["on_time"] is True
+    assert api.post(f"/staff/orders/{order_id}/answer", json={"answer": "again"},
+                    headers=api.staff["department_head"]).status_code == 409
+    figures = api.get("/supervision/orders", headers=api.staff["supervisor"]).json()["rows"]
+    counted = {r["department"]: r for r in figures}
+    assert counted[HOME]["issued"] == counted[HOME]["answered_on_time"] == 1 and counted[HOME]["open_late"] == 0
+    kinds = [e["kind"] for e in api.get(f"/staff/appeals/{code}", headers=api.staff["handler"]).json()["history"]]
+    assert kinds[-2:] == ["supervision_order", "order_answered"]
+
+
+def test_rates_and_their_appeals_follow_the_filters(api):
+    here, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
+    there, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        session.execute(text("UPDATE appeal SET district = 'laoshan', street = NULL WHERE code = :c"), {"c": there})
+    rows = api.get("/supervision/rates", params={"district": "shinan"}, headers=api.staff["supervisor"]).json()["rows"]
+    assert next(r for r in rows if r["department"] == HOME)["overdue"] == 1
+    listed = api.get("/supervision/appeals", params={"measure": "overdue", "district": "shinan", "department": HOME},
+                     headers=api.staff["supervisor"]).json()["rows"]
+    assert [r["code"] for r in listed] == [here]
+    everywhere = api.get("/supervision/appeals", params={"measure": "overdue"}, headers=api.staff["supervisor"])
+    assert {r["code"] for r in everywhere.json()["rows"]} == {here, there}
+    assert api.get("/supervision/appeals", params={"measure": "nonsense"},
+                   headers=api.staff["supervisor"]).status_code == 422
+    assert api.get("/supervision/rates", params={"district": "Robert'); DROP"},
+                   headers=api.staff["supervisor"]).status_code == 422

@@ -154,7 +154,15 @@ async def work_queue(request: Request, staff: StaffPage):
                                           "cursor": page["next_cursor"]})
     statuses = ("triage", "returned", "reopened") if staff.role == Role.dispatcher else (
         "dispatched", "accepted", "in_progress", "waiting_requester", "reviewing")
+    orders: list[dict] = []  # the department's open supervision orders (督办单): first, above the queue
+    if staff.role in (Role.handler, Role.department_head):
+        found = await api_for(request).get("/staff/orders")
+        orders = found.json() if found.status_code == 200 else []
+        for order in orders:
+            order["due_at"] = datetime.fromisoformat(order["due_at"])
+            order["late"] = order["due_at"] < now
     return render(request, "queue.html", {
+        "orders": orders, "notice": request.query_params.get("notice"),
         "items": page["items"], "wanted": wanted, "next_url": next_url, "error": error, "statuses": statuses,
         "categories": [c for c in categories if c.parent_code is None] + [c for c in categories if c.parent_code],
         "departments": {d.code: d for d in departments}}, staff=staff, status=200 if error is None else 422)
@@ -375,3 +383,15 @@ async def take_action(request: Request, code: Code, action: Action, staff: Staff
             (key for field, key in ANSWER_REFUSALS.items() if field in errors), "answer.refused")
     return await _appeal_page(request, staff, code, errors=errors, failed=action.value, status=answer.status_code,
                               refusal=refusal)
+
+
+@router.post("/work/orders/{order_id}/answer")
+async def answer_order(request: Request, order_id: Annotated[int, Path(ge=1, le=2**31 - 1)], staff: StaffPage,
+                       csrf: Annotated[str, Form(max_length=200)], answer: Annotated[str, Form(max_length=5000)] = ""):
+    """The department's answer to a supervision order, from the top of its queue."""
+    check_csrf(request, csrf)
+    sent = await api_for(request).post(f"/staff/orders/{order_id}/answer", json={"answer": answer})
+    notice = "order_answered" if sent.status_code == 200 else "order_refused"
+    response = RedirectResponse(f"/work?notice={notice}", status_code=303)
+    finish(request, response)
+    return response

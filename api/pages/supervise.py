@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
@@ -15,7 +16,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from appealflow.api.pages.common import catalogue, check_csrf, language, render
+from appealflow.api.pages.client import field_errors
+from appealflow.api.pages.common import catalogue, check_csrf, finish, language, render
 from appealflow.api.pages.signed_in import OversightPage, current
 from appealflow.api.pages.staff import api_for
 from appealflow.models.appeals.enums import OVERSIGHT_ROLES
@@ -51,18 +53,32 @@ def _public() -> dict:
         return public_figures(session, utcnow())
 
 
+FILTERS = ("start", "end", "district", "department", "category")
+
+
+def chosen_filters(request: Request) -> dict[str, str]:
+    """The dashboard's filters as the URL holds them (period as local dates, and the three scopes)."""
+    return {k: v.strip() for k in FILTERS if (v := request.query_params.get(k, "")).strip()}
+
+
 async def dashboard_figures(request: Request) -> dict:
     api = api_for(request)
     now = utcnow()
     zone = ZoneInfo(get_settings().timezone)
+    chosen = chosen_filters(request)
+    scope = {k: v for k, v in chosen.items() if k not in ("start", "end")}
     week_ends = [now - timedelta(weeks=WEEKS - 1 - i) for i in range(WEEKS)]
-    calls = [api.get("/supervision/rates"), api.get("/supervision/overdue"), api.get("/supervision/at-risk"),
+    calls = [api.get("/supervision/rates", params=chosen),
+             api.get("/supervision/appeals", params={"measure": "overdue", **chosen}),
+             api.get("/supervision/at-risk"),
              api.get("/supervision/hot-topics", params={"hours": 72, "min_count": 2}),
              api.get("/supervision/pending")]
     calls += [api.get("/supervision/rates", params={"start": (end - timedelta(weeks=1)).isoformat(),
-                                                    "end": end.isoformat()}) for end in week_ends]
+                                                    "end": end.isoformat(), **scope}) for end in week_ends]
     calls.append(api.get("/supervision/undelivered"))
     answers = await asyncio.gather(*calls)
+    if answers[0].status_code == 422:  # a filter the API refused (a bad date): said on the page
+        raise BadFilter(field_errors(answers[0]))
     for answer in answers:
         answer.raise_for_status()
     rates, overdue, risky, hot, pending = (a.json() for a in answers[:5])
@@ -78,14 +94,62 @@ async def dashboard_figures(request: Request) -> dict:
     }
 
 
+class BadFilter(Exception):
+    def __init__(self, errors: dict):
+        super().__init__(errors)
+        self.errors = errors
+
+
 @router.get("/supervise")
 async def dashboard(request: Request, staff: OversightPage):
-    figures = _jsonable(await dashboard_figures(request))
+    chosen = chosen_filters(request)
+    try:
+        figures = _jsonable(await dashboard_figures(request))
+    except BadFilter as refused:
+        return render(request, "dashboard_refused.html", {"errors": refused.errors, "chosen": chosen,
+                                                          "options": await run_in_threadpool(_names)},
+                      staff=staff, status=422)
     return render(request, "dashboard.html", {"figures": figures, "names": figures["names"], "now": utcnow(),
-                                              "words": catalogue(language(request))}, staff=staff)
+                                              "words": catalogue(language(request)), "chosen": chosen,
+                                              "query": urlencode(chosen), "options": await run_in_threadpool(_names),
+                                              "measure_of": MEASURE_OF}, staff=staff)
 
 
-EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered")
+MEASURE_OF = {"dispatched": "dispatched", "anonymous": "anonymous", "response_rate": "dispatched",
+              "resolution_rate": "rated", "satisfaction_rate": "rated", "on_time_rate": "dispatched",
+              "return_rate": "dispatched", "reopen_rate": "reopens", "backlog": "backlog", "overdue": "overdue"}
+
+
+@router.get("/supervise/appeals")
+async def figure_appeals(request: Request, staff: OversightPage):
+    """The appeals behind one figure of the dashboard, with its period and filters."""
+    chosen = chosen_filters(request)
+    measure = request.query_params.get("measure", "")
+    if measure not in MEASURE_OF.values():
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    answer = await api_for(request).get("/supervision/appeals", params={"measure": measure, **chosen})
+    names = await run_in_threadpool(_names)
+    if answer.status_code != 200:
+        return render(request, "dashboard_refused.html", {"errors": field_errors(answer), "chosen": chosen,
+                                                          "options": names},
+                      staff=staff, status=answer.status_code if answer.status_code < 500 else 502)
+    rows = answer.json()["rows"]
+    for row in rows:
+        row["resolve_due_at"] = datetime.fromisoformat(row["resolve_due_at"]) if row["resolve_due_at"] else None
+    query = urlencode({"measure": measure, **chosen})
+    return render(request, "figure_appeals.html", {"rows": rows, "measure": measure, "chosen": chosen,
+                                                   "names": names, "query": query}, staff=staff)
+
+
+def _names() -> dict:
+    settings = get_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        names = ReaderNames.read(session)
+    return {"department": {c: {"name_zh": zh, "name_en": en} for c, (zh, en) in names.departments.items()},
+            **names.by_kind()}
+
+
+EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered", "appeals")
 
 
 @router.get("/supervise/export/{name}.{kind}")
@@ -93,7 +157,10 @@ async def export(request: Request, name: str, kind: str, staff: OversightPage):
     """The supervision API's CSV or XLSX in the page's language, for a browser signed in with the page cookie."""
     if name not in EXPORTS or kind not in ("csv", "xlsx"):
         return render(request, "not_found.html", {}, staff=staff, status=404)
-    answer = await api_for(request).get(f"/supervision/{name}", params={"format": kind, "lang": language(request)})
+    params = {"format": kind, "lang": language(request), **chosen_filters(request)}
+    if name in ("rates", "appeals") and request.query_params.get("measure"):
+        params["measure"] = request.query_params["measure"]
+    answer = await api_for(request).get(f"/supervision/{name}", params=params)
     return Response(answer.content, status_code=answer.status_code,
                     media_type=answer.headers.get("content-type", "application/octet-stream"),
                     headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
@@ -136,3 +203,20 @@ async def open_government(request: Request):
 @router.get("/open/figures.json")
 async def open_figures():
     return JSONResponse(await run_in_threadpool(_public), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/supervise/orders")
+async def issue_order(request: Request, staff: OversightPage):
+    """A supervision order from the list of a figure's appeals: to a department, about the appeals
+    ticked, by a day."""
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    back = str(form.get("back") or "")
+    back = back if back.startswith("measure=") else ""
+    body = {"department": str(form.get("department") or ""), "subject": str(form.get("subject") or ""),
+            "due": str(form.get("due") or ""), "appeals": [str(c) for c in form.getlist("appeals")]}
+    answer = await api_for(request).post("/supervision/orders", json=body)
+    notice = "order" if answer.status_code == 201 else "order_refused"
+    response = RedirectResponse(f"/supervise/appeals?{back}&notice={notice}", status_code=303)
+    finish(request, response)
+    return response

@@ -105,6 +105,10 @@ EVENT_SENTENCES: dict[str, dict[str, str]] = {
     "note": {"zh": "{who}备注", "en": "{who} added a note"},
     "assign": {"zh": "{who}分配给{assignee}", "en": "{who} assigned it to {assignee}"},
     "take": {"zh": "{who}认领", "en": "{who} took it"},
+    "supervision_order": {"zh": "{who}向{department}发出督办单（第 {order} 号），{at}前回复",
+                          "en": "{who} issued supervision order no. {order} to {department}, to answer by {at}"},
+    "order_answered": {"zh": "{who}回复督办单（第 {order} 号）{in_time}",
+                       "en": "{who} answered supervision order no. {order}{in_time}"},
     "merge": {"zh": "{who}合并到诉求 {parent} 一并办理", "en": "{who} merged it into {parent}"},
     "invalidate": {"zh": "{who}认定为无效诉求", "en": "{who} found it invalid"},
     "release": {"zh": "主件 {parent} 未答复即关闭，本件退回分派",
@@ -126,12 +130,13 @@ SYSTEM = {"zh": "系统", "en": "The system"}
 REQUESTER = {"zh": "诉求人", "en": "The requester"}
 
 # The free text an event carries (a note, a reason, a reply), shown under its sentence as typed.
-TEXT_FIELDS = ("text", "reason", "result", "question", "information", "comment", "note")
+TEXT_FIELDS = ("text", "reason", "result", "question", "information", "comment", "note", "subject", "answer")
 TEXT_LABELS: dict[str, dict[str, str]] = {
     "text": {"zh": "内容", "en": "Text"}, "reason": {"zh": "理由", "en": "Reason"},
     "result": {"zh": "答复", "en": "Reply"}, "question": {"zh": "需补充", "en": "Asked"},
     "information": {"zh": "补充内容", "en": "Added"}, "comment": {"zh": "评价意见", "en": "Comment"},
-    "note": {"zh": "记录", "en": "Note"},
+    "note": {"zh": "记录", "en": "Note"}, "subject": {"zh": "督办事项", "en": "To do"},
+    "answer": {"zh": "办理情况", "en": "Answer"},
 }
 
 # Text that is the machine's own trace, said better by the sentence: routing's reason, the twins note.
@@ -254,6 +259,9 @@ def _facts(event: AppealEvent, names: Names, lang: str, zone: str) -> dict[str, 
         "edited": ("（负责人修改过）" if zh else " (edited by the head)") if d.get("edited") else "",
         "twins": twins or "—",
         "clock": word(d.get("clock", "")), "at": when(d.get("due_at")),
+        "order": str(d.get("order", "—")),
+        "in_time": (("，按时" if d.get("on_time") else "，已超时") if zh
+                    else (", in time" if d.get("on_time") else ", late")) if "on_time" in d else "",
     }
 
 

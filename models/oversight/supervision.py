@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, true
 from sqlmodel import Session, col
 
 from appealflow.models.appeals.appeal import Appeal, AppealEvent, ExtensionRequest
 from appealflow.models.appeals.enums import CONTENT, AppealStatus, ClockState, ExtensionStatus
 from appealflow.models.appeals.lifecycle import OPEN
+from appealflow.models.city.reference import read_catalogue
 from appealflow.models.clocks.deadlines import is_overdue, overdue_condition
 from appealflow.models.clocks.escalation import DeadlineClock, Tier
 
@@ -68,9 +69,38 @@ class DepartmentFigures:
         }
 
 
-def department_figures(session: Session, start: datetime, end: datetime, now: datetime) -> list[dict]:
-    """Every department's figures for appeals dispatched (or rated, returned...) in [start, end)."""
+@dataclass(frozen=True)
+class Scope:
+    """Which appeals a supervisor's figures count: a district, a department, a category (with the
+    categories under it); None counts all."""
+
+    district: str | None = None
+    department: str | None = None
+    category: str | None = None
+
+    def condition(self, session: Session):
+        """As a WHERE clause on the appeal."""
+        found = []
+        if self.district:
+            found.append(col(Appeal.district) == self.district)
+        if self.department:
+            found.append(col(Appeal.department_code) == self.department)
+        if self.category:
+            catalogue = read_catalogue(session)
+            family = [c for c in catalogue.categories if self.category in catalogue.lineage(c)]
+            found.append(col(Appeal.category_code).in_(family or [self.category]))
+        return and_(true(), *found)
+
+
+EVERYTHING = Scope()
+
+
+def department_figures(session: Session, start: datetime, end: datetime, now: datetime,
+                       scope: Scope = EVERYTHING) -> list[dict]:
+    """Every department's figures for appeals dispatched (or rated, returned...) in [start, end), of
+    the appeals in `scope`."""
     figures: dict[str, DepartmentFigures] = {}
+    within = scope.condition(session)
 
     def of(code: str) -> DepartmentFigures:
         return figures.setdefault(code, DepartmentFigures(code))
@@ -79,7 +109,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
     dispatched = session.execute(select(
         col(Appeal.id), col(Appeal.department_code), col(Appeal.status), col(Appeal.accept_due_at),
         col(Appeal.contact_due_at), col(Appeal.resolve_due_at), col(Appeal.paused_at), col(Appeal.anonymous))
-        .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None))).all()
+        .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None), within)).all()
     firsts: dict[tuple[int, str], datetime] = {}
     ids = [row.id for row in dispatched]
     for chunk in range(0, len(ids), 5000):
@@ -106,20 +136,23 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
             f.open_late += 1
     for department, solved, satisfaction in session.execute(select(
             col(Appeal.department_code), col(Appeal.rated_solved), col(Appeal.rated_satisfaction))
-            .where(in_period(col(Appeal.rated_at)), col(Appeal.department_code).is_not(None))):
+            .where(in_period(col(Appeal.rated_at)), col(Appeal.department_code).is_not(None), within)):
         f = of(department)
         f.rated += 1
         f.solved += bool(solved)
         f.satisfied += satisfaction in CONTENT
-    for detail in session.execute(select(col(AppealEvent.detail)).where(
-            in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["return", "return_to_supervisor"]))).scalars():
-        if detail.get("department"):
-            of(detail["department"]).returns += 1
+    for detail in session.execute(select(col(AppealEvent.detail))
+                                  .join(Appeal, col(Appeal.id) == col(AppealEvent.appeal_id))
+                                  .where(in_period(col(AppealEvent.at)),
+                                         col(AppealEvent.kind).in_(["return", "return_to_supervisor"]),
+                                         scope_without_department(scope).condition(session))).scalars():
+        if detail.get("department") and scope.department in (None, detail["department"]):
+            of(detail["department"]).returns += 1  # a return leaves the appeal with no department: by the event
     for department, kind, count in session.execute(
             select(col(Appeal.department_code), col(AppealEvent.kind), func.count())
             .join(Appeal, col(Appeal.id) == col(AppealEvent.appeal_id))
             .where(in_period(col(AppealEvent.at)), col(AppealEvent.kind).in_(["reopen", "reply"]),
-                   col(Appeal.department_code).is_not(None))
+                   col(Appeal.department_code).is_not(None), within)
             .group_by(col(Appeal.department_code), col(AppealEvent.kind))):
         if kind == "reopen":
             of(department).reopens += count
@@ -128,10 +161,39 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
     for department, backlog, overdue in session.execute(
             select(col(Appeal.department_code), func.count(),
                    func.sum(case((overdue_condition(now), 1), else_=0)))
-            .where(col(Appeal.status).in_(OPEN)).group_by(col(Appeal.department_code))):
+            .where(col(Appeal.status).in_(OPEN), within).group_by(col(Appeal.department_code))):
         f = of(department)
         f.backlog, f.overdue = backlog, int(overdue or 0)
     return [figures[code].rates() for code in sorted(figures)]
+
+
+def scope_without_department(scope: Scope) -> Scope:
+    return Scope(scope.district, None, scope.category)
+
+
+# The appeals behind each figure a supervisor can click: the rates link to their denominator.
+MEASURES = ("dispatched", "anonymous", "backlog", "overdue", "rated", "reopens")
+
+
+def appeals_behind(session: Session, measure: str, scope: Scope, start: datetime, end: datetime, now: datetime,
+                   limit: int = 500) -> list[Appeal]:
+    """The appeals a figure counts, as `department_figures` counts them; most pressing first."""
+    if measure not in MEASURES:
+        raise ValueError(f"no such figure: {measure}")
+    period = lambda column: and_(column >= start, column < end)  # noqa: E731
+    where = {
+        "dispatched": period(col(Appeal.dispatched_at)),
+        "anonymous": and_(period(col(Appeal.dispatched_at)), col(Appeal.anonymous).is_(True)),
+        "backlog": col(Appeal.status).in_(OPEN),
+        "overdue": overdue_condition(now),
+        "rated": period(col(Appeal.rated_at)),
+        "reopens": col(Appeal.id).in_(select(col(AppealEvent.appeal_id)).where(
+            col(AppealEvent.kind) == "reopen", period(col(AppealEvent.at)))),
+    }[measure]
+    return list(session.execute(
+        select(Appeal).where(where, col(Appeal.department_code).is_not(None), scope.condition(session))
+        .order_by(col(Appeal.resolve_due_at).is_(None), col(Appeal.resolve_due_at), col(Appeal.id))
+        .limit(limit)).scalars())
 
 
 def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:

@@ -9,6 +9,7 @@ from appealflow.models.city.department import Category, DeadlinePolicy, Departme
 from appealflow.models.city.people import ApiKey, StaffUser
 from appealflow.models.clocks.calendar import CalendarOverride
 from appealflow.models.clocks.escalation import DeadlineClock, Escalation
+from appealflow.models.oversight.orders import SupervisionOrder
 from appealflow.models.routing.classifier_store import ClassifierVersion
 from appealflow.models.routing.policy_qa import PolicyAnswer
 from appealflow.models.telling.outbox import DeliveryAttempt, Notification
@@ -21,5 +22,5 @@ __all__ = [
     "ClassifierVersion", "DeadlineClock",
     "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
     "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "ShortLink", "StaffUser",
-    "metadata",
+    "SupervisionOrder", "metadata",
 ]

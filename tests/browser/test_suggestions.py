@@ -67,6 +67,7 @@ def test_suggestions_while_typing(browser, stack, tmp_path):
     assert citizen.evaluate("document.activeElement.id") == "name"
     citizen.fill("#name", "孙丽")
     citizen.fill("#phone", "13900002222")
+    citizen.check("#privacy-consent")
     citizen.click("#file-submit")
     citizen.wait_for_url(re.compile(r"/t/[^/]+/filed"))
     assert errors == []

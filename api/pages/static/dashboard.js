@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   var words = JSON.parse(document.getElementById("words").textContent);
+  var measures = JSON.parse(document.getElementById("measures").textContent);
   var lang = document.documentElement.lang.indexOf("zh") === 0 ? "zh" : "en";
   var w = function (key) { return Object.prototype.hasOwnProperty.call(words, key) ? words[key] : key; };
   var pct = function (v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%"; };
@@ -53,7 +54,14 @@
       tr.dataset.department = row.department;
       var th = el("th", name(figures, row.department)); th.scope = "row"; tr.appendChild(th);
       keys.forEach(function (key) {
-        var td = el("td", /_rate$/.test(key) ? pct(row[key]) : String(row[key]));
+        // Every number opens the appeals it counts, with the page's period and filters.
+        var td = el("td");
+        var a = el("a", /_rate$/.test(key) ? pct(row[key]) : String(row[key]));
+        var query = new URLSearchParams(window.location.search);
+        query.set("measure", measures[key]);
+        query.set("department", row.department);
+        a.href = "/supervise/appeals?" + query.toString();
+        td.appendChild(a);
         td.dataset.col = key; tr.appendChild(td);
       });
       body.appendChild(tr);
@@ -138,7 +146,8 @@
   }
 
   function refresh() {
-    return fetch("/supervise/figures.json", {credentials: "same-origin", headers: {Accept: "application/json"}})
+    return fetch("/supervise/figures.json" + window.location.search,  // the same filters
+                 {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (figures) { if (figures) draw(figures); })
       .catch(function () { /* the next tick tries again */ });

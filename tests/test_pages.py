@@ -422,3 +422,16 @@ def test_an_operator_files_a_hotline_call(stack):
                 Appeal.code == pages[handling].rsplit("/", 1)[1])).scalar_one()
     assert holds == {"answer": "hold:operator", "route": None}
     assert 'id="route-now"' in page(operator, pages["answer"])
+
+
+def test_no_page_form_puts_phone_digits_in_a_url():
+    """A form that asks for a phone number posts it: a GET would put the digits in the URL, where
+    access logs and browser history keep them."""
+    offending = []
+    for template in (Path(__file__).parents[1] / "api" / "pages" / "templates").glob("*.html"):
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", template.read_text(encoding="utf-8"), re.S):
+            method = re.search(r'method="(\w+)"', form)
+            if (method is None or method.group(1).lower() == "get") and re.search(
+                    r'name="(phone|phone_last4|requester_phone)"|type="tel"', form):
+                offending.append(template.name)
+    assert offending == []

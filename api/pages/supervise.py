@@ -111,7 +111,9 @@ async def dashboard(request: Request, staff: OversightPage):
                       staff=staff, status=422)
     return render(request, "dashboard.html", {"figures": figures, "names": figures["names"], "now": utcnow(),
                                               "words": catalogue(language(request)), "chosen": chosen,
-                                              "query": urlencode(chosen), "options": await run_in_threadpool(_names),
+                                              "query": urlencode(chosen),
+                                              # the filters' choices: the names the figures came with
+                                              "options": {"department": figures["names"], **figures["topic_names"]},
                                               "measure_of": MEASURE_OF}, staff=staff)
 
 

@@ -78,12 +78,12 @@ class Scope:
     department: str | None = None
     category: str | None = None
 
-    def condition(self, session: Session):
-        """As a WHERE clause on the appeal."""
+    def condition(self, session: Session, *, by_department: bool = True):
+        """As a WHERE clause on the appeal (`by_department=False`: leave the department to the caller)."""
         found = []
         if self.district:
             found.append(col(Appeal.district) == self.district)
-        if self.department:
+        if self.department and by_department:
             found.append(col(Appeal.department_code) == self.department)
         if self.category:
             catalogue = read_catalogue(session)
@@ -145,7 +145,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
                                   .join(Appeal, col(Appeal.id) == col(AppealEvent.appeal_id))
                                   .where(in_period(col(AppealEvent.at)),
                                          col(AppealEvent.kind).in_(["return", "return_to_supervisor"]),
-                                         scope_without_department(scope).condition(session))).scalars():
+                                         scope.condition(session, by_department=False))).scalars():
         if detail.get("department") and scope.department in (None, detail["department"]):
             of(detail["department"]).returns += 1  # a return leaves the appeal with no department: by the event
     for department, kind, count in session.execute(
@@ -165,10 +165,6 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         f = of(department)
         f.backlog, f.overdue = backlog, int(overdue or 0)
     return [figures[code].rates() for code in sorted(figures)]
-
-
-def scope_without_department(scope: Scope) -> Scope:
-    return Scope(scope.district, None, scope.category)
 
 
 # The appeals behind each figure a supervisor can click: the rates link to their denominator.

@@ -10,6 +10,7 @@ from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.storage.db import session_scope
 from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
+from tests.browser.steps import fill_filing
 from tests.conftest import on_sqlite
 from tests.requester_receivers import Gateway
 
@@ -46,11 +47,7 @@ def test_form_errors_in_chinese_beside_the_field_then_add_and_withdraw(browser, 
     assert page.locator("#title").get_attribute("aria-invalid") == "true"
 
     # A bad phone: said plainly, and what was typed stays.
-    page.select_option("#district", "shinan")
-    page.select_option("#street", "badaguan")
-    page.fill("#title", "工地夜间施工")
-    page.fill("#text", "每天晚上十一点后还在施工。")
-    page.fill("#phone", "电话12345")
+    fill_filing(page, title="工地夜间施工", text="每天晚上十一点后还在施工。", phone="电话12345")
     page.click("#file-submit")
     page.wait_for_selector("#phone-error")
     assert _error(page, "phone").startswith("手机号码应为数字")
@@ -106,11 +103,7 @@ def test_the_text_message_is_one_segment_and_its_short_link_opens_the_tracking_p
         context.set_default_timeout(15_000)
         page = context.new_page()
         page.goto("/file")
-        page.select_option("#district", "shinan")
-        page.select_option("#street", "badaguan")
-        page.fill("#title", "路灯不亮")
-        page.fill("#text", "小区门口路灯坏了一个月。")
-        page.fill("#phone", "13800003333")
+        fill_filing(page, title="路灯不亮", text="小区门口路灯坏了一个月。", phone="13800003333")
         page.check("#privacy-consent")
         page.click("#file-submit")
         page.wait_for_url(re.compile(r"/t/[^/]+/filed"))

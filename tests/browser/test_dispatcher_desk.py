@@ -12,16 +12,9 @@ from appealflow.models.appeals.tracking import access_token
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
+from tests.browser.steps import sign_in
 from tests.conftest import on_sqlite
-from tests.staff import PASSWORD, appeal_in
-
-
-def _sign_in(page, username: str) -> None:
-    page.goto("/staff/sign-in")
-    page.get_by_label(re.compile("用户名|Username")).fill(username)
-    page.get_by_label(re.compile("密码|Password")).fill(PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/(work|supervise)"))
+from tests.staff import appeal_in
 
 
 @on_sqlite
@@ -32,7 +25,7 @@ def test_a_dispatcher_finds_a_department_by_typing_and_dispatches(browser, stack
     desk = context.new_page()
     desk.on("pageerror", lambda e: errors.append(str(e)))
     code, _ = appeal_in("triage")
-    _sign_in(desk, "dispatcher")
+    sign_in(desk, "dispatcher")
     desk.goto(f"/work/appeals/{code}")
     if desk.locator("#action-dispatch").get_attribute("open") is None:
         desk.locator("#action-dispatch summary").click()
@@ -51,7 +44,7 @@ def test_a_dispatcher_finds_a_department_by_typing_and_dispatches(browser, stack
         session.execute(update(Notification).values(status=NotificationStatus.failed, last_error="550 no such user"))
     supervisor = context.new_page()
     supervisor.on("pageerror", lambda e: errors.append(str(e)))
-    _sign_in(supervisor, "supervisor")
+    sign_in(supervisor, "supervisor")
     supervisor.goto("/supervise")
     assert int(supervisor.locator("#undelivered-count").inner_text()) >= 1
     # Nothing breached yet: the chart says so instead of drawing an empty frame.

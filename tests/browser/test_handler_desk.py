@@ -15,6 +15,7 @@ from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
+from tests.browser.steps import sign_in
 from tests.conftest import on_sqlite
 from tests.staff import HOME, PASSWORD, appeal_in
 
@@ -23,14 +24,6 @@ HANDLER_MAIL = "desk-handler@example.test"
 EDIT = "如仍有问题，请再次来电。"
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 ROLE_PREFIX = re.compile(r"\b(handler|requester|department_head|dispatcher|operator|system|rule|model):")
-
-
-def _sign_in(page, username: str) -> None:
-    page.goto("/staff/sign-in")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/work"))
 
 
 def _open(page, action: str) -> None:
@@ -81,7 +74,7 @@ def test_assigned_canned_reviewed_reply_reaches_the_requester_only_when_approved
 
     # The head: review on, a canned reply with a placeholder, then the appeal assigned.
     head = page_in(context())
-    _sign_in(head, "department_head")
+    sign_in(head, "department_head")
     head.click("#nav-canned")
     head.check("#review-replies")
     head.click("#save-review")
@@ -104,7 +97,7 @@ def test_assigned_canned_reviewed_reply_reaches_the_requester_only_when_approved
     subject, text = smtp.to(HANDLER_MAIL)[0]
     assert code in subject + text and f"/work/appeals/{code}" in text
     desk = page_in(context())
-    _sign_in(desk, "desk_handler")
+    sign_in(desk, "desk_handler")
     desk.click("#owner-mine")
     desk.wait_for_url(re.compile(r"owner=mine"))
     assert desk.locator(f"#queue tr[data-code='{code}']").count() == 1
@@ -158,7 +151,7 @@ def test_the_appeal_page_prints_as_one_a4_work_order(browser, stack, tmp_path):
     context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", base_url=base)
     context.set_default_timeout(15_000)
     page = context.new_page()
-    _sign_in(page, "handler")
+    sign_in(page, "handler")
     for body in ({"method": "phone", "outcome": "reached", "text": "已电话联系诉求人，约定明日上午现场查看。"},
                  {"method": "visit", "outcome": "reached", "text": "现场查看：八大关小区门口路灯灯泡损坏。"}):
         page.goto(f"/work/appeals/{code}")

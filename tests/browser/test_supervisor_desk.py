@@ -11,18 +11,11 @@ from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
+from tests.browser.steps import sign_in
 from tests.conftest import on_sqlite
-from tests.staff import HOME, PASSWORD, appeal_in
+from tests.staff import HOME, appeal_in
 
 CITY_DAY = "%Y-%m-%d"
-
-
-def _sign_in(page, username: str) -> None:
-    page.goto("/staff/sign-in")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/(work|supervise)"))
 
 
 @on_sqlite
@@ -38,7 +31,7 @@ def test_filter_drill_down_and_a_supervision_order_the_department_answers(browse
     errors: list[str] = []
     boss = context.new_page()
     boss.on("pageerror", lambda e: errors.append(str(e)))
-    _sign_in(boss, "supervisor")
+    sign_in(boss, "supervisor")
     boss.goto("/supervise")
     today = (utcnow() + timedelta(hours=8)).strftime(CITY_DAY)
     boss.fill("#f-start", (utcnow() + timedelta(hours=8) - timedelta(days=1)).strftime(CITY_DAY))
@@ -68,7 +61,7 @@ def test_filter_drill_down_and_a_supervision_order_the_department_answers(browse
     head = context.browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", base_url=stack.api_url,
                                        viewport={"width": 1280, "height": 900}).new_page()
     head.on("pageerror", lambda e: errors.append(str(e)))
-    _sign_in(head, "department_head")
+    sign_in(head, "department_head")
     first = head.locator("main > section, main > table, main > form").first
     assert first.get_attribute("id") == "orders"
     assert "两件超期诉求" in head.locator("#orders").inner_text()

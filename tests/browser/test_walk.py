@@ -17,6 +17,7 @@ from appealflow.models.city.people import add_user
 from appealflow.models.storage.db import session_scope
 from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
+from tests.browser.steps import sign_in
 
 PASSWORD = "walk-pass-12345"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
@@ -65,14 +66,6 @@ class Walk:
         self.step += 1
         print(f"{time.monotonic() - self.started:6.1f}s {name}")
         page.screenshot(path=str(self.shots / f"{self.lang}-{self.step:02d}-{name}.png"), full_page=True)
-
-
-def _sign_in(walk: Walk, page, username: str) -> None:
-    page.goto("/staff/sign-in")
-    page.get_by_label(re.compile("用户名|Username")).fill(username)
-    page.get_by_label(re.compile("密码|Password")).fill(PASSWORD)
-    page.keyboard.press("Enter")  # sign-in works from the keyboard
-    page.wait_for_url(re.compile(r"/(work|supervise)"))
 
 
 def _open_action(page, action: str) -> None:
@@ -132,7 +125,7 @@ def test_citizen_handler_supervisor_public(browser, stack, smtp, lang, tmp_path)
     department = _appeal(code).department_code
     _add_staff(f"walk_handler_{lang}", Role.handler, department)
     handler = walk.page(walk.context(**DESK))
-    _sign_in(walk, handler, f"walk_handler_{lang}")
+    sign_in(handler, password=PASSWORD, username=f"walk_handler_{lang}")
     handler.get_by_label(re.compile("搜索|Search")).fill(code)
     handler.get_by_label(re.compile("搜索|Search")).press("Enter")
     handler.get_by_role("link", name=code).click()
@@ -154,7 +147,7 @@ def test_citizen_handler_supervisor_public(browser, stack, smtp, lang, tmp_path)
 
     # The supervisor's dashboard, open before the rating.
     boss = walk.page(walk.context(**DESK))
-    _sign_in(walk, boss, "walk_supervisor")
+    sign_in(boss, password=PASSWORD, username="walk_supervisor")
     boss.wait_for_function("document.querySelector('#chart-rates .main-svg') !== null")
     cell = f"#rates tr[data-department='{department}'] td[data-col='satisfaction_rate']"
     before = boss.locator(cell).inner_text() if boss.locator(cell).count() else "—"

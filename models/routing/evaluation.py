@@ -22,7 +22,16 @@ from appealflow.models.city.reference import REFERENCE_DIR, _flatten, _read
 from appealflow.models.routing.classifier import CategoryModel, CategoryText, Item, Params, Verdict, appeal_text, judge
 from appealflow.models.routing.duplicates import THRESHOLD, Probe, Problem, judged_pairs
 from appealflow.models.routing.keywords import Catalogue, CategoryNode, Rule
-from appealflow.models.routing.policy_qa import BM25, SAMPLE_QA_BASE, PolicyAnswer, fuse, parse, tokens
+from appealflow.models.routing.policy_qa import (
+    SAMPLE_QA_BASE,
+    Index,
+    PolicyAnswer,
+    background,
+    entry_text,
+    parse,
+    pieces,
+    rank,
+)
 from appealflow.models.routing.training import Labelled, fit, group_folds
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "tests" / "eval"
@@ -152,26 +161,30 @@ def duplicate_figures(rows: list[dict], vectors: np.ndarray, problems: list[Prob
 
 
 def qa_figures(base_path: Path, queries_path: Path, embed, today: date) -> dict:
+    """MRR@3 over the questions an entry answers, and every entry shown that was not one of the
+    question's own (`expected`, or `also`: another entry on the same matter) counted off-topic."""
     fmt = "csv" if base_path.suffix == ".csv" else "json"
     entries = [e for e in parse(base_path.read_text(encoding="utf-8"), fmt)
                if (e["valid_from"] is None or e["valid_from"] <= today) and (e["valid_to"] is None
                                                                              or e["valid_to"] >= today)]
     rows = [PolicyAnswer(id=i, **e) for i, e in enumerate(entries)]
-    bm25 = BM25([tokens(f"{r.question} {r.question} {r.answer}") for r in rows])
-    vectors = embed([f"{r.question} {r.answer[:200]}" for r in rows])
+    index = Index.build(rows, embed([entry_text(r) for r in rows]), *background(embed))
     queries = [json.loads(line) for line in queries_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    qvec = embed([q["query"] for q in queries])
-    rr, answered_none, none_right = [], 0, 0
-    for q, v in zip(queries, qvec, strict=True):
-        hits = fuse(rows, bm25.scores(tokens(q["query"])), vectors @ v, 3)
-        if q.get("expected") is None:
-            answered_none += 1
-            none_right += not hits
+    rr, unanswerable, handed_over, off_topic, shown = [], 0, 0, 0, 0
+    for q in queries:
+        hits = rank(index, q["query"], embed(pieces(q["query"])), 3)
+        own = {q.get("expected"), *q.get("also", [])} - {None}
+        shown += len(hits)
+        off_topic += sum(h.question not in own for h in hits)
+        if not own:
+            unanswerable += 1
+            handed_over += not hits
             continue
-        ranks = [n for n, h in enumerate(hits, 1) if h.question == q["expected"]]
+        ranks = [n for n, h in enumerate(hits, 1) if h.question in own]
         rr.append(1.0 / ranks[0] if ranks else 0.0)
-    return dict(queries=len(queries), mrr3=sum(rr) / len(rr) if rr else 0.0,
-                not_found_handed_over=f"{none_right}/{answered_none}")
+    return dict(queries=len(queries), appeal_length=sum(q.get("kind") == "appeal" for q in queries),
+                mrr3=sum(rr) / len(rr) if rr else 0.0, shown=shown, off_topic_shown=off_topic,
+                not_found_handed_over=f"{handed_over}/{unanswerable}")
 
 
 def run(data: Path, *, embed, model: CategoryModel, folds: int = 5, limit: int | None = None,
@@ -208,11 +221,13 @@ def report(result: dict) -> list[str]:
     lines.append("  threshold sweep (recall/precision): " + "  ".join(
         f"{s['threshold']:.2f} {s['recall']:.0%}/{s['precision']:.0%}" for s in d.get("sweep", [])))
     q = result["qa"]
-    lines.append(f"Q&A: {q['queries']} questions, MRR@3 {q['mrr3']:.3f}; unanswerable handed to a person "
+    lines.append(f"Q&A: {q['queries']} questions ({q['appeal_length']} appeal-length), MRR@3 {q['mrr3']:.3f}; "
+                 f"{q['off_topic_shown']} of {q['shown']} answers shown off-topic; unanswerable handed to a person "
                  f"{q['not_found_handed_over']}")
     m = result["model_calibrated"]["all"]
     lines.append(json.dumps(dict(correct=round(m["correct"], 4), triage=round(m["triage"], 4),
                                  silently_wrong=round(m["silently_wrong"], 4), duplicate_recall=round(d["recall"], 4),
                                  duplicate_precision=round(d["precision"], 4), qa_mrr3=round(q["mrr3"], 4),
+                                 qa_off_topic=q["off_topic_shown"], qa_appeal_length=q["appeal_length"],
                                  urgent_wrong=m["urgent_wrong"], appeals=result["appeals"])))
     return lines

@@ -34,6 +34,7 @@ class Suggestion(BaseModel):
     category: str | None
     confidence: float | None
     reason: str | None
+    keywords: list[str] = []  # the category's keywords the text used
 
 
 class Duplicate(BaseModel):
@@ -75,7 +76,8 @@ async def routing_help(code: Code, staff: CurrentStaff, session: SessionDep, set
     return RoutingHelp(
         code=appeal.code, status=appeal.status, routing_reason=appeal.routing_reason,
         suggestions=[Suggestion(department=s.get("department"), category=s.get("category"),
-                                confidence=s.get("probability"), reason=s.get("why"))
+                                confidence=s.get("probability"), reason=s.get("why"),
+                                keywords=[str(k) for k in s.get("keywords") or []])
                      for s in recorded if isinstance(s, dict)],
         duplicates=[Duplicate(code=c.code, similarity=c.similarity, shared_places=list(c.shared_places), why=c.why)
                     for c in found] + [Duplicate(code=t["code"], similarity=t.get("similarity") or 0.0,

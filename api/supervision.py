@@ -29,6 +29,7 @@ from appealflow.models.oversight.supervision import (
     hot_topics,
     overdue,
     pending_decisions,
+    pending_rows,
 )
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.telling.outbox import attempts_of, retry, undelivered
@@ -49,6 +50,9 @@ def supervisor(staff: Annotated[Staff, Depends(current_staff)]) -> Staff:
 router = APIRouter(prefix="/supervision", tags=["supervision"], dependencies=[Depends(supervisor)])
 
 
+Filter = Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")]
+
+
 def _table(rows: list[dict], fmt: str, name: str, session: Session, lang: str, **extra):
     if fmt == "json":
         return {"rows": rows, **extra}
@@ -65,15 +69,19 @@ def _listing(appeals: list[Appeal], now: datetime) -> list[dict]:
 
 
 @router.get("/overdue")
-def overdue_list(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
+def overdue_list(session: SessionDep, district: Filter = None, department: Filter = None, category: Filter = None,
+                 format: Format = "json", lang: Lang = "zh"):
     now = utcnow()
-    return _table(_listing(overdue(session, now), now), format, "overdue", session, lang)
+    found = overdue(session, now, Scope(district, department, category))
+    return _table(_listing(found, now), format, "overdue", session, lang)
 
 
 @router.get("/at-risk")
-def at_risk_list(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
+def at_risk_list(session: SessionDep, district: Filter = None, department: Filter = None, category: Filter = None,
+                 format: Format = "json", lang: Lang = "zh"):
     now = utcnow()
-    return _table(_listing(at_risk(session, now), now), format, "at-risk", session, lang)
+    found = at_risk(session, now, Scope(district, department, category))
+    return _table(_listing(found, now), format, "at-risk", session, lang)
 
 
 Moment = Annotated[str | None, Query(max_length=40, description=(
@@ -99,9 +107,6 @@ def _moment(text: str | None, field: str, zone: ZoneInfo, *, end: bool) -> datet
     except (ValueError, OverflowError):
         raise RequestValidationError([{"loc": ("query", field), "type": "value_error", "msg": (
             "expected a date like 2026-11-01 or a time like 2026-11-01T08:00:00+08:00")}]) from None
-
-
-Filter = Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")]
 
 
 def _period(settings, start: str | None, end: str | None, now) -> tuple:
@@ -150,9 +155,10 @@ def hot_topic_list(session: SessionDep, hours: Annotated[int, Query(ge=1, le=24 
 
 
 @router.get("/pending")
-def pending(session: SessionDep) -> dict:
-    """Extension requests and disputed returns waiting for a supervisor."""
-    return pending_decisions(session)
+def pending(session: SessionDep, format: Format = "json", lang: Lang = "zh"):
+    """Extension requests and disputed returns waiting for a supervisor (as files: one table of both)."""
+    found = pending_decisions(session)
+    return found if format == "json" else _table(pending_rows(found), format, "pending", session, lang)
 
 
 @router.get("/undelivered")

@@ -61,6 +61,7 @@ DEPARTMENTS = {d.code: d for d in (_department("hotline_centre"), _department("h
                                    _department("city"), _department("water"))}
 APPEAL = Appeal(id=7, code="261127-K7Q9XMA", channel="web", appeal_type="complaint", priority="normal",
                 title="楼上漏水 <b>", text="…", district="shinan", street="badaguan", status="accepted",
+                category_code="water_supply_interruption",
                 department_code="housing", requester_email="r@example.test", received_at=datetime.now(UTC),
                 updated_at=datetime.now(UTC))
 
@@ -116,5 +117,12 @@ def test_times_are_written_in_the_citys_zone_as_people_write_them():
     subject, body = render("dispatched", "requester", facts, language="zh", zone="Asia/Shanghai", links=LINKS)
     assert subject == "您的诉求 261127-K7Q9XMA 已派至housing局"
     assert "12月4日 17:00" in body and "4 Dec 17:00" in body  # English beside the Chinese
+    # The department reads the category and the place by name, in its language, never their codes.
+    department = messages_for(Event.dispatched, APPEAL, key="v1", departments=DEPARTMENTS, handling="housing",
+                              facts=DUES)[0]
+    _, told = render("dispatched", department.audience.value, department.facts, zone="Asia/Shanghai", links=LINKS)
+    assert "分类：供水与停水。地点：市南区八大关街道。" in told
+    assert "Location: Badaguan Subdistrict, Shinan District" in told
+    assert "water_supply_interruption" not in told and "shinan" not in told
     _, english_only = render("dispatched", "requester", facts, language="en", zone="Asia/Shanghai", links=LINKS)
     assert "4 Dec 17:00" in english_only and not CJK.search(english_only.replace(APPEAL.title, ""))

@@ -254,9 +254,13 @@ def test_pages(stack):
         session.add(AppealEvent(appeal_id=appeal_id, kind="triage", actor="system:dispatch", at=utcnow(),
                                 from_status="received", to_status="triage", detail={"suggestions": [
                                     {"department": "urban_management", "category": "municipal_facilities",
-                                     "probability": 0.41, "why": "路灯"}]}))
+                                     "probability": 0.41, "why": "text reads as municipal_facilities (41%)",
+                                     "keywords": ["路灯", "井盖"]}]}))
     detail = page(desk, f"/work/appeals/{triaged}")
     assert 'id="suggestions"' in detail and re.search(r'<option value="urban_management"[^>]*\sselected>', detail)
+    # Why, in the dispatcher's words: the category by name and the keywords the text used; no code.
+    why = re.search(r'<ul id="suggestions">.*?</ul>', detail, re.S).group(0)
+    assert "内容判为「市政设施」，关键词：路灯、井盖" in why and "municipal_facilities" not in why
     # The picker: suggested departments first, then all of them by pinyin, both names, a filter box.
     picker = detail[detail.index('id="dispatch-department"'):]
     picker = picker[:picker.index("</select>")]

@@ -36,7 +36,8 @@ def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staf
         session.execute(update(Appeal).where(Appeal.id == appeal_id).values(status="triage"))
         session.add(AppealEvent(appeal_id=appeal_id, kind="triage", actor="system:routing", at=utcnow(),
                                 detail={"suggestions": [{"department": "shinan_badaguan", "category": "noise",
-                                                         "probability": 0.46, "why": "施工 / construction"}]}))
+                                                         "probability": 0.46, "why": "施工 / construction",
+                                                         "keywords": ["施工"]}]}))
 
     answer = staff_api.get(f"/routing/suggestions/{first}", headers=staff_api.staff["dispatcher"])
     assert answer.status_code == 200, answer.text
@@ -44,7 +45,7 @@ def test_dispatchers_see_what_routing_suggested_and_the_probable_duplicates(staf
     assert [d["code"] for d in body["duplicates"]] == [same]
     assert body["duplicates"][0]["why"].startswith(f"疑似与 {same} 为同一事项 / probably the same matter as {same}")
     assert body["suggestions"] == [{"department": "shinan_badaguan", "category": "noise", "confidence": 0.46,
-                                    "reason": "施工 / construction"}]
+                                    "reason": "施工 / construction", "keywords": ["施工"]}]
     # A handler has no business routing; a code outside anyone's records is not found.
     assert staff_api.get(f"/routing/suggestions/{first}", headers=staff_api.staff["handler"]).status_code == 403
     assert staff_api.get(f"/routing/suggestions/{first}").status_code == 401

@@ -136,6 +136,20 @@ def test_lists_hot_topics_and_csv(api):
     assert cells[0][:4] == ["类别", "区", "街道", "诉求数"]
     assert cells[1][0] == "城市管理" and cells[1][3] == 6  # names, and numbers stay numbers
     assert api.get("/supervision/rates", params={"format": "pdf"}, headers=api.staff["supervisor"]).status_code == 422
+    # The lists take the dashboard's filters: another department's overdue list is empty.
+    assert api.get("/supervision/overdue", params={"department": ELSEWHERE},
+                   headers=api.staff["supervisor"]).json()["rows"] == []
+    assert api.get("/supervision/at-risk", params={"district": "no_such_district"},
+                   headers=api.staff["supervisor"]).json()["rows"] == []
+
+
+def test_decisions_waiting_for_a_supervisor_export_as_one_table(api):
+    asked, _ = appeal_in("accepted", extension=True)
+    exported = api.get("/supervision/pending", params={"format": "csv"}, headers=api.staff["supervisor"])
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"), newline="")))
+    mine = next(r for r in rows if r["受理编号"] == asked)
+    assert mine["待决事项"] == "延期申请" and mine["理由或标题"] == "需要现场勘查" and mine["起始时间"][:2] == "20"
+    assert api.get("/supervision/pending", headers=api.staff["supervisor"]).json()["extensions"]
 
 
 def test_a_department_with_nothing_due_yet_has_no_response_rate_rather_than_zero(api):

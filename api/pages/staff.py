@@ -279,7 +279,8 @@ def _recorded_suggestions(appeal: dict) -> list[dict]:
         found = (event.get("detail") or {}).get("suggestions")
         if found:
             return [{"department": s.get("department"), "category": s.get("category"),
-                     "confidence": s.get("probability"), "reason": s.get("why")} for s in found if isinstance(s, dict)]
+                     "confidence": s.get("probability"), "reason": s.get("why"), "keywords": s.get("keywords") or []}
+                    for s in found if isinstance(s, dict)]
     return []
 
 

@@ -70,7 +70,7 @@ async def dashboard_figures(request: Request) -> dict:
     week_ends = [now - timedelta(weeks=WEEKS - 1 - i) for i in range(WEEKS)]
     calls = [api.get("/supervision/rates", params=chosen),
              api.get("/supervision/appeals", params={"measure": "overdue", **chosen}),
-             api.get("/supervision/at-risk"),
+             api.get("/supervision/at-risk", params=scope),
              api.get("/supervision/hot-topics", params={"hours": 72, "min_count": 2}),
              api.get("/supervision/pending")]
     calls += [api.get("/supervision/rates", params={"start": (end - timedelta(weeks=1)).isoformat(),
@@ -151,7 +151,7 @@ def _names() -> dict:
             **names.by_kind()}
 
 
-EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered", "appeals")
+EXPORTS = ("rates", "overdue", "at-risk", "hot-topics", "undelivered", "appeals", "pending")
 
 
 @router.get("/supervise/export/{name}.{kind}")

@@ -20,7 +20,7 @@ from sqlmodel import Session, SQLModel, col, select
 from appealflow.models.appeals.appeal import Appeal, AppealEvent, IdempotencyKey
 from appealflow.models.appeals.enums import AppealStatus, AppealType, Channel
 from appealflow.models.appeals.tracking import new_tracking_code
-from appealflow.models.city.department import Category, Department
+from appealflow.models.city.department import Category, Department, place_name
 from appealflow.models.refusal import Refused
 from appealflow.models.storage.columns import rows_changed
 from appealflow.models.telling.audience import Event, messages_for
@@ -317,12 +317,12 @@ def districts(session: Session) -> list[dict]:
             continue
         place = found.setdefault(row.district, {"code": row.district, "name_zh": None, "name_en": None,
                                                 "streets": []})
+        zh, en = place_name(row.name_zh, row.name_en, street=row.street is not None)
         if row.street is None:
-            place["name_zh"] = place["name_zh"] or row.name_zh.removesuffix("人民政府")
-            place["name_en"] = place["name_en"] or row.name_en.removesuffix(" People's Government")
+            place["name_zh"] = place["name_zh"] or zh
+            place["name_en"] = place["name_en"] or en
         elif row.street not in {s["code"] for s in place["streets"]}:
-            place["streets"].append({"code": row.street, "name_zh": row.name_zh.removesuffix("办事处"),
-                                     "name_en": row.name_en.split(",")[0].removesuffix(" Office")})
+            place["streets"].append({"code": row.street, "name_zh": zh, "name_en": en})
     return list(found.values())
 
 

@@ -65,3 +65,11 @@ def by_name(departments: Iterable[Department]) -> list[Department]:
     from pypinyin import lazy_pinyin  # imported here: only the pages that list departments need it
 
     return sorted(departments, key=lambda d: (lazy_pinyin(d.name_zh), d.code))
+
+
+def place_name(name_zh: str, name_en: str, *, street: bool) -> tuple[str, str]:
+    """A district or street as people name it: the name of its government or street office, without
+    the office (市南区人民政府 → 市南区; 八大关街道办事处 → 八大关街道)."""
+    if street:
+        return name_zh.removesuffix("办事处"), name_en.split(",")[0].removesuffix(" Office")
+    return name_zh.removesuffix("人民政府"), name_en.removesuffix(" People's Government")

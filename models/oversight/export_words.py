@@ -58,6 +58,10 @@ COLUMN_WORDS: dict[str, tuple[str, str]] = {
     "last_error": ("最后错误", "Last error"),
     "last_attempt_at": ("最后尝试", "Last attempt"),
     "created_at": ("创建时间", "Created"),
+    "kind": ("待决事项", "Waiting decision"),
+    "extra": ("申请延长", "Extension asked"),
+    "reason": ("理由或标题", "Reason or title"),
+    "since": ("起始时间", "Since"),
 }
 YES_NO = {"zh": ("是", "否"), "en": ("yes", "no")}
 # Values of the undelivered list, as words.
@@ -67,6 +71,7 @@ VALUE_WORDS: dict[str, dict[str, tuple[str, str]]] = {
     "recipient": {"requester": ("诉求人", "requester"), "department": ("承办部门", "department"),
                   "assisting": ("协办部门", "assisting department"), "supervisor": ("督办", "supervision"),
                   "assignee": ("办理人", "assignee"), "parent": ("上级部门", "parent department")},
+    "kind": {"extension": ("延期申请", "extension request"), "disputed_return": ("退回争议", "disputed return")},
     "notification_status": {"failed": ("发送失败", "failed"), "undeliverable": ("无法送达", "undeliverable"),
                             "pending": ("待发送", "pending"), "sent": ("已发送", "sent")},
 }
@@ -106,7 +111,7 @@ def header(column: str, lang: str) -> str:
     return zh if lang == "zh" else en
 
 
-TIME_COLUMNS = {"resolve_due_at", "first", "last", "last_attempt_at", "created_at"}
+TIME_COLUMNS = {"resolve_due_at", "first", "last", "last_attempt_at", "created_at", "since"}
 
 
 def _local(value, zone: ZoneInfo) -> str:

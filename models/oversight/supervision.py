@@ -192,17 +192,18 @@ def appeals_behind(session: Session, measure: str, scope: Scope, start: datetime
         .limit(limit)).scalars())
 
 
-def overdue(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
-    return list(session.execute(select(Appeal).where(overdue_condition(now))
+def overdue(session: Session, now: datetime, scope: Scope = EVERYTHING, limit: int = 500) -> list[Appeal]:
+    return list(session.execute(select(Appeal).where(overdue_condition(now), scope.condition(session))
                                 .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
 
 
-def at_risk(session: Session, now: datetime, limit: int = 500) -> list[Appeal]:
+def at_risk(session: Session, now: datetime, scope: Scope = EVERYTHING, limit: int = 500) -> list[Appeal]:
     """Open appeals whose resolve clock has warned but not yet breached."""
     warned = select(col(DeadlineClock.appeal_id)).where(col(DeadlineClock.clock) == "resolve",
                                                         col(DeadlineClock.state) == ClockState.running,
                                                         col(DeadlineClock.next_tier) == Tier.breach)
-    return list(session.execute(select(Appeal).where(col(Appeal.id).in_(warned), col(Appeal.status).in_(OPEN))
+    return list(session.execute(select(Appeal).where(col(Appeal.id).in_(warned), col(Appeal.status).in_(OPEN),
+                                                     scope.condition(session))
                                 .order_by(col(Appeal.resolve_due_at)).limit(limit)).scalars())
 
 
@@ -216,6 +217,14 @@ def hot_topics(session: Session, now: datetime, *, hours: int, min_count: int) -
         .having(func.count() >= min_count).order_by(func.count().desc())).all()
     return [dict(category=c, district=d, street=s, appeals=n, first=first, last=last)
             for c, d, s, n, first, last in rows]
+
+
+def pending_rows(pending: dict) -> list[dict]:
+    """The two lists of `pending_decisions` as one table, for a spreadsheet."""
+    return ([dict(kind="extension", appeal=e["appeal"], extra=e["extra"], reason=e["reason"],
+                  since=e["created_at"]) for e in pending["extensions"]]
+            + [dict(kind="disputed_return", appeal=d["appeal"], extra="", reason=d["title"], since=d["since"])
+               for d in pending["disputed_returns"]])
 
 
 def pending_decisions(session: Session) -> dict:

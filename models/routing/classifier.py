@@ -120,7 +120,8 @@ class Suggestion:
     department_code: str
     category_code: str
     probability: float
-    why: str
+    why: str  # for logs and machines; pages say it from the category, probability and keywords
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -327,8 +328,8 @@ def decide(labels: list[str], catalogue: Catalogue, items: list[Item], evidence:
         ranked = sorted(by_department.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
         keywords = evidence.found[row]
         suggestions = tuple(
-            Suggestion(d, best_category[d][1], round(pr, 3),
-                       _why(best_category[d][1], pr, keywords, catalogue)) for d, pr in ranked)
+            Suggestion(d, best_category[d][1], round(pr, 3), *_why(best_category[d][1], pr, keywords, catalogue))
+            for d, pr in ranked)
         decided = bool(ranked) and ranked[0][1] >= p.threshold and (
             len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= p.margin)
         if decided and item.urgent and ranked[0][1] < URGENT_SURE:
@@ -349,11 +350,13 @@ def _rules_agree(catalogue: Catalogue, item: Item, department: str) -> bool:
     return route is not None and route.department_code == department
 
 
-def _why(category: str, probability: float, keywords: list[str], catalogue: Catalogue) -> str:
-    own = [k for k in keywords if any(category in catalogue.lineage(c) or c in catalogue.lineage(category)
-                                      for kw, c in catalogue.keywords if kw == k)]
-    said = f"; keywords {', '.join(sorted(set(own))[:4])}" if own else ""
-    return f"text reads as {category} ({probability:.0%}){said}"
+def _why(category: str, probability: float, keywords: list[str],
+         catalogue: Catalogue) -> tuple[str, tuple[str, ...]]:
+    """The reason as a line, and the category's own keywords the text used."""
+    own = tuple(sorted({k for k in keywords if any(category in catalogue.lineage(c) or c in catalogue.lineage(category)
+                                                   for kw, c in catalogue.keywords if kw == k)})[:4])
+    said = f"; keywords {', '.join(own)}" if own else ""
+    return f"text reads as {category} ({probability:.0%}){said}", own
 
 
 

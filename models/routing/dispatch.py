@@ -331,7 +331,8 @@ def _transition(d: Decision, now: datetime) -> Transition:
     detail: dict = {"reason": d.reason, "category": d.category_code, "routed_by": "model" if d.model_version
                     else "rule", "model_version": d.model_version, "confidence": round(d.confidence, 3),
                     "suggestions": [dict(department=s.department_code, category=s.category_code,
-                                         probability=s.probability, why=s.why) for s in d.suggestions]}
+                                         probability=s.probability, why=s.why, keywords=list(s.keywords))
+                                    for s in d.suggestions]}
     if d.action == Action.route:
         placed, recorded = placement(d, now)
         changes.update(placed)

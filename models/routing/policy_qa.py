@@ -245,8 +245,12 @@ def _load(session: Session, today: date, embed) -> Index:
     back, back_chinese = background(embed)
     stored = [np.frombuffer(r.vector or b"", dtype=np.float32) for r in rows]
     # Vectors of another backend than the one asking (a base imported before a switch): embedded again.
-    vectors = (np.stack(stored) if rows and all(len(v) == back.shape[1] for v in stored)
-               else np.asarray(embed([entry_text(r) for r in rows]), dtype=np.float32).reshape(len(rows), -1))
+    if not rows:
+        vectors = np.zeros((0, back.shape[1]), dtype=np.float32)
+    elif all(len(v) == back.shape[1] for v in stored):
+        vectors = np.stack(stored)
+    else:
+        vectors = np.asarray(embed([entry_text(r) for r in rows]), dtype=np.float32)
     index = Index.build(rows, vectors, back, back_chinese)
     with _lock:
         _index[key] = (stamp, index)
@@ -276,7 +280,7 @@ def rank(index: Index, query: str, piece_vectors: np.ndarray, limit: int) -> lis
     words = index.coverage(query)
     score = meaning + WORDS_WEIGHT * words
     shown = (score >= SHOWN) & ((words > 0) | (meaning >= SURE))
-    hits = []
+    hits: list[Hit] = []
     for i in np.argsort(-score):
         if len(hits) == limit:
             break

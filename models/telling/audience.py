@@ -13,6 +13,7 @@ from typing import Protocol
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.city.department import Department
+from appealflow.models.city.names import category_name, location_name
 from appealflow.models.city.people import StaffUser
 from appealflow.models.storage.columns import stored_id
 
@@ -111,8 +112,8 @@ def names(department: Department) -> dict:
 def appeal_facts(appeal: Appeal) -> dict:
     """What every message about an appeal may say; nothing personal (departments read these too)."""
     return dict(code=appeal.code, title=appeal.title, appeal_type=appeal.appeal_type, priority=appeal.priority,
-                category=appeal.category_code or "-",
-                location=" ".join(x for x in (appeal.district, appeal.street, appeal.address) if x) or "-")
+                category=category_name(appeal.category_code),
+                location=location_name(appeal.district, appeal.street, appeal.address))
 
 
 def when(moment: datetime | None) -> str | None:

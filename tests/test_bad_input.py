@@ -23,7 +23,7 @@ from appealflow.models.appeals.tracking import access_token
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
-from tests.conftest import on_postgresql, on_sqlite
+from tests.conftest import on_both, on_postgresql, on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in
 
 GOOD = {
@@ -243,6 +243,7 @@ def _together(calls: list) -> list:
         return list(pool.map(run, calls))
 
 
+@on_both
 def test_one_department_added_twice_at_once_is_one_assist_and_a_409(staff_api):
     for _ in range(3):  # a race may fall either way; neither answer is ever a 500
         code, version = appeal_in("accepted")
@@ -257,6 +258,7 @@ def test_one_department_added_twice_at_once_is_one_assist_and_a_409(staff_api):
         assert detail["assisting"] == [ELSEWHERE]
 
 
+@on_both
 def test_two_hand_dispatches_with_an_assisting_department_at_once(staff_api):
     for _ in range(3):
         code, version = appeal_in("triage")

@@ -13,10 +13,12 @@ from appealflow.models.telling.outbox import DeliveryAttempt, Notification
 from appealflow.notifications.delivery import Allowance, ChannelLimits
 from appealflow.settings import get_settings
 from appealflow.workers.jobs import deliver_until_done
+from tests.conftest import on_both
 from tests.factories import received_appeals
 from tests.test_dispatch_and_delivery import _claim_all
 
 
+@on_both
 def test_racing_delivery_passes_with_claims_renewed_per_batch_send_each_message_once(env, smtp, monkeypatch):
     # A lease shorter than a send may take: every send first renews the batch's claims in one statement.
     monkeypatch.setenv("APPEALFLOW_CLAIM_LEASE_SECONDS", "2")
@@ -49,6 +51,7 @@ def test_racing_delivery_passes_with_claims_renewed_per_batch_send_each_message_
     assert set(received.values()) == {1}, "no message was delivered twice"
 
 
+@on_both
 def test_rate_limit_counted_in_bulk_holds_across_threads_and_batches(env, monkeypatch):
     monkeypatch.setenv("APPEALFLOW_DELIVERY_RATE_LIMIT_EMAIL", "20/second")
     get_settings.cache_clear()

@@ -21,9 +21,9 @@ from tests.test_faults import outage_environment, private_postgres  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-MESSAGES = 3000
+MESSAGES = 1500
 # The outage test's load: enough that the stop lands mid-delivery with all three workers sending.
-OUTAGE_MESSAGES = 1500
+OUTAGE_MESSAGES = 900
 # Leases shorter than the margin a send needs, so every send renews the batch's claims while the
 # batch's thread marks what went out: the overlap that deadlocked before. Small batches, many passes.
 # The send timeout is 5 s, not less: a read timeout on the relay's final "250" is ambiguous (the relay

@@ -13,7 +13,7 @@ from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
-from tests.conftest import at_once
+from tests.conftest import at_once, on_both
 from tests.factories import received_appeals
 from tests.test_dispatch_end_to_end import wait_for
 
@@ -32,6 +32,7 @@ def _counts(url: str) -> tuple[int, int]:
     return events, notes
 
 
+@on_both
 def test_a_batch_run_twice_dispatches_and_notifies_once(env):
     url = get_settings().sqlalchemy_url
     received_appeals(30)
@@ -45,6 +46,7 @@ def test_a_batch_run_twice_dispatches_and_notifies_once(env):
     assert _counts(url) == once == (30, first.notifications)
 
 
+@on_both
 def test_two_flow_runs_racing_on_one_batch_dispatch_it_once(env):
     url = get_settings().sqlalchemy_url
     received_appeals(40)

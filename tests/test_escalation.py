@@ -16,7 +16,7 @@ from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
-from tests.conftest import at_once
+from tests.conftest import at_once, on_both
 
 
 def dispatched_appeal(url: str, **fields) -> Appeal:
@@ -43,6 +43,7 @@ def fired(url: str) -> Counter:
         return Counter((e.clock, e.tier) for e in session.execute(select(Escalation)).scalars())
 
 
+@on_both
 def test_tiers_fire_once_each_with_the_right_recipients_under_racing_sweeps(env):
     url = get_settings().sqlalchemy_url
     appeal = dispatched_appeal(url)

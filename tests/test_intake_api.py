@@ -13,6 +13,7 @@ from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
+from tests.conftest import on_both
 
 GOOD = {
     "type": "complaint", "title": "夜间施工噪音", "text": "工地每天夜间施工，噪音扰民。",
@@ -88,6 +89,7 @@ def test_the_same_key_with_another_body_is_refused(api):
     assert appeal_count() == 1
 
 
+@on_both
 def test_concurrent_duplicates_create_one_appeal(api):
     def post(_):
         return api.post("/appeals", json=GOOD, headers={"Idempotency-Key": "burst-3"})
@@ -121,6 +123,7 @@ def test_tracking_refuses_a_wrong_token_like_an_unknown_code(api):
     assert wrong.json() == unknown.json()
 
 
+@on_both
 def test_intake_writes_the_appeal_its_event_message_and_key_naming_its_id(database_url):
     """The rows intake writes in one go (one statement on PostgreSQL), each naming the appeal's real
     id, also for two appeals in one transaction; a retried key returns the first appeal."""

@@ -14,7 +14,7 @@ from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.settings import get_settings
-from tests.conftest import on_sqlite
+from tests.conftest import on_both, on_sqlite
 from tests.factories import received_appeals
 from tests.test_dispatch_end_to_end import count_by_status, wait_for
 
@@ -35,6 +35,7 @@ def claimed_but_waiting(url: str) -> int:
             Appeal.status == AppealStatus.received, Appeal.claimed_until > utcnow())).scalar_one()
 
 
+@on_both
 def test_a_worker_killed_mid_batch_loses_nothing(stack, smtp, monkeypatch):
     monkeypatch.setitem(stack.env, "APPEALFLOW_CLAIM_LEASE_SECONDS", str(LEASE))
     monkeypatch.setitem(stack.env, "APPEALFLOW_DISPATCH_BATCH_SIZE", "100")

@@ -14,7 +14,7 @@ from appealflow.api.exports import XLSX
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
-from tests.conftest import on_sqlite
+from tests.conftest import on_both, on_sqlite
 from tests.staff import ELSEWHERE, HOME, appeal_in
 
 DIRECT_SQL = """
@@ -80,6 +80,7 @@ def seed_history(api) -> None:
                 _rate(api, code, *ratings[n])
 
 
+@on_both
 def test_the_three_rates_match_a_direct_sql_computation(api):
     seed_history(api)
     start, end = utcnow() - timedelta(days=1), utcnow() + timedelta(minutes=1)
@@ -168,6 +169,7 @@ def test_only_supervisors_read_the_figures(api):
     assert api.get("/supervision/overdue").status_code == 401
 
 
+@on_both
 def test_overdue_means_one_thing_in_the_queue_its_filter_and_supervision(api):
     """Open, past the resolve deadline, and not waiting on the requester: a paused clock is not late."""
     late, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
@@ -287,6 +289,7 @@ def test_supervision_orders_are_a_supervisors_answered_once_by_their_department_
     assert kinds[-2:] == ["supervision_order", "order_answered"]
 
 
+@on_both
 def test_rates_and_their_appeals_follow_the_filters(api):
     here, _ = appeal_in("accepted", due_in=timedelta(hours=-3))
     there, _ = appeal_in("accepted", due_in=timedelta(hours=-3))

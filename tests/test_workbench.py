@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import on_sqlite
+from tests.conftest import on_both, on_sqlite
 from tests.staff import ACCOUNTS, ELSEWHERE, HOME, appeal_in, sign_in
 from tests.test_dispatch_end_to_end import wait_for
 
@@ -102,6 +102,7 @@ def test_no_credentials_or_a_forged_token_gets_401(api):
     assert api.get(f"/staff/appeals/{code}", headers={"X-API-Key": "afk_made_up"}).status_code == 401
 
 
+@on_both
 def test_two_handlers_acting_at_once_one_wins_the_other_gets_409(api):
     code, version = appeal_in("dispatched")
 
@@ -140,12 +141,14 @@ def test_the_third_return_goes_to_a_supervisor(api):
     assert decided.status_code == 200 and decided.json()["department"] == ELSEWHERE
 
 
+@on_both
 def test_an_action_with_a_stale_version_is_refused(api):
     code, version = appeal_in("dispatched")
     response = api.post(f"/staff/appeals/{code}/accept", json={"version": version - 1}, headers=api.staff["handler"])
     assert response.status_code == 409 and response.json()["version"] == version
 
 
+@on_both
 def test_the_queue_is_ordered_by_deadline_filtered_and_paged(api):
     codes = [appeal_in(status)[0] for status in ["dispatched", "accepted", "in_progress"] * 4]
     appeal_in("dispatched", department=ELSEWHERE)

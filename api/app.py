@@ -7,6 +7,7 @@ from appealflow.api import (
     auth,
     desk,
     errors,
+    files,
     intake,
     outage,
     pages,
@@ -30,13 +31,17 @@ def create_app() -> FastAPI:
     # Counts the body as it streams (chunked too): 413 past the limit; 422 for unstorable text; 408
     # for a body that has not arrived in time.
     app.add_middleware(errors.InputGuard, limit=settings.max_body_bytes,
-                       body_timeout=settings.request_body_timeout_seconds)
+                       body_timeout=settings.request_body_timeout_seconds,
+                       upload_limit=6 * settings.max_file_bytes + settings.max_body_bytes)
 
     errors.install(app)
     outage.install(app)  # /health, /health/ready, and 503 when the database or Redis is unreachable
     app.include_router(intake.router)
     app.include_router(tracking.router)
     app.include_router(auth.router)
+    # Before the workbench: its POST /staff/appeals/{code}/{action} would take .../files for an action.
+    app.include_router(files.router)
+    app.include_router(files.staff_router)
     app.include_router(workbench.router)
     app.include_router(desk.router)
     app.include_router(supervision.router)

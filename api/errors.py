@@ -37,7 +37,8 @@ def validation_errors(errors) -> list[dict]:
              "type": error.get("type", "value_error")} for error in errors]
 
 
-STATUS = {Kind.invalid: 422, Kind.forbidden: 403, Kind.not_found: 404, Kind.conflict: 409}
+STATUS = {Kind.invalid: 422, Kind.forbidden: 403, Kind.not_found: 404, Kind.conflict: 409, Kind.too_large: 413,
+          Kind.unsupported: 415}
 
 
 def refusal(error: Refused) -> JSONResponse:
@@ -110,9 +111,11 @@ class InputGuard:
     be stored (NUL, lone surrogates in the path, query, JSON or form body: 422 naming where), and
     replayed to the application."""
 
-    def __init__(self, app, limit: int, body_timeout: float = 30.0):
+    def __init__(self, app, limit: int, body_timeout: float = 30.0, upload_limit: int | None = None):
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
+        # Files (POST .../files) come as multipart bodies of several photos: a limit of their own.
+        self.upload_limit = upload_limit or limit
         self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
@@ -121,8 +124,10 @@ class InputGuard:
         headers = dict(scope.get("headers") or ())
         length = headers.get(b"content-length")
         cuts = _cuts(scope, headers)
-        if length is not None and (not length.isdigit() or (int(length) > self.limit and not cuts)):
-            return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
+        limit = self.upload_limit if scope.get("method") == "POST" and scope["path"].endswith("/files") \
+            else self.default_limit
+        if length is not None and (not length.isdigit() or (int(length) > limit and not cuts)):
+            return await _send(send, 413, {"detail": f"request body over {limit} bytes"})
         if _has_nul(scope.get("raw_path") or scope["path"].encode("utf-8", "replace")):
             return await _send(send, 422, {"detail": [
                 {"loc": ["path"], "msg": f"the path {UNSTORABLE_MESSAGE}", "type": "value_error"}]})
@@ -145,14 +150,14 @@ class InputGuard:
                 return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.limit and cuts:
-                body = bytearray(_whole_fields(bytes(body[:self.limit])))
-                scope.setdefault("state", {})["body_cut_at"] = self.limit
+            if len(body) > limit and cuts:
+                body = bytearray(_whole_fields(bytes(body[:limit])))
+                scope.setdefault("state", {})["body_cut_at"] = limit
                 scope["headers"] = [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"] + [
                     (b"content-length", str(len(body)).encode())]
                 break
-            if len(body) > self.limit:
-                return await _send(send, 413, {"detail": f"request body over {self.limit} bytes"})
+            if len(body) > limit:
+                return await _send(send, 413, {"detail": f"request body over {limit} bytes"})
         where = self._unstorable_body(headers.get(b"content-type", b""), bytes(body))
         if where is not None:
             return await _send(send, 422, {"detail": [

@@ -10,6 +10,8 @@ class Kind(StrEnum):
     forbidden = "forbidden"  # this caller may not do this
     not_found = "not_found"
     conflict = "conflict"  # the state changed or does not allow it: reload and decide again
+    too_large = "too_large"  # over a limit the message names
+    unsupported = "unsupported"  # a kind of content we do not take (a file that is no photo or PDF)
 
 
 class Refused(Exception):

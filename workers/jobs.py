@@ -22,7 +22,7 @@ from appealflow.notifications.delivery import ChannelLimits
 from appealflow.notifications.sending import send_batch
 from appealflow.settings import Settings, get_settings
 from appealflow.workers.liveness import FLOW_TAG, INSTANCE_TAG_PREFIX, instance
-from appealflow.workers.queues import DELIVERY, DISPATCH, wake_quietly, woken
+from appealflow.workers.queues import DELIVERY, DISPATCH, FILES, wake_quietly, woken
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,23 @@ def dispatch_waiting() -> dict:
                                         "triaged": summary.triaged, "failed": len(summary.failed)})
     return {"claimed": len(ids), "dispatched": summary.dispatched, "triaged": summary.triaged,
             "unchanged": summary.unchanged, "failed": summary.failed}
+
+
+def process_files(rounds: int = 50) -> dict:
+    """Make the copies of photos waiting for them, a few at a time, until none waits."""
+    from appealflow.models.files.images import process_waiting
+    from appealflow.models.files.store import store_for
+
+    settings = get_settings()
+    _woken_quietly(_current_connection(), FILES)
+    total: Counter = Counter()
+    for _ in range(rounds):
+        with session_scope(settings.sqlalchemy_url) as session:
+            done = process_waiting(session, store_for(settings.data_dir), now=utcnow())
+        total.update(done)
+        if not sum(done.values()):
+            break
+    return dict(total)
 
 
 def deliver_due() -> dict:

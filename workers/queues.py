@@ -14,9 +14,12 @@ from appealflow.redis_url import redis_url
 
 DISPATCH = "dispatch"
 DELIVERY = "delivery"
-# Listed in the order a worker serves them: a backlog of messages must not hold up routing.
-QUEUES = {DISPATCH: "appealflow-dispatch", DELIVERY: "appealflow-delivery"}
-JOBS = {DISPATCH: "appealflow.workers.jobs.dispatch_waiting", DELIVERY: "appealflow.workers.jobs.deliver_due"}
+FILES = "files"
+# Listed in the order a worker serves them: a backlog of messages must not hold up routing, nor
+# photos waiting for their copies.
+QUEUES = {DISPATCH: "appealflow-dispatch", DELIVERY: "appealflow-delivery", FILES: "appealflow-files"}
+JOBS = {DISPATCH: "appealflow.workers.jobs.dispatch_waiting", DELIVERY: "appealflow.workers.jobs.deliver_due",
+        FILES: "appealflow.workers.jobs.process_files"}
 WAKE_TTL_SECONDS = 30
 
 log = logging.getLogger(__name__)

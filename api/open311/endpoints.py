@@ -93,7 +93,8 @@ def answer(fmt: str, produce: Callable[[], Response]) -> Response:
 
 
 # A domain refusal in GeoReport's terms: bad input is 400 there, and fields go by the form's names.
-GEOREPORT_STATUS = {Kind.invalid: 400, Kind.forbidden: 403, Kind.not_found: 404, Kind.conflict: 409}
+GEOREPORT_STATUS = {Kind.invalid: 400, Kind.forbidden: 403, Kind.not_found: 404, Kind.conflict: 409,
+                    Kind.too_large: 413, Kind.unsupported: 415}
 FORM_NAMES = {"requester": "email or phone"}
 
 

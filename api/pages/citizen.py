@@ -9,7 +9,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 import segno
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -322,7 +322,7 @@ def _readable(appeal: dict) -> dict:
     return appeal
 
 
-NOTICES = ("rated", "information_sent", "information_added", "withdrawn")
+NOTICES = ("rated", "information_sent", "information_added", "withdrawn", "files_added")
 
 
 @router.get("/t/{code}", name="track_page")
@@ -337,8 +337,10 @@ async def _track(request: Request, code: str, token: str | None, *, errors: dict
     if appeal is None:
         return _not_found(request)
     _readable(appeal)
+    shown = await Api(request).get(f"/appeals/{code}/files", params={"token": token}) if token else None
+    files = shown.json()["files"] if shown is not None and shown.status_code == 200 else []
     return render(request, "track.html", {"appeal": appeal, "token": token, "errors": errors or {},
-                                          "notice": notice, "satisfaction": SATISFACTION,
+                                          "notice": notice, "satisfaction": SATISFACTION, "files": files,
                                           "link": tracking_link(request, code, token or "")}, status=status)
 
 
@@ -387,6 +389,28 @@ async def give_information(request: Request, code: Code, token: Annotated[str, F
         return _not_found(request)
     errors = field_errors(answer) if answer.status_code == 422 else {"form": field_errors(answer).get("form", "")}
     return await _track(request, code, token, errors=errors, status=answer.status_code)
+
+
+@router.post("/t/{code}/files")
+async def add_files(request: Request, code: Code, token: Annotated[str, Form(max_length=200)],
+                    csrf: Annotated[str, Form(max_length=200)],
+                    files: Annotated[list[UploadFile] | None, File()] = None):
+    """Photos or documents the requester adds while the appeal is open (the plain form: no script
+    needed), handed to the API, which checks them by content."""
+    check_csrf(request, csrf)
+    words = Words(language(request))
+    chosen = [f for f in files or [] if f.filename]
+    if not chosen:
+        return await _track(request, code, token, errors={"files": words("files.required")}, status=422)
+    parts = [("files", (f.filename, await f.read(), f.content_type or "application/octet-stream")) for f in chosen]
+    answer = await Api(request).post(f"/appeals/{code}/files", params={"token": token}, files=parts)
+    if answer.status_code == 201:
+        return _back_to(request, code, token, "files_added")
+    if answer.status_code == 404:
+        return _not_found(request)
+    refused = {413: "files.too_large", 415: "files.unsupported", 409: "files.closed"}.get(answer.status_code,
+                                                                                          "files.refused")
+    return await _track(request, code, token, errors={"files": words(refused)}, status=answer.status_code)
 
 
 @router.post("/t/{code}/withdraw")

@@ -7,11 +7,11 @@ operator's form for a hotline call."""
 import base64
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
@@ -230,13 +230,19 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         asked = request.query_params.get("q") or f"{appeal['title']} {appeal['text']}"
         policy = await _policy_answers(request, asked)
     answered = next((e for e in reversed(appeal["history"]) if e["kind"] == "answer"), None)
+    listed = await api_for(request).get(f"/staff/appeals/{code}/files")
+    # The page cookie, not a bearer header, is what a browser sends: the files come through /work.
+    files = [dict(f, added_at=datetime.fromisoformat(f["added_at"]),
+                  urls={c: u.replace("/staff/appeals/", "/work/appeals/", 1) for c, u in f["urls"].items()})
+             for f in (listed.json()["files"] if listed.status_code == 200 else [])]
     return render(request, "appeal.html", {
         "appeal": appeal, "actions": actions, "errors": errors or {}, "failed": failed,
         "notice": notice, "departments": departments, "by_code": {d.code: d for d in departments},
         "departments_sorted": by_name(departments), "suggested": suggested, "duplicates": duplicates,
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
         "answered": answered, "refusal": refusal, "places": places, "work_order_qr": _work_order_qr(code),
-        "printed_at": now,
+        "printed_at": now, "files": files,
+        "may_add_files": staff.role.value in ("handler", "department_head", "dispatcher", "supervisor"),
     }, staff=staff, status=status)
 
 
@@ -331,6 +337,42 @@ def _in_city(local: str) -> str:
 # Why an answer on the spot was refused, in the page's words, by the field the API named.
 ANSWER_REFUSALS = {"policy_answer": "answer.refused.entry", "action": "answer.refused.type",
                    "text": "answer.refused.text"}
+
+
+@router.get("/work/appeals/{code}/files/{file_id}/{copy}")
+async def staff_file(request: Request, code: Code, file_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                     copy: Literal["thumb", "screen", "file"], staff: StaffPage):
+    """A file of the appeal, through the API's access rules (another department's: 404)."""
+    answer = await api_for(request).get(f"/staff/appeals/{code}/files/{file_id}/{copy}")
+    if answer.status_code != 200:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    kept = ("content-type", "content-disposition", "x-content-type-options", "content-security-policy",
+            "cache-control")
+    return Response(answer.content, headers={k: v for k, v in answer.headers.items() if k in kept})
+
+
+@router.post("/work/appeals/{code}/files")
+async def add_staff_files(request: Request, code: Code, staff: StaffPage, csrf: Annotated[str, Form(max_length=200)],
+                          visibility: Annotated[Literal["public", "staff"], Form()] = "staff",
+                          purpose: Annotated[Literal["reply", "contact", "note"], Form()] = "note",
+                          files: Annotated[list[UploadFile] | None, File()] = None):
+    """Evidence for a reply (the requester sees it) or files for the department's own record."""
+    check_csrf(request, csrf)
+    chosen = [f for f in files or [] if f.filename]
+    words = Words(language(request))
+    if not chosen:
+        return await _appeal_page(request, staff, code, errors={"files": words("files.required")}, failed="files",
+                                  status=422)
+    parts = [("files", (f.filename, await f.read(), f.content_type or "application/octet-stream")) for f in chosen]
+    answer = await api_for(request).post(f"/staff/appeals/{code}/files", files=parts,
+                                         data={"visibility": visibility, "purpose": purpose})
+    if answer.status_code == 404:
+        return render(request, "not_found.html", {}, staff=staff, status=404)
+    if answer.status_code != 201:
+        refused = {413: "files.too_large", 415: "files.unsupported"}.get(answer.status_code, "files.refused")
+        return await _appeal_page(request, staff, code, errors={"files": words(refused)}, failed="files",
+                                  status=answer.status_code)
+    return RedirectResponse(str(request.url_for("staff_appeal_page", code=code)), status_code=303)
 
 
 @router.post("/work/appeals/{code}/route-now")

@@ -223,7 +223,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         # embedding, so they share the cores between them.
         share = max(1, (os.cpu_count() or 1) // max(1, args.workers))
         for i in range(args.workers):
-            child(f"worker {i + 1}", ["worker", "--queues", "dispatch", "--name", f"appealflow-worker-{i + 1}"],
+            child(f"worker {i + 1}", ["worker", "--queues", "dispatch,files", "--name", f"appealflow-worker-{i + 1}"],
                   f"worker-{i + 1}.log", threads=share)
         for i in range(args.delivery_workers):
             child(f"delivery worker {i + 1}", ["worker", "--queues", "delivery", "--name",

@@ -103,6 +103,7 @@ EVENT_SENTENCES: dict[str, dict[str, str]] = {
     "decide_extension": {"zh": "{who}{decision}延期申请", "en": "{who} {decision} the extension"},
     "add_assist": {"zh": "{who}请{department}协办", "en": "{who} asked {department} to assist"},
     "note": {"zh": "{who}备注", "en": "{who} added a note"},
+    "files_added": {"zh": "{who}添加了{files}", "en": "{who} added {files}"},
     "assign": {"zh": "{who}分配给{assignee}", "en": "{who} assigned it to {assignee}"},
     "take": {"zh": "{who}认领", "en": "{who} took it"},
     "supervision_order": {"zh": "{who}向{department}发出督办单（第 {order} 号），{at}前回复",
@@ -126,6 +127,18 @@ EVENT_SENTENCES: dict[str, dict[str, str]] = {
                           "en": "The {clock} deadline is long past; the level above was told ({at})"},
 }
 OTHER = {"zh": "{who}更新了诉求", "en": "{who} updated the appeal"}
+
+
+def _files(detail: dict, zh: bool) -> str:
+    """"照片 2 张、文件 1 份" / "2 photos and 1 document"; staff-only files said as such."""
+    photos, documents = int(detail.get("photos") or 0), int(detail.get("documents") or 0)
+    if zh:
+        said = "、".join(x for x in (f"照片 {photos} 张" if photos else "",
+                                    f"文件 {documents} 份" if documents else "") if x)
+        return said + ("（仅工作人员可见）" if detail.get("visibility") == "staff" else "")
+    said = " and ".join(x for x in (f"{photos} photo{'s' * (photos != 1)}" if photos else "",
+                                    f"{documents} document{'s' * (documents != 1)}" if documents else "") if x)
+    return said + (" (staff only)" if detail.get("visibility") == "staff" else "")
 SYSTEM = {"zh": "系统", "en": "The system"}
 REQUESTER = {"zh": "诉求人", "en": "The requester"}
 
@@ -260,6 +273,7 @@ def _facts(event: AppealEvent, names: Names, lang: str, zone: str) -> dict[str, 
         "twins": twins or "—",
         "clock": word(d.get("clock", "")), "at": when(d.get("due_at")),
         "order": str(d.get("order", "—")),
+        "files": _files(d, zh),
         "in_time": (("，按时" if d.get("on_time") else "，已超时") if zh
                     else (", in time" if d.get("on_time") else ", late")) if "on_time" in d else "",
     }

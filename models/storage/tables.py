@@ -9,6 +9,7 @@ from appealflow.models.city.department import Category, DeadlinePolicy, Departme
 from appealflow.models.city.people import ApiKey, StaffUser
 from appealflow.models.clocks.calendar import CalendarOverride
 from appealflow.models.clocks.escalation import DeadlineClock, Escalation
+from appealflow.models.files.attachments import Attachment
 from appealflow.models.oversight.orders import SupervisionOrder
 from appealflow.models.routing.classifier_store import ClassifierVersion
 from appealflow.models.routing.policy_qa import PolicyAnswer
@@ -18,7 +19,7 @@ from appealflow.models.telling.short_links import ShortLink
 metadata = SQLModel.metadata
 
 __all__ = [
-    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "CalendarOverride", "CannedReply", "Category",
+    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "Attachment", "CalendarOverride", "CannedReply", "Category",
     "ClassifierVersion", "DeadlineClock",
     "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
     "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "ShortLink", "StaffUser",

@@ -1,0 +1,1 @@
+"""Files of an appeal: the citizen's photos and documents, the department's evidence."""

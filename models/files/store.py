@@ -1,0 +1,77 @@
+"""Where file bytes live: one small interface, content-addressed, so the same bytes are stored once
+and a name can never point at other content. The database holds what the bytes are and who sees
+them (models/files/attachments.py); a store only keeps bytes under their SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    def put(self, data: bytes) -> str:
+        """Store the bytes; their SHA-256 (hex) is their key. Storing them again is a no-op."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under `key`; KeyError when there are none."""
+
+    def delete(self, key: str) -> None:
+        """Forget `key` (nothing happens when it is not there)."""
+
+    def all_keys(self) -> set[str]:
+        """Every key held: for collecting what no attachment refers to any more."""
+
+
+def key_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalStore:
+    """Files under a folder (by default the data folder's `files/`), two levels of fan-out. A put
+    writes a temporary file and renames it into place: a request that dies halfway leaves no
+    half-written file under a key."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+            raise KeyError(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    def put(self, data: bytes) -> str:
+        key = key_of(data)
+        path = self._path(key)
+        if path.exists():
+            return key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def all_keys(self) -> set[str]:
+        return {p.name for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")}
+
+
+def store_for(data_dir: Path) -> BlobStore:
+    return LocalStore(data_dir / "files")

@@ -1,10 +1,14 @@
 """The values intake accepts, published: districts with their streets, and the category tree."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from appealflow.api import ratelimit
 from appealflow.api.deps import SessionDep
 from appealflow.models.appeals.intake import categories, districts
+from appealflow.models.appeals.nearby import nearby_open
 from appealflow.models.appeals.privacy import NOTICE, NOTICE_VERSION
 
 router = APIRouter(prefix="/reference", tags=["reference"])
@@ -46,3 +50,12 @@ def list_categories(session: SessionDep) -> list[dict]:
 def privacy_notice() -> dict:
     """The privacy notice a requester agrees to when filing (`privacy_consent: true` records its version)."""
     return {"version": NOTICE_VERSION, "text": NOTICE}
+
+
+@router.get("/nearby", dependencies=[Depends(ratelimit.limit("policy_search"))])
+def nearby(session: SessionDep, lat: Annotated[float, Query(ge=-90, le=90)],
+           long: Annotated[float, Query(ge=-180, le=180)],
+           category: Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")] = None) -> dict:
+    """Open appeals of the same category within about 200 m, nearest first, for a citizen about to
+    file: code, category, status, distance and day only (nothing anyone typed, nobody's details)."""
+    return {"appeals": nearby_open(session, lat, long, category=category)}

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from appealflow.models.appeals.enums import AppealType, Channel, Priority
 from appealflow.models.appeals.intake import NewAppeal
@@ -20,6 +20,16 @@ class Location(BaseModel):
     district: Code | None = None
     street: Code | None = None
     address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    long: Annotated[float, Field(ge=-180, le=180)] | None = None
+    accuracy_m: Annotated[float, Field(ge=0, le=100_000)] | None = Field(
+        default=None, description="how far off the position may be, in metres (the phone says)")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "Location":
+        if (self.lat is None) != (self.long is None):
+            raise ValueError("lat and long go together: give both or neither")
+        return self
 
 
 class Requester(BaseModel):
@@ -63,6 +73,8 @@ class AppealIn(BaseModel):
             requester_email=self.requester.email, operator_id=operator_id, language=self.language,
             anonymous=self.anonymous, name_withheld=self.name_withheld,
             privacy_notice=NOTICE_VERSION if self.privacy_consent else None,
+            latitude=self.location.lat, longitude=self.location.long,
+            position_accuracy_m=self.location.accuracy_m if self.location.lat is not None else None,
         )
 
 

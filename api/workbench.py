@@ -19,6 +19,7 @@ from appealflow.models.appeals.enums import AppealStatus, ContactMethod, Contact
 from appealflow.models.appeals.history import Names, narrate
 from appealflow.models.appeals.intake import history, release_hold
 from appealflow.models.appeals.lifecycle import Action, NotPermitted
+from appealflow.models.appeals.open311 import Open311Request
 from appealflow.models.appeals.queue import Owner, QueueFilter, page, review_waits
 from appealflow.models.appeals.steps import ActionInput, StaleVersion
 from appealflow.models.appeals.workbench import act
@@ -74,6 +75,8 @@ class QueuePage(BaseModel):
 class AppealDetail(QueueItem):
     text: str
     address: str | None
+    position: dict | None = None  # {lat, long, accuracy_m} where the phone or the app gave it
+    media_url: str | None = None  # an Open311 app's photo link: shown as a link, never fetched by us
     channel: str
     requester: dict
     assisting: list[str]
@@ -165,6 +168,10 @@ def _detail(session: Session, staff: Staff, appeal: Appeal, zone: str) -> Appeal
     desk = desk_for(session, staff, appeal, zone=zone)
     return AppealDetail(
         **_item(appeal, utcnow()), text=appeal.text, address=appeal.address, channel=appeal.channel,
+        position=dict(lat=appeal.latitude, long=appeal.longitude, accuracy_m=appeal.position_accuracy_m)
+        if appeal.latitude is not None else None,
+        media_url=session.execute(select(col(Open311Request.media_url))
+                                  .where(col(Open311Request.appeal_id) == appeal.id)).scalar_one_or_none(),
         requester=requester_view(staff, appeal), assisting=list(assisting.scalars()),
         contact_due_at=appeal.contact_due_at, paused_at=appeal.paused_at, return_count=appeal.return_count,
         extension_requests=[e.model_dump(include={"id", "status", "extra", "reason", "requested_by", "decided_by"})

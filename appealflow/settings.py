@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Where citizens and staff open the links in messages (and the QR codes): this server as the
     # public reaches it.
     public_url: str = "http://127.0.0.1:8000"
+    # The city's map service, for a position on the staff pages: a link only, nothing is loaded from it.
+    map_url_template: str = "https://www.openstreetmap.org/?mlat={lat}&mlon={long}#map=18/{lat}/{long}"
     # Per channel, in the `limits` notation, shared by every worker through Redis; each group bot
     # and webhook URL is counted on its own (WeCom and DingTalk bots take 20 messages a minute).
     # A gateway that sees a burst blocks the sender. E-mail goes to the city's own relay (one Postfix

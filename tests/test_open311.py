@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import jsonschema
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.storage.db import session_scope
@@ -353,3 +353,23 @@ def test_an_english_georeport_request_is_stored_and_answered_in_english(staff_ap
 
     wait_until(lambda: receipt() is not None, timeout=60, what="the receipt of the English request")
     assert receipt().isascii(), receipt()  # "Your appeal ... was received", not 您的诉求
+
+
+def test_an_apps_position_and_photo_link_reach_the_staff_page_and_a_script_link_stays_text(staff_api):
+    from tests.test_pages import _signed_in, page
+
+    key = new_client(staff_api, "mapapp")
+    made = []
+    for link in ("https://photos.example.test/p/1.jpg", "javascript:alert(document.cookie)"):
+        sent = staff_api.post(f"{V2}/requests.json", data=form(key, routed_here(), media_url=link))
+        assert sent.status_code == 201, sent.text
+        made.append(sent.json()[0]["service_request_id"])
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        kept = session.execute(select(Appeal.latitude, Appeal.longitude).where(Appeal.code == made[0])).one()
+        session.execute(update(Appeal).where(Appeal.code.in_(made)).values(status="triage"))
+    assert tuple(kept) == (36.0541, 120.3478)  # lat/long land in the appeal's own position
+    dispatcher = _signed_in(str(staff_api.base_url), "dispatcher")
+    linked = page(dispatcher, f"/work/appeals/{made[0]}")
+    assert '<a href="https://photos.example.test/p/1.jpg"' in linked and 'id="position-map"' in linked
+    scripted = page(dispatcher, f"/work/appeals/{made[1]}")
+    assert 'href="javascript:' not in scripted and "javascript:alert(document.cookie)" in scripted

@@ -252,7 +252,8 @@ def read_submission(session: Session, pairs: Sequence[tuple[str, str]]) -> Submi
         channel=Channel.open311.value, type=chosen.get("appeal_type", DEFAULT_TYPE.value),
         priority=chosen.get("priority", Priority.normal.value), category=service_code, title=title,
         text=description,
-        location=dict(district=district, street=street, address=address_string or address_id or coordinates),
+        location=dict(district=district, street=street, address=address_string or address_id or coordinates,
+                      lat=lat, long=long),
         requester=dict(name=_name(_one(form, "first_name", 50), _one(form, "last_name", 50)), phone=phone,
                        email=email),
         # GeoReport makes contact optional: a request without one is anonymous, followed by the app

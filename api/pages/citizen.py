@@ -71,7 +71,7 @@ async def filing_page(request: Request):
 TEXT_LIMIT = 5000  # what intake takes as an appeal's text (api/schemas.py)
 FILING_FIELDS = ("type", "category", "title", "text", "district", "street", "address", "name", "phone", "email",
                  "language", "idempotency_key", "csrf", "priority", "handling", "anonymous", "name_withheld",
-                 "privacy")
+                 "privacy", "lat", "long", "accuracy_m")
 
 
 def _text(value) -> str:
@@ -96,7 +96,7 @@ def intake_body(form: dict) -> dict:
         "type": form["type"], "title": form["title"], "text": form["text"],
         "category": _blank_to_none(form["category"]),
         "location": {"district": _blank_to_none(form["district"]), "street": _blank_to_none(form["street"]),
-                     "address": _blank_to_none(form["address"])},
+                     "address": _blank_to_none(form["address"]), **_position(form)},
         "requester": {"name": _blank_to_none(form["name"]), "phone": _blank_to_none(form["phone"]),
                       "email": _blank_to_none(form["email"])},
     }
@@ -110,6 +110,22 @@ def intake_body(form: dict) -> dict:
     if form["privacy"]:
         body["privacy_consent"] = True
     return body
+
+
+def _position(form: dict) -> dict:
+    """The browser's position, when the citizen gave it; a malformed one is dropped, not an error
+    (the hidden fields are the script's, and the appeal files without a position)."""
+    try:
+        lat, long = float(form["lat"]), float(form["long"])
+    except ValueError:
+        return {}
+    if not (-90 <= lat <= 90 and -180 <= long <= 180):
+        return {}
+    try:
+        accuracy = min(max(float(form["accuracy_m"]), 0.0), 100_000.0)
+    except ValueError:
+        accuracy = None
+    return {"lat": lat, "long": long, "accuracy_m": accuracy}
 
 
 def unconsented(form: dict, words: Words) -> dict | None:

@@ -241,7 +241,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         "departments_sorted": by_name(departments), "suggested": suggested, "duplicates": duplicates,
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
         "answered": answered, "refusal": refusal, "places": places, "work_order_qr": _work_order_qr(code),
-        "printed_at": now, "files": files,
+        "printed_at": now, "files": files, "map_url": get_settings().map_url_template,
         "may_add_files": staff.role.value in ("handler", "department_head", "dispatcher", "supervisor"),
     }, staff=staff, status=status)
 

@@ -39,6 +39,10 @@ class Appeal(SQLModel, table=True):
     district: str | None = Field(default=None, max_length=40)
     street: str | None = Field(default=None, max_length=40)
     address: str | None = Field(default=None, max_length=300)
+    # The spot, where the citizen's phone gave it ("use my location") or an Open311 app sent lat/long.
+    latitude: float | None = None
+    longitude: float | None = None
+    position_accuracy_m: float | None = None
     requester_name: str | None = Field(default=None, max_length=100)
     requester_phone: str | None = Field(default=None, max_length=30)
     requester_email: str | None = Field(default=None, max_length=254)

@@ -38,7 +38,8 @@ def language_of(title: str, text: str, chosen: str | None = None) -> str:
     return "zh" if _HAN.search(f"{title}{text}") else "en"
 
 
-LATER_FIELDS = {"anonymous": False, "name_withheld": False, "privacy_notice": None}
+LATER_FIELDS = {"anonymous": False, "name_withheld": False, "privacy_notice": None, "latitude": None,
+                "longitude": None, "position_accuracy_m": None}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class NewAppeal:
     anonymous: bool = False  # no contact given, on purpose: nothing is sent to the requester
     name_withheld: bool = False
     privacy_notice: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    position_accuracy_m: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "language", language_of(self.title, self.text, self.language))

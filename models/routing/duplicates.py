@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.appeals.enums import AppealStatus
+from appealflow.models.appeals.nearby import distance_m
 from appealflow.models.routing.places import BUILDING, CONFLICT, NONE, ROAD, SPECIFIC, places, relation
 from appealflow.models.storage.columns import stored_id
 
@@ -64,7 +65,12 @@ def agreement(a: Problem | None, b: Problem | None) -> str:
 # by itself (a road holds many matters), the same problem on it is; two places are never one matter.
 # e5 puts a Chinese text and its English telling further apart than two Chinese tellings: ~0.85-0.89
 # against ~0.93-0.97 for one matter, so a pair across languages is given back what translation costs.
-PLACE_WEIGHT = {SPECIFIC: 0.05, BUILDING: 0.02, ROAD: 0.0, NONE: -1.0, CONFLICT: -1.0}
+# Two positions a phone gave (or an app sent) within SAME_SPOT_M of each other are one spot, better
+# evidence than a place both texts name: two people at one broken lamp word it differently. Positions
+# more than FAR_M apart are two matters, whatever the texts say.
+HERE = "position"
+SAME_SPOT_M, FAR_M = 60.0, 500.0
+PLACE_WEIGHT = {HERE: 0.08, SPECIFIC: 0.05, BUILDING: 0.02, ROAD: 0.0, NONE: -1.0, CONFLICT: -1.0}
 PROBLEM_WEIGHT = {SAME: 0.03, NEAR: -0.01, UNKNOWN: -0.02, DIFFER: -0.08}
 ACROSS_LANGUAGES = 0.04
 THRESHOLD = 0.92
@@ -148,8 +154,16 @@ def _why(code: str, similarity: float, place: str, problem: str, shared: Iterabl
     where = ", ".join(sorted(shared))
     problem_words = {SAME: "same category", NEAR: "related category", UNKNOWN: "category unknown",
                      DIFFER: "different category"}[problem]
+    spot = f"pinned {where} apart" if place == HERE else f"same {place} place ({where})"
     return (f"疑似与 {code} 为同一事项 / probably the same matter as {code}: text {similarity:.0%} alike, "
-            f"{problem_words}, same {place} place ({where})")
+            f"{problem_words}, {spot}")
+
+
+def apart_m(a: Appeal, b: Appeal) -> float | None:
+    """How far apart two appeals' positions are, when both have one."""
+    if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
+        return None
+    return distance_m(a.latitude, a.longitude, b.latitude, b.longitude)
 
 
 def problem_of(appeal: Appeal) -> Problem | None:
@@ -177,11 +191,17 @@ def candidates_among(appeal: Appeal, problem: Problem | None, others: Sequence[A
     place with it are embedded (at most 50), so this stays cheap; `vectors` (by appeal id) are
     reused, and what is embedded here is added to them."""
     mine = places(appeal_text(appeal), (appeal.district, appeal.street))
-    if not mine:
+    if not mine and appeal.latitude is None:
         return []
     near = []
     for other in others:
         if other.district != appeal.district:
+            continue
+        metres = apart_m(appeal, other)
+        if metres is not None and metres > FAR_M:
+            continue
+        if metres is not None and metres <= SAME_SPOT_M:
+            near.append((other, HERE, {f"{round(metres)} m"}))
             continue
         place, shared = relation(mine, places(appeal_text(other), (other.district, other.street)))
         if place not in (NONE, CONFLICT):

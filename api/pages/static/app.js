@@ -25,6 +25,48 @@
     district.addEventListener("change", filter);
     filter();
   }
+  // "Use my location": the browser's position, asked for only when the citizen presses the button,
+  // then open appeals of the same kind within about 200 m (GET /reference/nearby; codes, categories
+  // and distances only). Without script, or refused, the form files as ever without a position.
+  var locate = document.getElementById("use-location");
+  if (locate && navigator.geolocation) {
+    locate.hidden = false;
+    var statusLine = document.getElementById("position-status");
+    var nearby = document.getElementById("nearby");
+    var showNearby = function () {
+      var lat = document.getElementById("lat").value, lon = document.getElementById("long").value;
+      var category = document.getElementById("category");
+      if (!lat || !lon) return;
+      var query = { lat: lat, long: lon };
+      if (category && category.value) query.category = category.value;
+      fetch("/reference/nearby?" + new URLSearchParams(query), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { appeals: [] }; })
+        .then(function (body) {
+          var list = document.getElementById("nearby-list");
+          list.textContent = "";
+          (body.appeals || []).forEach(function (a) {
+            var item = document.createElement("li");
+            item.textContent = a.code + " · " + a.received_on + " · " +
+              nearby.dataset.metres.replace("{n}", a.distance_m);
+            list.appendChild(item);
+          });
+          nearby.hidden = !(body.appeals || []).length;
+        })
+        .catch(function () { nearby.hidden = true; });
+    };
+    locate.addEventListener("click", function () {
+      navigator.geolocation.getCurrentPosition(function (position) {
+        document.getElementById("lat").value = position.coords.latitude.toFixed(6);
+        document.getElementById("long").value = position.coords.longitude.toFixed(6);
+        document.getElementById("accuracy_m").value = Math.round(position.coords.accuracy);
+        statusLine.textContent = statusLine.dataset.got.replace("{n}", Math.round(position.coords.accuracy));
+        showNearby();
+      }, function () { statusLine.textContent = statusLine.dataset.failed; },
+      { enableHighAccuracy: true, timeout: 15000, maximumAge: 60000 });
+    });
+    var picked = document.getElementById("category");
+    if (picked) picked.addEventListener("change", showNearby);
+  }
   // While a citizen types, policy answers that may already answer them (GET /policy/search). Text
   // from the server is only ever set as textContent; nothing found, or any failure, shows nothing.
   var panel = document.getElementById("policy-suggest");

@@ -74,7 +74,7 @@ def _serve(attachment: Attachment | None, copy: str, settings: Settings) -> Resp
     key = {"thumb": attachment.thumb_key, "screen": attachment.file_key, "file": attachment.file_key}[copy]
     if key is None or (copy == "file") != (attachment.kind == FileKind.document):
         raise HTTPException(404, "没有这个文件 / no such file")
-    data = store_for(settings.data_dir).get(key)
+    data = store_for(settings.data_dir, settings.file_store).get(key)
     disposition = "inline" if attachment.kind == FileKind.photo else "attachment"
     name = attachment.name.encode("ascii", "replace").decode().replace('"', "_")
     return Response(data, media_type=attachment.content_type, headers={
@@ -86,8 +86,9 @@ def _serve(attachment: Attachment | None, copy: str, settings: Settings) -> Resp
 
 def _add(unit, settings: Settings, appeal: Appeal, uploads, *, by: str, visibility: Visibility,
          purpose: str) -> list[Attachment]:
-    rows = add_files(unit.session, store_for(settings.data_dir), appeal, uploads, added_by=by, now=utcnow(),
-                     visibility=visibility, purpose=purpose, max_file_bytes=settings.max_file_bytes,
+    store = store_for(settings.data_dir, settings.file_store)
+    rows = add_files(unit.session, store, appeal, uploads, added_by=by, now=utcnow(), visibility=visibility,
+                     purpose=purpose, max_file_bytes=settings.max_file_bytes,
                      max_per_appeal=settings.max_files_per_appeal)
     if any(r.state == FileState.processing for r in rows):
         unit.wake(FILES)

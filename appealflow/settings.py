@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Photos and PDFs: each file up to this size, an appeal up to max_files_per_appeal of them.
     max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_files_per_appeal: int = Field(default=20, ge=1, le=200)
+    # Where file bytes live: empty for the data folder's files/, or s3://bucket/prefix?endpoint=URL
+    # for a store all hosts share (credentials from the AWS_* variables, as boto3 reads them).
+    file_store: str = ""
     # A client must send a request's headers within this long of connecting (or of the last answer
     # on its connection), and its body within the second: slow clients are cut off, not waited for.
     request_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

@@ -84,7 +84,7 @@ def test_photos_lose_their_exif_in_a_worker_and_are_served_only_to_who_may_read_
     document = staff_api.get(ready[2]["urls"]["file"])
     assert document.headers["content-disposition"].startswith("attachment")  # never rendered from our origin
     # What is kept: copies without EXIF, the PDF; the raw uploads are gone.
-    store = store_for(get_settings().data_dir)
+    store = store_for(get_settings().data_dir, get_settings().file_store)
     for key in store.all_keys():
         data = store.get(key)
         if not data.startswith(b"%PDF"):

@@ -80,7 +80,7 @@ def process_files(rounds: int = 50) -> dict:
     total: Counter = Counter()
     for _ in range(rounds):
         with session_scope(settings.sqlalchemy_url) as session:
-            done = process_waiting(session, store_for(settings.data_dir), now=utcnow())
+            done = process_waiting(session, store_for(settings.data_dir, settings.file_store), now=utcnow())
         total.update(done)
         if not sum(done.values()):
             break

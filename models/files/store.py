@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -73,5 +74,16 @@ class LocalStore:
         return {p.name for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")}
 
 
-def store_for(data_dir: Path) -> BlobStore:
+def store_for(data_dir: Path, url: str = "") -> BlobStore:
+    """The store a setting names: an `s3://bucket/prefix?endpoint=...` URL, or (empty) the data
+    folder's `files/`."""
+    if url.startswith("s3://"):
+        return _s3(url)
     return LocalStore(data_dir / "files")
+
+
+@lru_cache(maxsize=4)
+def _s3(url: str) -> BlobStore:
+    from appealflow.models.files.s3 import s3_store_from_url  # boto3 loads only where S3 is used
+
+    return s3_store_from_url(url)

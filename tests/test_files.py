@@ -191,6 +191,7 @@ def test_the_tracking_and_appeal_pages_show_and_take_files_without_script(stack)
     ready = _wait_ready(citizen, code, token, 2)
     tracking = page(citizen, f"/t/{code}", params={"token": token})
     assert tracking.count('class="file"') == 2 and "办理部门上传的" in tracking and "您上传的" in tracking
+    assert tracking.count("添加了照片或文件") == 2  # in the timeline; a note's files would not be
     thumb = citizen.get(ready[1]["urls"]["thumb"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     desk = page(handler, f"/work/appeals/{code}")

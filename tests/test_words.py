@@ -15,7 +15,7 @@ from appealflow.models.appeals.tracking import EVENT_WORDS, PUBLIC_DETAIL, STATU
 
 LANGUAGES = ("zh", "en")
 # Kinds of event that are not an action someone takes.
-OTHER_EVENTS = ("received",)
+OTHER_EVENTS = ("received", "files_added")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -62,6 +62,7 @@ PUBLIC_DETAIL: dict[str, tuple[str, ...]] = {
     "reopen_to_supervisor": ("solved", "satisfaction", "comment"),
     "withdraw": ("reason",),
     "add_information": ("information",),
+    "files_added": ("photos", "documents"),  # only those the requester sees (public_timeline)
 }
 
 
@@ -80,7 +81,7 @@ def public_timeline(events: Iterable) -> list[PublicEvent]:
     timeline = []
     for event in events:
         fields = PUBLIC_DETAIL.get(event.kind)
-        if fields is None:
+        if fields is None or (event.kind == "files_added" and event.detail.get("visibility") != "public"):
             continue
         detail = {name: event.detail[name] for name in fields if event.detail.get(name) is not None}
         timeline.append(PublicEvent(event.kind, event.at, event.actor.split(":")[0], event.from_status,
@@ -233,6 +234,7 @@ EVENT_WORDS: dict[str, dict[str, str]] = {
     "reopen": {"zh": "您不满意，已重新交{department}办理", "en": "You were not satisfied: sent back to {department}"},
     "reopen_to_supervisor": {"zh": "您再次不满意，交督办员处理", "en": "Not satisfied again: passed to a supervisor"},
     "withdraw": {"zh": "您已撤回诉求", "en": "You withdrew the appeal"},
+    "files_added": {"zh": "添加了照片或文件", "en": "Photos or files added"},
 }
 CLOCK_WORDS = {"accept": {"zh": "签收", "en": "accept"}, "contact": {"zh": "首次联系", "en": "first contact"},
                "resolve": {"zh": "办结", "en": "resolve"}}

@@ -10,6 +10,8 @@ import pytest
 
 from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.city.department import Department
+from appealflow.models.clocks.deadlines import Deadlines
+from appealflow.models.routing.dispatch import dispatch_facts
 from appealflow.models.telling.audience import WHO_HEARS, Assignee, Audience, Event, messages_for, when
 from appealflow.notifications.messages import (
     LANGUAGES,
@@ -118,8 +120,10 @@ def test_times_are_written_in_the_citys_zone_as_people_write_them():
     assert subject == "您的诉求 261127-K7Q9XMA 已派至housing局"
     assert "12月4日 17:00" in body and "4 Dec 17:00" in body  # English beside the Chinese
     # The department reads the category and the place by name, in its language, never their codes.
+    deadlines = Deadlines(accept_due_at=datetime(2026, 12, 4, 1, 0, tzinfo=UTC), contact_due_at=None,
+                          resolve_due_at=datetime(2026, 12, 11, 9, 0, tzinfo=UTC))
     department = messages_for(Event.dispatched, APPEAL, key="v1", departments=DEPARTMENTS, handling="housing",
-                              facts=DUES)[0]
+                              facts=dispatch_facts(APPEAL.category_code, deadlines))[0]
     _, told = render("dispatched", department.audience.value, department.facts, zone="Asia/Shanghai", links=LINKS)
     assert "分类：供水与停水。地点：市南区八大关街道。" in told
     assert "Location: Badaguan Subdistrict, Shinan District" in told

@@ -16,6 +16,7 @@ from appealflow.models.appeals.appeal import Appeal, AppealAssist, AppealEvent
 from appealflow.models.appeals.enums import AppealStatus
 from appealflow.models.appeals.intake import HOLD
 from appealflow.models.appeals.lifecycle import Action, Transition, apply_transitions
+from appealflow.models.city.names import category_name
 from appealflow.models.city.reference import Reference
 from appealflow.models.clocks.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.clocks.escalation import clock_rows, start_clocks
@@ -353,5 +354,5 @@ def messages(d: Decision, appeal: Appeal, departments, followers=()) -> list[Mes
 
 
 def dispatch_facts(category_code: str | None, deadlines: Deadlines) -> dict:
-    return dict(category=category_code or "-", accept_due=when(deadlines.accept_due_at),
+    return dict(category=category_name(category_code), accept_due=when(deadlines.accept_due_at),
                 resolve_due=when(deadlines.resolve_due_at))

@@ -126,9 +126,8 @@ def own_file(code: Code, file_id: FileId, copy: Copy, session: SessionDep, setti
     return _serve(one_file(session, appeal, file_id, staff=False), copy, settings)
 
 
-def _may_add(staff: Staff, appeal: Appeal) -> bool:
-    """The handling department (or one assisting: the access query let them read it) and the centre."""
-    return staff.role in DEPARTMENT_ROLES or staff.role in CENTRE_ROLES
+# Who adds files: the handling department (or one assisting: the access query let them read it) and the centre.
+MAY_ADD = DEPARTMENT_ROLES | CENTRE_ROLES
 
 
 @staff_router.post("/staff/appeals/{code}/files", status_code=201)
@@ -139,7 +138,7 @@ async def add_staff_files(code: Code, unit: UnitOfWorkDep, settings: SettingsDep
                           purpose: Annotated[Literal["reply", "contact", "note"], Form()] = "note") -> dict:
     """Evidence: a reply's files the requester sees (visibility=public), a note's staff only."""
     appeal = readable(unit.session, staff, code)
-    if not _may_add(staff, appeal):
+    if staff.role not in MAY_ADD:
         raise HTTPException(403, "只有承办部门和热线中心可以添加文件 / "
                                  "only the handling department and the centre add files")
     rows = _add(unit, settings, appeal, await _uploads(files, settings.max_file_bytes),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from appealflow.api.pages.client import Api, field_errors
+from appealflow.api.pages.client import UPLOAD_REFUSALS, Api, field_errors, upload_parts
 from appealflow.api.pages.common import Words, check_csrf, finish, language, render
 from appealflow.api.schemas import CODE_PATTERN
 from appealflow.models.appeals.enums import AppealType
@@ -415,17 +415,15 @@ async def add_files(request: Request, code: Code, token: Annotated[str, Form(max
     needed), handed to the API, which checks them by content."""
     check_csrf(request, csrf)
     words = Words(language(request))
-    chosen = [f for f in files or [] if f.filename]
-    if not chosen:
+    parts = await upload_parts(files)
+    if not parts:
         return await _track(request, code, token, errors={"files": words("files.required")}, status=422)
-    parts = [("files", (f.filename, await f.read(), f.content_type or "application/octet-stream")) for f in chosen]
     answer = await Api(request).post(f"/appeals/{code}/files", params={"token": token}, files=parts)
     if answer.status_code == 201:
         return _back_to(request, code, token, "files_added")
     if answer.status_code == 404:
         return _not_found(request)
-    refused = {413: "files.too_large", 415: "files.unsupported", 409: "files.closed"}.get(answer.status_code,
-                                                                                          "files.refused")
+    refused = UPLOAD_REFUSALS.get(answer.status_code, "files.refused")
     return await _track(request, code, token, errors={"files": words(refused)}, status=answer.status_code)
 
 

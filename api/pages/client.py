@@ -53,6 +53,16 @@ class Api:
         return await self("DELETE", url, **kwargs)
 
 
+async def upload_parts(files) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The files a page form carried (empty file inputs left out), as the API's multipart `files`."""
+    return [("files", (f.filename, await f.read(), f.content_type or "application/octet-stream"))
+            for f in files or [] if f.filename]
+
+
+# Why the API refused an upload, as the pages' catalogue says it.
+UPLOAD_REFUSALS = {413: "files.too_large", 415: "files.unsupported", 409: "files.closed"}
+
+
 def field_errors(response: httpx.Response) -> dict[str, str]:
     """A 422's errors by field name (the last part of `loc`), for showing next to each field."""
     errors: dict[str, str] = {}

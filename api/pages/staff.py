@@ -24,7 +24,7 @@ from appealflow.api.pages.citizen import (
     intake_body,
     posted_filing,
 )
-from appealflow.api.pages.client import Api, field_errors
+from appealflow.api.pages.client import UPLOAD_REFUSALS, Api, field_errors, upload_parts
 from appealflow.api.pages.common import (
     STAFF_COOKIE,
     Words,
@@ -358,18 +358,17 @@ async def add_staff_files(request: Request, code: Code, staff: StaffPage, csrf: 
                           files: Annotated[list[UploadFile] | None, File()] = None):
     """Evidence for a reply (the requester sees it) or files for the department's own record."""
     check_csrf(request, csrf)
-    chosen = [f for f in files or [] if f.filename]
+    parts = await upload_parts(files)
     words = Words(language(request))
-    if not chosen:
+    if not parts:
         return await _appeal_page(request, staff, code, errors={"files": words("files.required")}, failed="files",
                                   status=422)
-    parts = [("files", (f.filename, await f.read(), f.content_type or "application/octet-stream")) for f in chosen]
     answer = await api_for(request).post(f"/staff/appeals/{code}/files", files=parts,
                                          data={"visibility": visibility, "purpose": purpose})
     if answer.status_code == 404:
         return render(request, "not_found.html", {}, staff=staff, status=404)
     if answer.status_code != 201:
-        refused = {413: "files.too_large", 415: "files.unsupported"}.get(answer.status_code, "files.refused")
+        refused = UPLOAD_REFUSALS.get(answer.status_code, "files.refused")
         return await _appeal_page(request, staff, code, errors={"files": words(refused)}, failed="files",
                                   status=answer.status_code)
     return RedirectResponse(str(request.url_for("staff_appeal_page", code=code)), status_code=303)

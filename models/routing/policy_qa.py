@@ -210,14 +210,14 @@ class Index:
 
 
 _index: dict[str, tuple[tuple, Index]] = {}
-_background: dict[int, tuple[np.ndarray, list[bool]]] = {}
+_background: dict[str, tuple[np.ndarray, list[bool]]] = {}
 _lock = threading.Lock()
 
 
 def background(embed) -> tuple[np.ndarray, list[bool]]:
     """The sample base's vectors under this backend, embedded once per process."""
-    probe = embed(["背景"])
-    key = probe.shape[1]
+    # The backend behind the bound `embed` (its name: e5, chargram) tells whose vectors these are.
+    key = str(getattr(getattr(embed, "__self__", None), "name", id(embed)))
     with _lock:
         if key in _background:
             return _background[key]

@@ -104,6 +104,14 @@ def _cuts(scope, headers: dict) -> bool:
             and headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"))
 
 
+def _uploads(scope, headers: dict) -> bool:
+    """A body that may carry files: POST .../files, or a filing form sent as multipart (with photos)."""
+    if scope.get("method") != "POST":
+        return False
+    return scope["path"].endswith("/files") or (
+        scope["path"] in CUT_FORMS and headers.get(b"content-type", b"").startswith(b"multipart/form-data"))
+
+
 class InputGuard:
     """Pure ASGI, so it sees the body as it streams: a body past `limit` bytes is answered 413 as
     soon as the count passes it, whether it declared a Content-Length or came chunked, and without
@@ -124,8 +132,7 @@ class InputGuard:
         headers = dict(scope.get("headers") or ())
         length = headers.get(b"content-length")
         cuts = _cuts(scope, headers)
-        limit = self.upload_limit if scope.get("method") == "POST" and scope["path"].endswith("/files") \
-            else self.default_limit
+        limit = self.upload_limit if _uploads(scope, headers) else self.default_limit
         if length is not None and (not length.isdigit() or (int(length) > limit and not cuts)):
             return await _send(send, 413, {"detail": f"request body over {limit} bytes"})
         if _has_nul(scope.get("raw_path") or scope["path"].encode("utf-8", "replace")):
@@ -216,8 +223,11 @@ def _unstorable_multipart(content_type: bytes, body: bytes) -> list | None:
         header[0] = header[1] = b""
 
     def part_data(data: bytes, start: int, end: int) -> None:
-        if len(parts[-1]["data"]) < 70_000:  # the body is at most the guard's limit anyway
-            parts[-1]["data"] += data[start:end]
+        # A text field is at most the guard's limit anyway; a file's bytes are not looked at, so
+        # only their start is kept (a photo's megabytes are not copied for nothing).
+        kept = parts[-1]["data"]
+        if len(kept) < 70_000:
+            kept += data[start:min(end, start + 70_000 - len(kept))]
 
     try:
         parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": field,

@@ -10,22 +10,28 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Response, UploadFile
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from appealflow.api import ratelimit
 from appealflow.api.auth import current_staff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
-from appealflow.api.tracking import Code, TokenHeader, TokenQuery, _own_appeal
+from appealflow.api.tracking import NOT_FOUND, Code, TokenHeader, TokenQuery, _own_appeal
 from appealflow.api.workbench import readable
 from appealflow.models.appeals.appeal import Appeal
-from appealflow.models.appeals.enums import CENTRE_ROLES, DEPARTMENT_ROLES, OPEN_STATUSES, AppealStatus
+from appealflow.models.appeals.enums import CENTRE_ROLES, DEPARTMENT_ROLES, OPEN_STATUSES, AppealStatus, Role
+from appealflow.models.appeals.open311 import public_photo
+from appealflow.models.appeals.tracking import token_matches
 from appealflow.models.city.people import Staff
 from appealflow.models.files.attachments import (
+    MAX_AT_ONCE,
     Attachment,
     FileKind,
     FileState,
+    Kept,
     Visibility,
     add_files,
     files_of,
+    keep_uploads,
     one_file,
 )
 from appealflow.models.files.store import store_for
@@ -40,7 +46,6 @@ FileId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Copy = Literal["thumb", "screen", "file"]
 # The requester adds files while someone still acts on the appeal (from filing to the reply).
 REQUESTER_MAY_ADD = (AppealStatus.received, AppealStatus.triage, *OPEN_STATUSES)
-MAX_AT_ONCE = 6
 
 
 def file_view(attachment: Attachment, base: str, token: str | None = None) -> dict:
@@ -84,11 +89,15 @@ def _serve(attachment: Attachment | None, copy: str, settings: Settings) -> Resp
         "Cache-Control": "private, max-age=3600"})
 
 
-def _add(unit, settings: Settings, appeal: Appeal, uploads, *, by: str, visibility: Visibility,
+def _keep(settings: Settings, uploads) -> list[Kept]:
+    """The uploads checked and their bytes stored, with no transaction open (models/files/attachments.py)."""
+    return keep_uploads(store_for(settings.data_dir, settings.file_store), uploads,
+                        max_file_bytes=settings.max_file_bytes, max_per_appeal=settings.max_files_per_appeal)
+
+
+def _add(unit, settings: Settings, appeal: Appeal, kept: list[Kept], *, by: str, visibility: Visibility,
          purpose: str) -> list[Attachment]:
-    store = store_for(settings.data_dir, settings.file_store)
-    rows = add_files(unit.session, store, appeal, uploads, added_by=by, now=utcnow(), visibility=visibility,
-                     purpose=purpose, max_file_bytes=settings.max_file_bytes,
+    rows = add_files(unit.session, appeal, kept, added_by=by, now=utcnow(), visibility=visibility, purpose=purpose,
                      max_per_appeal=settings.max_files_per_appeal)
     if any(r.state == FileState.processing for r in rows):
         unit.wake(FILES)
@@ -98,17 +107,27 @@ def _add(unit, settings: Settings, appeal: Appeal, uploads, *, by: str, visibili
 
 @router.post("/appeals/{code}/files", status_code=201)
 async def add_own_files(code: Code, unit: UnitOfWorkDep, settings: SettingsDep,
-                        files: Annotated[list[UploadFile], File(description="photos (JPEG, PNG, WebP) or PDFs")],
+                        files: Annotated[list[UploadFile], File(description="photos (JPEG, PNG, WebP, HEIC) or PDFs")],
                         token: TokenQuery = None, x_access_token: TokenHeader = None) -> dict:
     """The requester adds photos or documents while the appeal is open."""
-    appeal = _own_appeal(unit.session, settings, code, x_access_token or token)
+    token = x_access_token or token
+    if not token_matches(settings.signing_key(), code, token):  # before any byte is stored
+        raise HTTPException(404, NOT_FOUND)
+    uploads = await _uploads(files, settings.max_file_bytes)
+    # In worker threads, since writing megabytes and syncing them to disk would hold the event loop;
+    # the bytes before the transaction (on SQLite a transaction holds the write lock), and no await
+    # while the transaction is open.
+    kept = await run_in_threadpool(_keep, settings, uploads)
+    return await run_in_threadpool(_add_own, unit, settings, code, token, kept)
+
+
+def _add_own(unit, settings: Settings, code: str, token: str | None, kept: list[Kept]) -> dict:
+    appeal = _own_appeal(unit.session, settings, code, token)
     if appeal.status not in REQUESTER_MAY_ADD:
         raise HTTPException(409, "诉求已办结，不能再添加文件 / the appeal is closed: no more files")
-    rows = _add(unit, settings, appeal, await _uploads(files, settings.max_file_bytes), by="requester",
-                visibility=Visibility.public, purpose="filing" if appeal.status == AppealStatus.received
-                else "addition")
-    base = f"/appeals/{appeal.code}"
-    return {"files": [file_view(r, base, x_access_token or token) for r in rows]}
+    rows = _add(unit, settings, appeal, kept, by="requester", visibility=Visibility.public,
+                purpose="filing" if appeal.status == AppealStatus.received else "addition")
+    return {"files": [file_view(r, f"/appeals/{appeal.code}", token) for r in rows]}
 
 
 @router.get("/appeals/{code}/files")
@@ -135,15 +154,25 @@ async def add_staff_files(code: Code, unit: UnitOfWorkDep, settings: SettingsDep
                           staff: Annotated[Staff, Depends(current_staff)],
                           files: Annotated[list[UploadFile], File(description="photos or PDFs")],
                           visibility: Annotated[Visibility, Form()] = Visibility.staff,
-                          purpose: Annotated[Literal["reply", "contact", "note"], Form()] = "note") -> dict:
-    """Evidence: a reply's files the requester sees (visibility=public), a note's staff only."""
-    appeal = readable(unit.session, staff, code)
-    if staff.role not in MAY_ADD:
-        raise HTTPException(403, "只有承办部门和热线中心可以添加文件 / "
-                                 "only the handling department and the centre add files")
-    rows = _add(unit, settings, appeal, await _uploads(files, settings.max_file_bytes),
-                by=f"staff:{staff.username}", visibility=visibility, purpose=purpose)
-    return {"files": [file_view(r, f"/staff/appeals/{appeal.code}") for r in rows]}
+                          purpose: Annotated[Literal["reply", "contact", "note", "filing"], Form()] = "note") -> dict:
+    """Evidence: a reply's files the requester sees (visibility=public), a note's staff only; or
+    what a caller sent the operator who filed for them (purpose=filing)."""
+    uploads = await _uploads(files, settings.max_file_bytes)
+    # Signing in read the database: that transaction ends before megabytes are stored (see above).
+    await run_in_threadpool(unit.session.rollback)
+    kept = await run_in_threadpool(_keep, settings, uploads)
+
+    def add() -> dict:
+        appeal = readable(unit.session, staff, code)
+        # An operator adds only what a caller sent with the call they filed.
+        if staff.role not in MAY_ADD and not (staff.role == Role.operator and purpose == "filing"):
+            raise HTTPException(403, "只有承办部门和热线中心可以添加文件 / "
+                                     "only the handling department and the centre add files")
+        rows = _add(unit, settings, appeal, kept, by=f"staff:{staff.username}", visibility=visibility,
+                    purpose=purpose)
+        return {"files": [file_view(r, f"/staff/appeals/{appeal.code}") for r in rows]}
+
+    return await run_in_threadpool(add)
 
 
 @staff_router.get("/staff/appeals/{code}/files")
@@ -157,6 +186,15 @@ def staff_file(code: Code, file_id: FileId, copy: Copy, session: SessionDep, set
                staff: Annotated[Staff, Depends(current_staff)]) -> Response:
     appeal = readable(session, staff, code)
     return _serve(one_file(session, appeal, file_id, staff=True), copy, settings)
+
+
+@router.get("/media/{code}/{file_id}.jpg")
+def open311_photo(code: Code, file_id: FileId, session: SessionDep, settings: SettingsDep) -> Response:
+    """The photo an Open311 GET names as a request's media_url: readable by anyone, as the request
+    itself is; only the requester's own public photos of Open311 requests, and only their copies."""
+    served = _serve(public_photo(session, code, file_id), "screen", settings)
+    served.headers["Cache-Control"] = "public, max-age=3600"
+    return served
 
 
 def public_files(session: Session, appeal: Appeal, token: str | None) -> list[dict]:

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # The city's map service, for a position on the staff pages: a link only, nothing is loaded from it.
     map_url_template: str = "https://www.openstreetmap.org/?mlat={lat}&mlon={long}#map=18/{lat}/{long}"
+    # The city's own tile server ("https://tiles.example.gov.cn/{z}/{x}/{y}.png"): with it the staff
+    # appeal page draws a map with a pin (Leaflet, served from the installed XStatic-Leaflet package);
+    # without it, no map and nothing loaded from anywhere else.
+    map_tile_url: str = Field(default="", max_length=500, pattern=r"^(https?://[^\s\"'<>]*\{z\}[^\s\"'<>]*)?$")
+    map_tile_attribution: str = Field(default="", max_length=200)
     # Per channel, in the `limits` notation, shared by every worker through Redis; each group bot
     # and webhook URL is counted on its own (WeCom and DingTalk bots take 20 messages a minute).
     # A gateway that sees a burst blocks the sender. E-mail goes to the city's own relay (one Postfix
@@ -113,6 +118,8 @@ class Settings(BaseSettings):
     working_hours: str = "09:00-17:00"
     timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: int = Field(default=60, ge=5)
+    # How often the scheduler collects stored file bytes no attachment refers to (flows/housekeeping.py).
+    file_collection_interval_seconds: int = Field(default=3600, ge=5)
 
     @property
     def send_margin(self) -> timedelta:

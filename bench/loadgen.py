@@ -68,7 +68,9 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def closed_loop(port: int, make_request: Callable[[int], bytes], *, clients: int, seconds: float,
-                      keep_bodies: bool = False) -> Result:
+                      keep_bodies: bool = False, stop_after: int | None = None) -> Result:
+    """`clients` connections, each sending its next request when the last one answered, for
+    `seconds` (or until `stop_after` requests have been sent)."""
     result = Result()
     counter = iter(range(10**9))
     started = time.perf_counter()
@@ -77,7 +79,7 @@ async def closed_loop(port: int, make_request: Callable[[int], bytes], *, client
     async def client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and (stop_after is None or result.sent < stop_after):
                 request = make_request(next(counter))
                 t0 = time.perf_counter()
                 result.sent += 1

@@ -60,6 +60,15 @@ def _wake_delivery() -> None:
 
 
 def serve() -> None:
-    """Run the sweep as a deployment on its schedule (every minute by default), until stopped."""
-    interval = timedelta(seconds=get_settings().sweep_interval_seconds)
-    sweep_deadlines.serve(name="sla-sweep", interval=interval, pause_on_shutdown=False)
+    """Run the scheduled deployments until stopped: the sweep (every minute by default) and the
+    collection of unreferenced file bytes (hourly)."""
+    from prefect import serve as serve_all
+
+    from appealflow.flows.housekeeping import collect_files
+
+    settings = get_settings()
+    sweep = sweep_deadlines.to_deployment(name="sla-sweep",
+                                          interval=timedelta(seconds=settings.sweep_interval_seconds))
+    collection = collect_files.to_deployment(name="file-collection",
+                                             interval=timedelta(seconds=settings.file_collection_interval_seconds))
+    serve_all(sweep, collection, pause_on_shutdown=False)  # type: ignore[arg-type]  # sync here: not coroutines

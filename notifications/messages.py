@@ -28,6 +28,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGES = ("zh", "en")
 TIME_FACTS = frozenset({"accept_due", "resolve_due", "due"})
 WORD_FACTS = frozenset({"clock", "appeal_type", "priority", "decision", "satisfaction"})
+# Facts that, when there is something to say, say it on a line of their own (and are otherwise
+# nothing: a message written before they existed renders as it did).
+LINE_FACTS = ("attached",)
 LINK_FIELDS = ("link", "rating_link", "workbench_link")
 
 __all__ = ["LANGUAGES", "Links", "Rendered", "local_time", "render", "render_in", "render_sms", "templates",
@@ -82,6 +85,8 @@ def _in_language(facts: dict, language: str, zone: str) -> dict:
         elif key in WORD_FACTS:
             value = words.get(value, value)
         out[key] = value
+    for key in LINE_FACTS:
+        out[key] = f"\n{out[key]}" if out.get(key) and out[key] != "-" else ""
     return out
 
 

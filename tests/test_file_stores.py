@@ -5,8 +5,10 @@ the run's services (Redis, PostgreSQL, Prefect): only tmp_path."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -105,13 +107,15 @@ def test_two_megabytes_round_trip(store):
     assert store.get(key) == data
 
 
-def test_s3_put_skips_the_upload_when_the_object_is_there(s3_endpoint):
-    store = S3Store(_new_bucket(s3_endpoint), endpoint_url=s3_endpoint)
-    uploads = []
-    store.client.meta.events.register("before-call.s3.PutObject", lambda **_: uploads.append(1))
-    store.put(b"once")
-    store.put(b"once")
-    assert len(uploads) == 1
+def test_only_keys_written_before_a_moment_are_listed_and_a_put_again_makes_one_young(store):
+    old = store.put(b"old bytes")
+    time.sleep(1.1)  # S3 keeps LastModified to the second
+    cutoff = datetime.now(UTC)
+    time.sleep(1.1)
+    store.put(b"young bytes")
+    assert store.all_keys(written_before=cutoff) == {old}
+    store.put(b"old bytes")  # the same bytes again, from a new upload on its way to its commit
+    assert store.all_keys(written_before=cutoff) == set()
 
 
 def test_s3_keys_outside_the_prefix_are_not_listed(s3_endpoint):

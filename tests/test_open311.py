@@ -14,13 +14,14 @@ import jsonschema
 from sqlalchemy import select, update
 
 from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.tracking import access_token
 from appealflow.models.storage.db import session_scope
 from appealflow.models.telling.outbox import Notification
 from appealflow.runtime.services import wait_until
 from appealflow.settings import get_settings
 from tests.appeals import CatalogueOracle
 from tests.conftest import BIN, on_postgresql, on_sqlite
-from tests.staff import HOME, sign_in
+from tests.staff import HOME, appeal_in, sign_in
 
 SCHEMAS = json.loads((Path(__file__).parent / "georeport_v2_schemas.json").read_text(encoding="utf-8"))
 V2 = "/open311/v2"
@@ -373,3 +374,35 @@ def test_an_apps_position_and_photo_link_reach_the_staff_page_and_a_script_link_
     assert '<a href="https://photos.example.test/p/1.jpg"' in linked and 'id="position-map"' in linked
     scripted = page(dispatcher, f"/work/appeals/{made[1]}")
     assert 'href="javascript:' not in scripted and "javascript:alert(document.cookie)" in scripted
+
+
+def test_a_get_names_the_requesters_first_photo_as_media_url_and_serves_only_that(staff_api, stack):
+    from tests.test_files import PDF, _no_gps, _wait_ready, jpeg_with_gps
+
+    key = new_client(staff_api, "photoapp")
+    sent = staff_api.post(f"{V2}/requests.json", data=form(key, routed_here()))
+    assert sent.status_code == 201, sent.text
+    code, token = sent.json()[0]["service_request_id"], sent.headers["X-Access-Token"]
+    assert staff_api.get(f"{V2}/requests/{code}.json").json()[0]["media_url"] is None
+    staff_api.post(f"/appeals/{code}/files", params={"token": token}, files=[
+        ("files", ("说明.pdf", PDF, "application/pdf")),
+        ("files", ("工地.jpg", jpeg_with_gps(), "image/jpeg"))]).raise_for_status()
+    stack.start_worker()
+    photo = _wait_ready(staff_api, code, token, 2)[1]
+    media_url = staff_api.get(f"{V2}/requests/{code}.json").json()[0]["media_url"]
+    assert media_url == f"{get_settings().public_url.rstrip('/')}/media/{code}/{photo['id']}.jpg"
+    assert staff_api.get(f"{V2}/requests.json").json()[0]["media_url"] == media_url  # the list says the same
+    served = staff_api.get(f"/media/{code}/{photo['id']}.jpg")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    _no_gps(served.content)
+    # Nothing else comes out of that address: the PDF, another appeal's file, a web appeal's photo.
+    document = _wait_ready(staff_api, code, token, 2)[0]
+    assert staff_api.get(f"/media/{code}/{document['id']}.jpg").status_code == 404
+    web, _ = appeal_in("accepted")
+    web_token = access_token(get_settings().signing_key(), web)
+    staff_api.post(f"/appeals/{web}/files", params={"token": web_token},
+                   files=[("files", ("a.jpg", jpeg_with_gps(), "image/jpeg"))]).raise_for_status()
+    web_photo = _wait_ready(staff_api, web, web_token, 1)[0]
+    assert staff_api.get(f"/media/{web}/{web_photo['id']}.jpg").status_code == 404
+    assert staff_api.get(f"/media/{code}/{web_photo['id']}.jpg").status_code == 404

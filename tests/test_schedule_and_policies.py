@@ -17,17 +17,17 @@ from tests.test_dispatch_end_to_end import wait_for
 from tests.test_escalation import dispatched_appeal
 
 
-def test_the_sweep_runs_on_its_schedule_as_a_prefect_deployment(stack, prefect_api):
+def test_the_sweep_and_the_file_collection_run_on_their_schedules_as_prefect_deployments(stack, prefect_api):
     # The runner looks for due runs every second instead of every ten.
     scheduler = stack._spawn(["scheduler"], "scheduler.log", APPEALFLOW_SWEEP_INTERVAL_SECONDS="5",
-                             PREFECT_RUNNER_POLL_FREQUENCY="1")
+                             APPEALFLOW_FILE_COLLECTION_INTERVAL_SECONDS="5", PREFECT_RUNNER_POLL_FREQUENCY="1")
     stack.workers.append(scheduler)  # stopped with the rest
 
-    def completed_runs():
+    def completed_runs(name: str):
         # The run's one Prefect server serves every test process: on a busy machine it can take
         # longer than httpx's 5 s default to answer.
         deployments = httpx.post(f"{prefect_api}/deployments/filter", timeout=30,
-                                 json={"deployments": {"name": {"any_": ["sla-sweep"]}}}).json()
+                                 json={"deployments": {"name": {"any_": [name]}}}).json()
         if not deployments:
             return None
         runs = httpx.post(f"{prefect_api}/flow_runs/filter", timeout=30, json={
@@ -35,8 +35,10 @@ def test_the_sweep_runs_on_its_schedule_as_a_prefect_deployment(stack, prefect_a
             "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
         return runs or None
 
-    runs = wait_for(completed_runs, timeout=120, every=1, what="a scheduled sweep to complete")
-    assert runs[0]["deployment_id"]
+    for name in ("sla-sweep", "file-collection"):
+        runs = wait_for(lambda name=name: completed_runs(name), timeout=120, every=1,
+                        what=f"a scheduled {name} to complete")
+        assert runs[0]["deployment_id"]
 
 
 def test_a_policy_change_binds_new_appeals_only(env):

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from redis.exceptions import RedisError
@@ -70,20 +71,48 @@ def dispatch_waiting() -> dict:
             "unchanged": summary.unchanged, "failed": summary.failed}
 
 
-def process_files(rounds: int = 50) -> dict:
-    """Make the copies of photos waiting for them, a few at a time, until none waits."""
-    from appealflow.models.files.images import process_waiting
+# Photo copies are background work: nobody waits on a thumbnail the way a citizen waits on the answer
+# to their POST. They are made on one thread of this process whose priority is lowered (Linux keeps
+# niceness per thread), so on a busy machine intake and dispatch get the cores first. Pillow lets go
+# of the GIL while it decodes, shrinks and encodes.
+PHOTO_NICENESS = 10
+_photo_thread: ThreadPoolExecutor | None = None
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PHOTO_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: made at the usual priority
+        log.info("photo copies made at normal priority")
+
+
+def in_background(data: bytes):
+    from appealflow.models.files.images import copies
+
+    global _photo_thread
+    if _photo_thread is None:
+        _photo_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photos", initializer=_lower_priority)
+    return _photo_thread.submit(copies, data).result()
+
+
+def process_files(rounds: int = 200) -> dict:
+    """Make the copies of photos waiting for them, one at a time, until none waits. Several
+    workers share the work: each photo is claimed by one."""
+    from functools import partial
+
+    from appealflow.models.files.images import process_next
     from appealflow.models.files.store import store_for
 
     settings = get_settings()
     _woken_quietly(_current_connection(), FILES)
+    store = store_for(settings.data_dir, settings.file_store)
     total: Counter = Counter()
     for _ in range(rounds):
-        with session_scope(settings.sqlalchemy_url) as session:
-            done = process_waiting(session, store_for(settings.data_dir, settings.file_store), now=utcnow())
-        total.update(done)
-        if not sum(done.values()):
+        outcome = process_next(partial(session_scope, settings.sqlalchemy_url), store, now=utcnow,
+                               make=in_background)
+        if outcome is None:
             break
+        total[outcome] += 1
     return dict(total)
 
 

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
-from appealflow.models.files.attachments import waiting_photos
+from appealflow.models.files.attachments import photos_waiting
 from appealflow.models.routing.dispatch import claimants, has_waiting, release_claims_of
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
@@ -80,7 +80,7 @@ def reconcile_once(redis, kinds=tuple(QUEUES)) -> list[str]:
         due = next_due_at(session) if DELIVERY in kinds else None
         if due is not None and due <= now and wake(redis, DELIVERY, unless_queued=True):
             woke.append(DELIVERY)
-        if FILES in kinds and waiting_photos(session, 1) and wake(redis, FILES, unless_queued=True):
+        if FILES in kinds and photos_waiting(session) and wake(redis, FILES, unless_queued=True):
             woke.append(FILES)
     return woke
 

@@ -252,7 +252,7 @@ def request_list(fmt: str, request: Request, session: SessionDep, settings: Sett
         query = wire.read_query({k: ",".join(params.getlist(k)) if k in params else None for k in (
             "service_request_id", "service_code", "start_date", "end_date", "status", "page", "page_size")})
         appeals = stored.find_requests(session, query, now=utcnow())
-        return render(fmt, "service_requests", views.views(session, appeals, settings.timezone))
+        return render(fmt, "service_requests", views.views(session, appeals, settings.timezone, settings.public_url))
     return answer(fmt, produce)
 
 
@@ -265,7 +265,7 @@ def request_detail(service_request_id: str, fmt: str, request: Request, session:
         appeal = stored.find_request(session, service_request_id)
         if appeal is None:
             raise Open311Problem(404, f"service_request_id {service_request_id!r} not found / 没有这个诉求")
-        return render(fmt, "service_requests", views.views(session, [appeal], settings.timezone))
+        return render(fmt, "service_requests", views.views(session, [appeal], settings.timezone, settings.public_url))
     return answer(fmt, produce)
 
 

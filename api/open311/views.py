@@ -97,11 +97,17 @@ def request_view(appeal: Appeal, context: Context) -> dict:
         zipcode=None,
         lat=row.lat if row else None,
         long=row.long if row else None,
-        media_url=row.media_url if row else None,
+        # The client's own link as it sent it; else the requester's first photo, as we serve it.
+        media_url=(row.media_url if row and row.media_url else None) or _photo_url(appeal, context),
     )
 
 
-def views(session: Session, appeals: Sequence[Appeal], zone: str) -> list[dict]:
+def _photo_url(appeal: Appeal, context: Context) -> str | None:
+    photo = context.photos.get(stored_id(appeal))
+    return f"{context.public_url.rstrip('/')}/media/{appeal.code}/{photo}.jpg" if photo else None
+
+
+def views(session: Session, appeals: Sequence[Appeal], zone: str, public_url: str) -> list[dict]:
     """These appeals as service requests, their shared facts read once."""
-    context = context_for(session, appeals, zone)
+    context = context_for(session, appeals, zone, public_url)
     return [request_view(a, context) for a in appeals]

@@ -5,7 +5,7 @@ import io
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import segno
@@ -21,6 +21,8 @@ from appealflow.models.appeals.privacy import NOTICE
 from appealflow.models.appeals.tracking import mask_email, mask_phone
 from appealflow.models.city.reference import read_reference
 from appealflow.models.clocks.deadlines import deadlines_for, policy_for
+from appealflow.models.files.attachments import MAX_AT_ONCE, FileRefused, checked_uploads
+from appealflow.models.refusal import Kind
 from appealflow.models.storage.columns import utcnow
 from appealflow.models.storage.db import session_scope
 from appealflow.settings import get_settings
@@ -128,6 +130,26 @@ def _position(form: dict) -> dict:
     return {"lat": lat, "long": long, "accuracy_m": accuracy}
 
 
+async def posted_files(request: Request) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The photos and documents a filing form carried (sent as multipart), as the API's `files`."""
+    posted = await request.form()
+    return await upload_parts([f for f in posted.getlist("files") if not isinstance(f, str)])
+
+
+def refused_files(parts: list, words: Words) -> tuple[dict, int] | None:
+    """Why the files would be refused, asked before filing, so no appeal is filed without the photos
+    its citizen meant to send (the API asks again when they come)."""
+    settings = get_settings()
+    try:
+        checked_uploads([(name, data) for _, (name, data, _) in parts], max_file_bytes=settings.max_file_bytes,
+                        max_per_appeal=min(MAX_AT_ONCE, settings.max_files_per_appeal))
+    except FileRefused as refused:
+        if refused.kind == Kind.too_large:
+            return {"files": words("files.too_large")}, 413
+        return {"files": words("files.unsupported")}, 415
+    return None
+
+
 def unconsented(form: dict, words: Words) -> dict | None:
     """A citizen files only once they have agreed to the privacy notice (an operator's form records
     that the caller was told, when they were)."""
@@ -214,15 +236,25 @@ async def file_appeal(request: Request):
     cut = cut_short(request, form)
     if cut is not None:
         return await filing_form(request, form, cut, status=413)
-    refused = unconsented(form, Words(language(request)))
+    words = Words(language(request))
+    refused = unconsented(form, words)
     if refused is not None:
         return await filing_form(request, form, refused, status=422)
+    parts = await posted_files(request)
+    files_refused = refused_files(parts, words)
+    if files_refused is not None:
+        return await filing_form(request, form, files_refused[0], status=files_refused[1])
     body = intake_body(form)
     response = await Api(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
         created = response.json()
-        target = str(request.url_for("filed_page", code=created["code"])) + "?" + urlencode(
-            {"token": created["access_token"]})
+        query = {"token": created["access_token"]}
+        # A repeated form (201 only the first time) brings its files only once.
+        if parts and response.status_code == 201:
+            sent = await Api(request).post(f"/appeals/{created['code']}/files", params=query, files=parts)
+            if sent.status_code != 201:
+                query["files"] = "refused"
+        target = str(request.url_for("filed_page", code=created["code"])) + "?" + urlencode(query)
         return RedirectResponse(target, status_code=303)
     return await filing_form(request, form, filing_errors(response, Words(language(request))),
                              status=response.status_code)
@@ -240,10 +272,12 @@ def _not_found(request: Request):
 
 
 @router.get("/t/{code}/filed", name="filed_page")
-async def filed_page(request: Request, code: Code, token: Token = None):
+async def filed_page(request: Request, code: Code, token: Token = None,
+                     files: Annotated[Literal["refused"] | None, Query()] = None):
     appeal = await _appeal(request, code, token)
     if appeal is None:
         return _not_found(request)
+    kept = (await Api(request).get(f"/appeals/{code}/files", params={"token": token})).json().get("files", [])
     expected = None if appeal["deadlines"].get("resolve_due_at") else await run_in_threadpool(_expected, appeal)
     requester = appeal["requester"]
     channel = None  # anonymous: nothing will be sent
@@ -254,7 +288,7 @@ async def filed_page(request: Request, code: Code, token: Token = None):
     return render(request, "filed.html", {
         "appeal": appeal, "token": token, "link": tracking_link(request, code, token or ""),
         "due": {k: datetime.fromisoformat(v) for k, v in appeal["deadlines"].items() if v},
-        "expected": expected, "channel": channel,
+        "expected": expected, "channel": channel, "files": kept, "files_refused": files == "refused",
         "triage_hours": get_settings().triage_within_working_hours})
 
 

@@ -22,7 +22,9 @@ from appealflow.api.pages.citizen import (
     filing_form,
     idempotency_key,
     intake_body,
+    posted_files,
     posted_filing,
+    refused_files,
 )
 from appealflow.api.pages.client import UPLOAD_REFUSALS, Api, field_errors, upload_parts
 from appealflow.api.pages.common import (
@@ -242,6 +244,7 @@ async def _appeal_page(request: Request, staff: Staff, code: str, *, errors: dic
         "categories": {c.code: c for c in categories}, "suggestions": suggestions, "policy": policy,
         "answered": answered, "refusal": refusal, "places": places, "work_order_qr": _work_order_qr(code),
         "printed_at": now, "files": files, "map_url": get_settings().map_url_template,
+        "map_tiles": get_settings().map_tile_url, "map_attribution": get_settings().map_tile_attribution,
         "may_add_files": staff.role.value in ("handler", "department_head", "dispatcher", "supervisor"),
     }, staff=staff, status=status)
 
@@ -303,12 +306,24 @@ async def file_hotline(request: Request, staff: OperatorPage):
     cut = cut_short(request, form)
     if cut is not None:
         return await filing_form(request, form, cut, status=413, hotline=True, staff=staff)
+    parts = await posted_files(request)
+    files_refused = refused_files(parts, Words(language(request)))
+    if files_refused is not None:
+        return await filing_form(request, form, files_refused[0], status=files_refused[1], hotline=True, staff=staff)
     body = intake_body(form) | {"channel": "hotline", "priority": form["priority"] or "normal"}
     if form["type"] == "consultation" and form["handling"] != "route":  # answered on the spot: held for it
         body["answer_now"] = True
-    response = await api_for(request).post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
+    api = api_for(request)
+    response = await api.post("/appeals", json=body, headers={"Idempotency-Key": idempotency_key(form)})
     if response.status_code in (200, 201):
-        target = str(request.url_for("staff_appeal_page", code=response.json()["code"]))
+        code = response.json()["code"]
+        notice = None
+        # What the caller sent by other means (a photo over a messaging app): the requester's to see.
+        if parts and response.status_code == 201:
+            sent = await api.post(f"/staff/appeals/{code}/files", files=parts,
+                                  data={"visibility": "public", "purpose": "filing"})
+            notice = None if sent.status_code == 201 else "files_refused"
+        target = str(request.url_for("staff_appeal_page", code=code)) + (f"?notice={notice}" if notice else "")
         return RedirectResponse(target, status_code=303)
     return await filing_form(request, form, filing_errors(response, Words(language(request))),
                              status=response.status_code, hotline=True, staff=staff)
@@ -317,7 +332,8 @@ async def file_hotline(request: Request, staff: OperatorPage):
 @router.get("/work/appeals/{code}", name="staff_appeal_page")
 async def appeal_page(request: Request, code: Code, staff: StaffPage,
                       notice: Annotated[str | None, Query(max_length=40)] = None):
-    return await _appeal_page(request, staff, code, notice=notice if notice in ("done", "answered") else None)
+    return await _appeal_page(request, staff, code,
+                              notice=notice if notice in ("done", "answered", "files_refused") else None)
 
 
 def _text(value) -> str:

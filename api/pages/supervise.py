@@ -11,7 +11,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +32,21 @@ router = APIRouter(include_in_schema=False)
 PLOTLY = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
 WEEKS = 8
 DAYS = 14
+
+
+LEAFLET = Path(str(files("xstatic.pkg.leaflet") / "data"))
+LEAFLET_FILES = {"leaflet.js": "text/javascript", "leaflet.css": "text/css",
+                 **{f"images/{name}": "image/png" for name in ("marker-icon.png", "marker-icon-2x.png",
+                                                               "marker-shadow.png", "layers.png", "layers-2x.png")}}
+
+
+@router.get("/static/vendor/leaflet/{name:path}")
+def leaflet_file(name: str):
+    """Leaflet's own build, from the XStatic-Leaflet package installed from PyPI (no CDN)."""
+    if name not in LEAFLET_FILES:
+        raise HTTPException(404, "not found")
+    return FileResponse(LEAFLET / name, media_type=LEAFLET_FILES[name],
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/static/vendor/plotly.min.js")
@@ -117,7 +132,8 @@ async def dashboard(request: Request, staff: OversightPage):
                                               "measure_of": MEASURE_OF}, staff=staff)
 
 
-MEASURE_OF = {"dispatched": "dispatched", "anonymous": "anonymous", "response_rate": "dispatched",
+MEASURE_OF = {"dispatched": "dispatched", "anonymous": "anonymous", "with_photos": "with_photos",
+              "response_rate": "dispatched",
               "resolution_rate": "rated", "satisfaction_rate": "rated", "on_time_rate": "dispatched",
               "return_rate": "dispatched", "reopen_rate": "reopens", "backlog": "backlog", "overdue": "overdue"}
 

@@ -21,6 +21,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from appealflow.models.appeals.appeal import Appeal, AppealEvent
 from appealflow.models.appeals.enums import AppealStatus, Channel
 from appealflow.models.city.department import Category, Department
+from appealflow.models.files.attachments import Attachment, FileState, Visibility, requesters_photo
 from appealflow.models.storage.columns import UTCDateTime, stored_id, utcnow
 
 DEFAULT_RATE_LIMIT = "60/minute"
@@ -167,6 +168,17 @@ def find_requests(session: Session, query: Query, *, now: datetime) -> list[Appe
     return list(session.exec(statement))
 
 
+def public_photo(session: Session, code: str, attachment_id: int) -> Attachment | None:
+    """The photo an Open311 GET names as the request's media_url, and nothing else: the requester's
+    own public photo of an Open311 request, once its copies (without EXIF) exist."""
+    appeal = find_request(session, code)
+    if appeal is None:
+        return None
+    return session.exec(select(Attachment).where(
+        col(Attachment.id) == attachment_id, col(Attachment.appeal_id) == appeal.id, requesters_photo(),
+        col(Attachment.state) == FileState.ready, col(Attachment.visibility) == Visibility.public)).first()
+
+
 def find_request(session: Session, code: str) -> Appeal | None:
     """The Open311 appeal with this code, if it is one."""
     appeal = session.exec(select(Appeal).where(col(Appeal.code) == code,
@@ -190,9 +202,11 @@ class Context:
     parents: dict[int, str]
     closed_by: dict[int, str]
     zone: str
+    photos: dict[int, int]  # appeal id: its requester's first public photo ready to be shown
+    public_url: str = ""
 
 
-def context_for(session: Session, appeals: Iterable[Appeal], zone: str) -> Context:
+def context_for(session: Session, appeals: Iterable[Appeal], zone: str, public_url: str = "") -> Context:
     """Everything the views of these appeals need, in a few queries."""
     appeals = list(appeals)
     ids = [a.id for a in appeals]
@@ -215,4 +229,11 @@ def context_for(session: Session, appeals: Iterable[Appeal], zone: str) -> Conte
         last_ids = [event_id for _, event_id in session.exec(latest).all()]
         closed_by = dict(session.exec(select(col(AppealEvent.appeal_id), col(AppealEvent.kind))
                                       .where(col(AppealEvent.id).in_(last_ids))).all())
-    return Context(categories, departments, submissions, parents, closed_by, zone)
+    photos: dict[int, int] = {}
+    for appeal_id, attachment_id in session.exec(
+            select(col(Attachment.appeal_id), func.min(col(Attachment.id)))
+            .where(col(Attachment.appeal_id).in_(ids), requesters_photo(), col(Attachment.state) == FileState.ready,
+                   col(Attachment.visibility) == Visibility.public).group_by(col(Attachment.appeal_id))).all():
+        if attachment_id is not None:
+            photos[appeal_id] = attachment_id
+    return Context(categories, departments, submissions, parents, closed_by, zone, photos, public_url)

@@ -63,6 +63,7 @@ from appealflow.models.clocks.escalation import (
     start_clocks,
     stop_clocks,
 )
+from appealflow.models.files.attachments import attached
 from appealflow.models.routing.dispatch import by_hand, placement, set_assisting
 from appealflow.models.routing.dispatch import messages as dispatch_messages
 from appealflow.models.routing.policy_qa import PolicyAnswer
@@ -240,7 +241,12 @@ def _reply(s: Step) -> Effects:
     result = require(s.given.text, "text", "a reply states the result")
     # The reply message carries the rating link; no rating by the configured time closes it unrated.
     return Effects({"replied_at": s.now}, {"result": result, "attachments": s.given.attachments},
-                   s.tell(Event.replied, result=result))
+                   s.tell(Event.replied, result=result, attached=_evidence(s)))
+
+
+def _evidence(s: Step) -> dict | str:
+    """The reply's photos the requester sees, said in its message with where to find them."""
+    return attached(s.session, [s.appeal_id], where="tracking", purpose="reply", public_only=True).get(s.appeal_id, "")
 
 
 def _submit_reply(s: Step) -> Effects:
@@ -263,7 +269,7 @@ def _approve_reply(s: Step) -> Effects:
     result = (s.given.text or "").strip() or require(submitted.get("result"), "text", "no reply waits for review")
     detail = {"result": result, "attachments": submitted.get("attachments") or [], "submitted_by": submitted.get("by"),
               "edited": result != submitted.get("result")}
-    return Effects({"replied_at": s.now}, detail, s.tell(Event.replied, result=result))
+    return Effects({"replied_at": s.now}, detail, s.tell(Event.replied, result=result, attached=_evidence(s)))
 
 
 def _reject_reply(s: Step) -> Effects:
@@ -285,7 +291,7 @@ def _answer(s: Step) -> Effects:
         detail |= {"policy_answer": entry.id, "source": entry.source}
     # An operator's hold for this answer (intake `hold`) ends with it.
     return Effects({"replied_at": s.now, "claimed_by": None, "claimed_until": None}, detail,
-                   s.tell(Event.replied, result=result))
+                   s.tell(Event.replied, result=result, attached=_evidence(s)))
 
 
 def _return(s: Step) -> Effects:
@@ -354,7 +360,8 @@ def _dispatch(s: Step) -> Effects:
     changes, detail = placement(decision, s.now)
     assert decision.deadlines
     return Effects(changes | {"paused_at": None}, detail | {"reason": s.given.reason},
-                   dispatch_messages(decision, s.appeal, ref.departments, s.followers()),
+                   dispatch_messages(decision, s.appeal, ref.departments, s.followers(),
+                                     files=attached(s.session, [s.appeal_id], where="workbench").get(s.appeal_id, "")),
                    clocks=clock_rows(s.appeal_id, decision.deadlines, s.now, s.calendar))
 
 

@@ -10,16 +10,17 @@ are kept as they are and only ever downloaded, never shown inline from our origi
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column
+from sqlalchemy import Column, and_, or_, update
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from appealflow.models.appeals.appeal import Appeal, AppealEvent
 from appealflow.models.files.store import BlobStore
 from appealflow.models.refusal import Kind, Refused
-from appealflow.models.storage.columns import UTCDateTime, stored_id
+from appealflow.models.storage.columns import UTCDateTime, rows_changed, stored_id
 
 
 class FileKind(StrEnum):
@@ -57,6 +58,8 @@ class Attachment(SQLModel, table=True):
     width: int | None = None
     height: int | None = None
     purpose: str = Field(max_length=20, default="filing")  # filing, addition, reply, contact, note
+    # A photo a worker is making copies of, until then (a worker that died lets it go when this passes).
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
 class FileRefused(Refused):
@@ -65,7 +68,11 @@ class FileRefused(Refused):
         self.kind = kind
 
 
-ACCEPTED = "JPEG, PNG, WebP, PDF"
+MAX_AT_ONCE = 6  # files in one upload (a filing form's, or one "add files")
+ACCEPTED = "JPEG, PNG, WebP, HEIC, PDF"
+# ISO media files whose brand is a HEIF still image (what an iPhone's camera saves): bytes 4-8 are
+# "ftyp", 8-12 the brand.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def sniff(data: bytes) -> tuple[FileKind, str] | None:
@@ -76,6 +83,8 @@ def sniff(data: bytes) -> tuple[FileKind, str] | None:
         return FileKind.photo, "image/png"
     if len(data) > 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return FileKind.photo, "image/webp"
+    if len(data) > 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return FileKind.photo, "image/heic"
     if data.startswith(b"%PDF-"):
         return FileKind.document, "application/pdf"
     return None
@@ -88,22 +97,16 @@ def safe_name(name: str | None, content_type: str) -> str:
     """A display name with no path, control or quoting characters, and the extension of what it is."""
     stem = _UNSAFE_NAME.sub("_", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip(" ._")[:80] or "file"
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return f"{stem}.{ {'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp'}.get(content_type, 'pdf') }"
+    extension = {'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/heic': 'heic'}
+    return f"{stem}.{extension.get(content_type, 'pdf')}"
 
 
-def count_of(session: Session, appeal: Appeal) -> int:
-    return session.execute(select(func.count()).select_from(Attachment)
-                           .where(col(Attachment.appeal_id) == appeal.id)).scalar_one()
-
-
-def add_files(session: Session, store: BlobStore, appeal: Appeal, uploads: list[tuple[str | None, bytes]], *,
-              added_by: str, now: datetime, visibility: Visibility = Visibility.public, purpose: str = "filing",
-              max_file_bytes: int, max_per_appeal: int) -> list[Attachment]:
-    """Check every upload, then keep them all (or none): bytes in the store, a row each, and one
-    event in the appeal's history. Photos wait for a worker to make their copies."""
-    if not uploads:
-        return []
-    if count_of(session, appeal) + len(uploads) > max_per_appeal:
+def checked_uploads(uploads: list[tuple[str | None, bytes]], *, max_file_bytes: int, max_per_appeal: int,
+                    held: int = 0) -> list[tuple[str | None, bytes, FileKind, str]]:
+    """Each upload's kind and type, once every one is within the limits and of a kind we take;
+    FileRefused naming the first that is not. `held` is how many the appeal has already. Pages ask
+    this before filing, so a refused photo never leaves an appeal filed without it."""
+    if held + len(uploads) > max_per_appeal:
         raise FileRefused(f"一件诉求最多 {max_per_appeal} 个文件 / at most {max_per_appeal} files per appeal",
                           Kind.too_large)
     checked = []
@@ -115,16 +118,54 @@ def add_files(session: Session, store: BlobStore, appeal: Appeal, uploads: list[
         if found is None:
             raise FileRefused(f"只接受 {ACCEPTED} / only {ACCEPTED} files are taken", Kind.unsupported)
         checked.append((name, data, *found))
+    return checked
+
+
+def count_of(session: Session, appeal: Appeal) -> int:
+    return session.execute(select(func.count()).select_from(Attachment)
+                           .where(col(Attachment.appeal_id) == appeal.id)).scalar_one()
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An upload that passed the checks, its bytes in the store, not yet any appeal's."""
+
+    name: str | None
+    size: int
+    kind: FileKind
+    content_type: str
+    key: str
+
+
+def keep_uploads(store: BlobStore, uploads: list[tuple[str | None, bytes]], *, max_file_bytes: int,
+                 max_per_appeal: int) -> list[Kept]:
+    """Check every upload (type by content, size, how many) and put its bytes in the store, before
+    any transaction is open: on SQLite a transaction holds the write lock, and megabytes written and
+    synced to disk under it would hold every other writer. Bytes whose appeal then refuses them
+    (closed, or full) belong to nobody, and the collection takes them."""
+    checked = checked_uploads(uploads, max_file_bytes=max_file_bytes, max_per_appeal=max_per_appeal)
+    return [Kept(name, len(data), kind, content_type, store.put(data)) for name, data, kind, content_type in checked]
+
+
+def add_files(session: Session, appeal: Appeal, kept: list[Kept], *, added_by: str, now: datetime,
+              visibility: Visibility = Visibility.public, purpose: str = "filing",
+              max_per_appeal: int) -> list[Attachment]:
+    """Make the kept uploads the appeal's, all or none: a row each and one event in its history.
+    Photos wait for a worker to make their copies."""
+    if not kept:
+        return []
+    if count_of(session, appeal) + len(kept) > max_per_appeal:
+        raise FileRefused(f"一件诉求最多 {max_per_appeal} 个文件 / at most {max_per_appeal} files per appeal",
+                          Kind.too_large)
     rows = []
-    for name, data, kind, content_type in checked:
-        key = store.put(data)
-        photo = kind == FileKind.photo
-        rows.append(Attachment(appeal_id=stored_id(appeal), added_by=added_by, added_at=now, kind=kind,
-                               content_type="image/jpeg" if photo else content_type,
-                               name=safe_name(name, "image/jpeg" if photo else content_type), size=len(data),
+    for upload in kept:
+        photo = upload.kind == FileKind.photo
+        served_type = "image/jpeg" if photo else upload.content_type
+        rows.append(Attachment(appeal_id=stored_id(appeal), added_by=added_by, added_at=now, kind=upload.kind,
+                               content_type=served_type, name=safe_name(upload.name, served_type), size=upload.size,
                                visibility=visibility, purpose=purpose,
                                state=FileState.processing if photo else FileState.ready,
-                               upload_key=key if photo else None, file_key=None if photo else key))
+                               upload_key=upload.key if photo else None, file_key=None if photo else upload.key))
     session.add_all(rows)
     photos = sum(r.kind == FileKind.photo for r in rows)
     session.add(AppealEvent(appeal_id=stored_id(appeal), kind="files_added", actor=added_by, at=now,
@@ -132,6 +173,40 @@ def add_files(session: Session, store: BlobStore, appeal: Appeal, uploads: list[
                                     "purpose": purpose}))
     session.flush()
     return rows
+
+
+def attached(session: Session, appeal_ids: list[int], *, where: str, purpose: str | None = None,
+             public_only: bool = False) -> dict[int, dict[str, str]]:
+    """For messages: each appeal's "附照片 3 张" in both languages, saying `where` ("workbench" or
+    "tracking") to see them. Only a count and a pointer: no file ever travels with a message."""
+    if not appeal_ids:
+        return {}
+    query = select(Attachment.appeal_id, Attachment.kind, func.count()).where(
+        col(Attachment.appeal_id).in_(appeal_ids), col(Attachment.state) != FileState.refused)
+    if purpose is not None:
+        query = query.where(col(Attachment.purpose) == purpose)
+    if public_only:
+        query = query.where(col(Attachment.visibility) == Visibility.public)
+    counts: dict[int, dict[str, int]] = {}
+    for appeal_id, kind, n in session.execute(query.group_by(col(Attachment.appeal_id), col(Attachment.kind))):
+        counts.setdefault(appeal_id, {})[kind] = n
+    return {appeal_id: attached_words(c.get(FileKind.photo, 0), c.get(FileKind.document, 0), where)
+            for appeal_id, c in counts.items()}
+
+
+def attached_words(photos: int, documents: int, where: str) -> dict[str, str]:
+    zh = "、".join(([f"照片 {photos} 张"] if photos else []) + ([f"文件 {documents} 个"] if documents else []))
+    en = " and ".join(([f"{photos} photo{'s' * (photos != 1)}"] if photos else [])
+                      + ([f"{documents} document{'s' * (documents != 1)}"] if documents else []))
+    place_zh, place_en = {"workbench": ("请在工作台查看", "open them in the workbench"),
+                          "tracking": ("请在跟踪页面查看", "see them on the tracking page")}[where]
+    return {"zh": f"附{zh}，{place_zh}。", "en": f"{en} attached: {place_en}."}
+
+
+def requesters_photo():
+    """WHERE an attachment is a photo the requester sent (at filing or after), as figures count them."""
+    return and_(col(Attachment.kind) == FileKind.photo, col(Attachment.purpose).in_(("filing", "addition")),
+                col(Attachment.state) != FileState.refused)
 
 
 def files_of(session: Session, appeal: Appeal, *, staff: bool) -> list[Attachment]:
@@ -146,19 +221,37 @@ def one_file(session: Session, appeal: Appeal, file_id: int, *, staff: bool) -> 
     return next((f for f in files_of(session, appeal, staff=staff) if f.id == file_id), None)
 
 
-def waiting_photos(session: Session, limit: int = 20) -> list[Attachment]:
-    return list(session.exec(select(Attachment).where(col(Attachment.state) == FileState.processing)
-                             .order_by(col(Attachment.id)).limit(limit)))
+def photos_waiting(session: Session) -> bool:
+    """Whether any photo waits for its copies (claimed or not): the reconciler's cue to wake a worker."""
+    return session.exec(select(Attachment.id).where(col(Attachment.state) == FileState.processing).limit(1)).first() \
+        is not None
 
 
-def collect_unreferenced(session: Session, store: BlobStore) -> int:
+def claim_photo(session: Session, *, now: datetime, lease: timedelta = timedelta(minutes=2)) -> Attachment | None:
+    """The oldest photo waiting for its copies that no worker holds, now held by the caller until
+    `now + lease`; None when none waits. The claim is one guarded UPDATE: two workers never make
+    the same copies, and the caller commits it at once, so no lock is held while images are made."""
+    free = or_(col(Attachment.claimed_until).is_(None), col(Attachment.claimed_until) < now)
+    for attachment_id in session.exec(select(Attachment.id).where(col(Attachment.state) == FileState.processing, free)
+                                      .order_by(col(Attachment.id)).limit(8)):
+        taken = session.execute(update(Attachment).where(col(Attachment.id) == attachment_id,
+                                                         col(Attachment.state) == FileState.processing, free)
+                                .values(claimed_until=now + lease))
+        if rows_changed(taken) == 1:
+            return session.get(Attachment, attachment_id)
+    return None
+
+
+def collect_unreferenced(session: Session, store: BlobStore, *, written_before: datetime | None = None) -> int:
     """Delete the bytes no attachment refers to (an upload whose request died before its commit,
-    a photo's raw upload once its copies exist). Returns how many went."""
+    a photo's raw upload once its copies exist), of those last written before `written_before`:
+    an upload whose row is on its way to a commit is young, and left alone. Returns how many went."""
+    candidates = store.all_keys(written_before)  # listed before the references are read, never after
     referenced: set[str] = set()
     for row in session.execute(select(Attachment.upload_key, Attachment.file_key, Attachment.thumb_key)):
         referenced.update(k for k in row if k)
     gone = 0
-    for key in store.all_keys() - referenced:
+    for key in candidates - referenced:
         store.delete(key)
         gone += 1
     return gone

@@ -7,6 +7,7 @@ AWS_DEFAULT_REGION, a profile, an instance role). boto3 is needed only here, whe
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -37,15 +38,10 @@ class S3Store:
         return self.prefix + key
 
     def put(self, data: bytes) -> str:
+        # Written even when the key is there: the same bytes under the same name, made young again,
+        # so a collection of old unreferenced objects never takes them from a new upload.
         key = key_of(data)
-        name = self._name(key)
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-            return key
-        except ClientError as error:
-            if not _absent(error):
-                raise
-        self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=data)
         return key
 
     def get(self, key: str) -> bytes:
@@ -59,11 +55,13 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))  # S3 answers 204 when absent too
 
-    def all_keys(self) -> set[str]:
+    def all_keys(self, written_before: datetime | None = None) -> set[str]:
         keys: set[str] = set()
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix):]
+                if written_before is not None and item["LastModified"] >= written_before:
+                    continue
                 if _valid(key):  # anything else under the prefix is not ours
                     keys.add(key)
         return keys

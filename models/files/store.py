@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -22,8 +23,9 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None:
         """Forget `key` (nothing happens when it is not there)."""
 
-    def all_keys(self) -> set[str]:
-        """Every key held: for collecting what no attachment refers to any more."""
+    def all_keys(self, written_before: datetime | None = None) -> set[str]:
+        """Every key held (whose bytes were last put before `written_before`, when given): for
+        collecting what no attachment refers to any more."""
 
 
 def key_of(data: bytes) -> str:
@@ -47,6 +49,7 @@ class LocalStore:
         key = key_of(data)
         path = self._path(key)
         if path.exists():
+            os.utime(path)  # put again: young again, so a collection never takes it from a new upload
             return key
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
@@ -70,8 +73,10 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def all_keys(self) -> set[str]:
-        return {p.name for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")}
+    def all_keys(self, written_before: datetime | None = None) -> set[str]:
+        cutoff = written_before.timestamp() if written_before else None
+        return {p.name for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")
+                and (cutoff is None or p.stat().st_mtime < cutoff)}
 
 
 def store_for(data_dir: Path, url: str = "") -> BlobStore:

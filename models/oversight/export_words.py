@@ -19,6 +19,7 @@ COLUMN_WORDS: dict[str, tuple[str, str]] = {
     "dispatched": ("派单数", "Dispatched"),
     "response_due": ("应签收数", "Response due"),
     "anonymous": ("匿名诉求数", "Anonymous"),
+    "with_photos": ("附照片诉求数", "With photos"),
     "responded_on_time": ("按时签收数", "Accepted on time"),
     "rated": ("评价数", "Rated"),
     "solved": ("评为已解决", "Rated solved"),

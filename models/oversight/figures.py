@@ -19,7 +19,7 @@ def overall_rates(rows: list[dict]) -> dict:
     """The rates of all departments together, from the counts the rates endpoint gives."""
     total = {key: sum(row.get(key) or 0 for row in rows) for key in (
         "dispatched", "response_due", "responded_on_time", "rated", "solved", "satisfied", "replied",
-        "replied_on_time", "open_late")}
+        "replied_on_time", "open_late", "with_photos")}
 
     def ratio(part: str, whole: int) -> float | None:
         return round(total[part] / whole, 4) if whole else None
@@ -27,7 +27,8 @@ def overall_rates(rows: list[dict]) -> dict:
     return {"response_rate": ratio("responded_on_time", total["response_due"]),
             "resolution_rate": ratio("solved", total["rated"]),
             "satisfaction_rate": ratio("satisfied", total["rated"]),
-            "on_time_rate": ratio("replied_on_time", total["replied"] + total["open_late"])}
+            "on_time_rate": ratio("replied_on_time", total["replied"] + total["open_late"]),
+            "dispatched": total["dispatched"], "with_photos": total["with_photos"]}
 
 
 def _day_starts(days: int, zone: ZoneInfo, now: datetime) -> list[datetime]:
@@ -88,6 +89,8 @@ def public_figures(session: Session, now: datetime) -> dict:
         "closed": by_status.get(AppealStatus.closed, 0),
         "open": total - sum(by_status.get(s, 0) for s in (*CLOSED_STATES, AppealStatus.replied)),
         "on_time_rate": overall["on_time_rate"], "satisfaction_rate": overall["satisfaction_rate"],
+        # Of the last 30 days' dispatched appeals, how many came with a photo: a count, nothing of the photos.
+        "dispatched_30d": overall["dispatched"], "with_photos_30d": overall["with_photos"],
         "themes": sorted(({"code": code, "name_zh": categories[code].name_zh if code in categories else "其他",
                            "name_en": categories[code].name_en if code in categories else "Other", "count": n}
                           for code, n in themes.items()), key=lambda t: -t["count"]),
@@ -95,5 +98,5 @@ def public_figures(session: Session, now: datetime) -> dict:
                          "name_en": departments[r["department"]].name_en, "rated": r["rated"],
                          "satisfaction_rate": r["satisfaction_rate"], "on_time_rate": r["on_time_rate"]}
                         for r in rows if r["department"] in departments and (r["rated"] or r["dispatched"])],
-        "formulas": {k: FORMULAS[k] for k in ("on_time_rate", "satisfaction_rate")},
+        "formulas": {k: FORMULAS[k] for k in ("on_time_rate", "satisfaction_rate", "with_photos")},
     }

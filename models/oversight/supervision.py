@@ -15,6 +15,7 @@ from appealflow.models.appeals.lifecycle import OPEN
 from appealflow.models.city.reference import read_catalogue
 from appealflow.models.clocks.deadlines import is_overdue, overdue_condition
 from appealflow.models.clocks.escalation import DeadlineClock, Tier
+from appealflow.models.files.attachments import Attachment, requesters_photo
 
 FORMULAS = {
     "response_rate": "appeals accepted by the accept deadline and first contacted by the contact deadline "
@@ -28,6 +29,8 @@ FORMULAS = {
     "reopen_rate": "reopenings in the period / replies in the period",
     "anonymous": "appeals dispatched in the period with no contact (no message goes to the requester, "
                  "so none is rated)",
+    "with_photos": "appeals dispatched in the period that came with a photo from the requester (at filing or "
+                   "added later)",
     "backlog": "open appeals now (dispatched, accepted, in progress, waiting on the requester)",
     "overdue": "open appeals now past their resolve deadline and not waiting on the requester",
 }
@@ -41,6 +44,7 @@ class DepartmentFigures:
     # a late response, and a department with only such appeals has no response rate ("—"), not 0%.
     response_due: int = 0
     anonymous: int = 0  # of those dispatched: no contact, so never rated; counted apart
+    with_photos: int = 0  # of those dispatched: the requester sent a photo
     responded_on_time: int = 0
     rated: int = 0
     solved: int = 0
@@ -112,7 +116,10 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         .where(in_period(col(Appeal.dispatched_at)), col(Appeal.department_code).is_not(None), within)).all()
     firsts: dict[tuple[int, str], datetime] = {}
     ids = [row.id for row in dispatched]
+    pictured: set[int] = set()
     for chunk in range(0, len(ids), 5000):
+        pictured.update(session.execute(select(col(Attachment.appeal_id)).distinct().where(
+            col(Attachment.appeal_id).in_(ids[chunk:chunk + 5000]), requesters_photo())).scalars())
         for appeal_id, kind, at in session.execute(
                 select(col(AppealEvent.appeal_id), col(AppealEvent.kind), func.min(col(AppealEvent.at)))
                 .where(col(AppealEvent.appeal_id).in_(ids[chunk:chunk + 5000]),
@@ -123,6 +130,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
         f = of(row.department_code)
         f.dispatched += 1
         f.anonymous += bool(row.anonymous)
+        f.with_photos += row.id in pictured
         accepted, contacted, replied = (firsts.get((row.id, k)) for k in ("accept", "contact", "reply"))
         if accepted or row.accept_due_at is None or row.accept_due_at <= now:
             f.response_due += 1
@@ -168,7 +176,7 @@ def department_figures(session: Session, start: datetime, end: datetime, now: da
 
 
 # The appeals behind each figure a supervisor can click: the rates link to their denominator.
-MEASURES = ("dispatched", "anonymous", "backlog", "overdue", "rated", "reopens")
+MEASURES = ("dispatched", "anonymous", "with_photos", "backlog", "overdue", "rated", "reopens")
 
 
 def appeals_behind(session: Session, measure: str, scope: Scope, start: datetime, end: datetime, now: datetime,
@@ -180,6 +188,8 @@ def appeals_behind(session: Session, measure: str, scope: Scope, start: datetime
     where = {
         "dispatched": period(col(Appeal.dispatched_at)),
         "anonymous": and_(period(col(Appeal.dispatched_at)), col(Appeal.anonymous).is_(True)),
+        "with_photos": and_(period(col(Appeal.dispatched_at)), col(Appeal.id).in_(
+            select(col(Attachment.appeal_id)).where(requesters_photo()))),
         "backlog": col(Appeal.status).in_(OPEN),
         "overdue": overdue_condition(now),
         "rated": period(col(Appeal.rated_at)),

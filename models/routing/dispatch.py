@@ -20,6 +20,7 @@ from appealflow.models.city.names import category_name
 from appealflow.models.city.reference import Reference
 from appealflow.models.clocks.deadlines import Calendar, Deadlines, deadlines_for, policy_for
 from appealflow.models.clocks.escalation import clock_rows, start_clocks
+from appealflow.models.files.attachments import attached
 from appealflow.models.routing.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
 from appealflow.models.routing.duplicates import Candidate, Problem, follow_note, twin_to_follow, twins_for_batch
 from appealflow.models.storage.columns import rows_changed, stored_id
@@ -290,6 +291,8 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
     summary = DispatchSummary(unchanged=len(decisions) - len(applied))
     assists: list[dict] = []
     outbox: list[Message] = []
+    files = attached(session, [d.appeal_id for d in decisions if d.appeal_id in applied and d.action == Action.route],
+                     where="workbench")
     for d in decisions:
         if d.appeal_id not in applied:
             continue
@@ -298,7 +301,7 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         else:
             summary.triaged += 1
         assists += [dict(appeal_id=d.appeal_id, department_code=c) for c in d.assisting]
-        outbox += messages(d, appeals[d.appeal_id], ref.departments)
+        outbox += messages(d, appeals[d.appeal_id], ref.departments, files=files.get(d.appeal_id, ""))
     if assists:
         session.execute(insert(AppealAssist), assists)
     twin_events = [twin_event(d, now) for d in decisions if d.appeal_id in applied and d.twins]
@@ -341,16 +344,17 @@ def _transition(d: Decision, now: datetime) -> Transition:
     return Transition(d.appeal_id, d.version, AppealStatus.received, d.action, ACTOR, changes, detail)
 
 
-def messages(d: Decision, appeal: Appeal, departments, followers=()) -> list[Message]:
+def messages(d: Decision, appeal: Appeal, departments, followers=(), *, files: dict | str = "") -> list[Message]:
     """Who hears of a decision: the requester of a triaged appeal; the departments and the
-    requester (and those of appeals merged into it) of a dispatched one."""
+    requester (and those of appeals merged into it) of a dispatched one. `files` says what photos
+    the appeal carries, for the departments (models/files/attachments.attached)."""
     key = f"v{d.version}"
     if d.action == Action.triage:
         return messages_for(Event.triaged, appeal, key=key, departments=departments)
     assert d.deadlines and d.department_code
     return messages_for(Event.dispatched, appeal, key=key, departments=departments, handling=d.department_code,
-                        assisting=d.assisting, facts=dispatch_facts(d.category_code, d.deadlines),
-                        followers=followers)
+                        assisting=d.assisting, facts=dispatch_facts(d.category_code, d.deadlines) | {
+                            "attached": files}, followers=followers)
 
 
 def dispatch_facts(category_code: str | None, deadlines: Deadlines) -> dict:

@@ -231,3 +231,136 @@ document.querySelectorAll("textarea[data-max]").forEach(function (box) {
   box.addEventListener("change", sync);
   sync();
 })();
+
+// Photos at filing. Chosen files (camera or gallery, several times over) gather in a list where each
+// can be removed before sending; photos the browser can decode are shrunk here (the server
+// re-encodes every photo anyway), and the form goes as one request whose bytes, in order, give
+// each file's progress. What comes back is followed like a plain submit: the next page, or the form
+// with its errors. Without script, the file input posts the files with the form.
+(function () {
+  "use strict";
+  var input = document.getElementById("files");
+  var list = document.getElementById("file-picks");
+  var statusLine = document.getElementById("file-picks-status");
+  if (!input || !list || !window.FormData || !window.XMLHttpRequest || !window.DataTransfer) return;
+  var form = input.form;
+  var picks = [];
+  var max = Number(list.dataset.max || 6);
+  var LONGEST = 2048;
+
+  var kb = function (bytes) { return Math.max(1, Math.round(bytes / 1024)); };
+  var render = function () {
+    list.replaceChildren.apply(list, picks.map(function (pick, index) {
+      var item = document.createElement("li");
+      item.className = "file-pick";
+      if (pick.file.type.indexOf("image/") === 0 && pick.file.type !== "image/heic") {
+        var preview = document.createElement("img");
+        preview.alt = "";
+        preview.width = 64;
+        preview.src = pick.preview || (pick.preview = URL.createObjectURL(pick.file));
+        item.append(preview);
+      }
+      var name = document.createElement("span");
+      name.className = "file-pick-name";
+      name.textContent = pick.file.name + " · " + kb(pick.file.size) + " KB";
+      pick.bar = document.createElement("progress");
+      pick.bar.max = 1;
+      pick.bar.value = 0;
+      pick.bar.setAttribute("aria-label", pick.file.name);
+      pick.note = document.createElement("span");
+      pick.note.className = "small muted";
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "file-pick-remove";
+      remove.textContent = list.dataset.remove;
+      remove.addEventListener("click", function () {
+        if (pick.preview) URL.revokeObjectURL(pick.preview);
+        picks.splice(index, 1);
+        render();
+      });
+      item.append(name, pick.bar, pick.note, remove);
+      return item;
+    }));
+    list.hidden = !picks.length;
+  };
+
+  input.addEventListener("change", function () {
+    var over = false;
+    Array.prototype.forEach.call(input.files, function (file) {
+      if (picks.length < max) picks.push({ file: file }); else over = true;
+    });
+    statusLine.textContent = over ? list.dataset.tooMany : "";
+    input.value = "";  // the chosen files live in the list; the camera can be opened again for more
+    render();
+  });
+
+  // A smaller JPEG of a photo the browser can draw, upright; the file itself when that is no smaller.
+  var shrink = function (file) {
+    if (!/^image\/(jpeg|png|webp)$/.test(file.type) || !window.createImageBitmap) return Promise.resolve(file);
+    return createImageBitmap(file, { imageOrientation: "from-image" }).then(function (bitmap) {
+      var scale = Math.min(1, LONGEST / Math.max(bitmap.width, bitmap.height));
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.round(bitmap.width * scale);
+      canvas.height = Math.round(bitmap.height * scale);
+      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      return new Promise(function (resolve) {
+        canvas.toBlob(function (blob) {
+          if (!blob || blob.size >= file.size) { resolve(file); return; }
+          resolve(new File([blob], file.name.replace(/\.[^.]*$/, "") + ".jpg", { type: "image/jpeg" }));
+        }, "image/jpeg", 0.85);
+      });
+    }).catch(function () { return file; });
+  };
+
+  var button = form.querySelector("button[type=submit]");
+  var label = button ? button.textContent : "";
+  var ready = function () {  // the form can be sent again (after a failed upload)
+    if (!button) return;
+    delete button.dataset.sent;
+    button.disabled = false;
+    button.textContent = label;
+  };
+
+  form.addEventListener("submit", function (event) {
+    if (!picks.length || event.defaultPrevented) return;
+    event.preventDefault();
+    Promise.all(picks.map(function (pick) { return shrink(pick.file); })).then(function (files) {
+      var data = new FormData(form);
+      data.delete("files");
+      // Where each file starts in the body: the fields first, then the files in order (the parts'
+      // own headers are a few hundred bytes each, small beside a photo).
+      var offset = 0;
+      data.forEach(function (value, name) { offset += new Blob([name, value]).size + 100; });
+      files.forEach(function (file, index) {
+        var pick = picks[index];
+        if (file !== pick.file) pick.note.textContent = list.dataset.shrunk.replace("{kb}", kb(file.size));
+        pick.start = offset;
+        pick.size = file.size;
+        offset += file.size + 200;
+        data.append("files", file, file.name);
+      });
+      var request = new XMLHttpRequest();
+      request.open("POST", form.action);
+      request.upload.addEventListener("progress", function (progress) {
+        picks.forEach(function (pick) {
+          var part = (progress.loaded - pick.start) / Math.max(pick.size, 1);
+          pick.bar.value = Math.min(1, Math.max(0, part));
+        });
+      });
+      request.upload.addEventListener("load", function () {
+        picks.forEach(function (pick) { pick.bar.value = 1; pick.note.textContent = list.dataset.sent; });
+      });
+      request.addEventListener("load", function () {
+        if (request.status < 400 && request.responseURL && request.responseURL !== form.action) {
+          window.location.assign(request.responseURL);
+          return;
+        }
+        document.open();
+        document.write(request.responseText);
+        document.close();
+      });
+      request.addEventListener("error", function () { statusLine.textContent = list.dataset.failed; ready(); });
+      request.send(data);
+    });
+  });
+})();

@@ -47,7 +47,7 @@
   function rates(figures) {
     var body = document.querySelector("#rates tbody");
     var columns = Array.prototype.map.call(document.querySelectorAll("#rates thead th"), function (th) { return th; }).slice(1);
-    var keys = ["dispatched", "anonymous", "response_rate", "resolution_rate", "satisfaction_rate", "on_time_rate", "return_rate", "reopen_rate", "backlog", "overdue"];
+    var keys = ["dispatched", "anonymous", "with_photos", "response_rate", "resolution_rate", "satisfaction_rate", "on_time_rate", "return_rate", "reopen_rate", "backlog", "overdue"];
     body.replaceChildren();
     figures.rates.forEach(function (row) {
       var tr = el("tr");

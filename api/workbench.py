@@ -2,7 +2,7 @@
 readable-appeals query, so what a member of staff may not see is not found."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from appealflow.api.auth import CurrentStaff
 from appealflow.api.deps import SessionDep, SettingsDep, UnitOfWorkDep
+from appealflow.api.errors import STATUS
 from appealflow.api.schemas import CODE_PATTERN, Event
 from appealflow.models.appeals.access import readable_appeals, requester_view
 from appealflow.models.appeals.appeal import Appeal, AppealAssist, ExtensionRequest
@@ -26,6 +27,7 @@ from appealflow.models.appeals.workbench import act
 from appealflow.models.city.people import Staff
 from appealflow.models.clocks.calendar import load_calendar
 from appealflow.models.clocks.deadlines import is_overdue
+from appealflow.models.refusal import Refused
 from appealflow.models.storage.columns import utcnow
 from appealflow.workers.queues import DELIVERY, DISPATCH
 
@@ -201,6 +203,62 @@ def route_now(code: Code, staff: CurrentStaff, unit: UnitOfWorkDep, settings: Se
     unit.commit()
     session.refresh(appeal)
     return _detail(session, staff, appeal, settings.timezone)
+
+
+MAX_BULK = 100
+
+
+class BulkAppeal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    version: int = Field(ge=1, le=MAX_INT)
+
+
+class BulkIn(BaseModel):
+    """One action for many appeals (from the dispatcher's list), each at the version seen there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["dispatch", "merge", "invalidate"]
+    appeals: list[BulkAppeal] = Field(min_length=1, max_length=MAX_BULK)
+    department: str | None = Field(default=None, max_length=40)
+    assisting: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=10)
+    parent: str | None = Field(default=None, max_length=20)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post("/staff/appeals/bulk")
+def bulk_action(body: BulkIn, staff: CurrentStaff, unit: UnitOfWorkDep, settings: SettingsDep) -> dict:
+    """The same action on many appeals, each checked and refused on its own, as if taken one by one:
+    a transaction each (so one refusal leaves the others done), and each outcome in the answer
+    ("done", or the status code and message the single action would have answered)."""
+    session = unit.session
+    calendar = load_calendar(session, hours=settings.working_hours, zone=settings.timezone)
+    results: list[dict] = []
+    for item in {a.code: a for a in body.appeals}.values():  # an appeal listed twice is acted on once
+        given = ActionInput(version=item.version, department=body.department, assisting=body.assisting,
+                            parent=body.parent, reason=body.reason)
+        try:
+            appeal = readable(session, staff, item.code)
+            act(session, staff, appeal, Action(body.action), given, now=utcnow(), calendar=calendar)
+            unit.wake(DELIVERY)
+            unit.commit()
+            results.append({"code": item.code, "done": True, "status": appeal.status, "version": appeal.version})
+        except Refused as refused:
+            unit.rollback()
+            results.append({"code": item.code, "done": False, "status_code": STATUS[refused.kind],
+                            "detail": str(refused), "field": refused.field, **refused.facts()})
+        except HTTPException as missing:  # not in this person's view
+            unit.rollback()
+            results.append({"code": item.code, "done": False, "status_code": missing.status_code,
+                            "detail": missing.detail})
+        except IntegrityError:
+            unit.rollback()
+            results.append({"code": item.code, "done": False, "status_code": 409,
+                            "detail": "有人先处理了 / someone acted first"})
+    done = sum(r["done"] for r in results)
+    return {"action": body.action, "done": done, "refused": len(results) - done, "results": results}
 
 
 @router.post("/staff/appeals/{code}/{action}", response_model=AppealDetail)

@@ -176,3 +176,44 @@ def test_only_an_operators_consultation_can_be_held_for_an_answer(staff_api):
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "answer_now"]
     web = staff_api.post("/appeals", json={**call, "channel": "web", "type": "consultation"})
     assert web.status_code == 422 and "answer_now" in web.text
+
+
+def test_bulk_actions_check_and_refuse_each_appeal_on_its_own(staff_api):
+    from tests.staff import appeal_in
+
+    triaged = [appeal_in("triage") for _ in range(3)]
+    elsewhere, elsewhere_version = appeal_in("accepted")  # not a dispatcher's to dispatch
+    body = {"action": "dispatch", "department": "housing",
+            "appeals": [{"code": c, "version": v} for c, v in triaged]
+            + [{"code": triaged[0][0], "version": triaged[0][1]},  # listed twice: acted on once
+               {"code": elsewhere, "version": elsewhere_version}, {"code": "261204-ZZZZZZZ", "version": 1}]}
+    stale_code, stale_version = triaged[1]
+    with session_scope(get_settings().sqlalchemy_url) as session:  # someone edits one meanwhile
+        session.execute(update(Appeal).where(Appeal.code == stale_code).values(version=stale_version + 1))
+    answer = staff_api.post("/staff/appeals/bulk", json=body, headers=staff_api.staff["dispatcher"])
+    assert answer.status_code == 200, answer.text
+    outcome = {r["code"]: r for r in answer.json()["results"]}
+    assert len(outcome) == 5 and answer.json()["done"] == 2 and answer.json()["refused"] == 3
+    assert outcome[triaged[0][0]]["done"] and outcome[triaged[2][0]]["done"]
+    assert outcome[stale_code]["status_code"] == 409 and outcome[stale_code]["version"] == stale_version + 1
+    assert outcome[elsewhere]["status_code"] == 404 and outcome["261204-ZZZZZZZ"]["status_code"] == 404
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        placed = dict(session.execute(select(Appeal.code, Appeal.department_code)
+                                      .where(Appeal.code.in_([c for c, _ in triaged]))).all())
+    assert placed == {triaged[0][0]: "housing", stale_code: None, triaged[2][0]: "housing"}
+
+    # A handler may not dispatch: each appeal says so; the request itself is sound.
+    code, version = appeal_in("triage")
+    handler = staff_api.post("/staff/appeals/bulk", headers=staff_api.staff["handler"], json={
+        "action": "dispatch", "department": "housing", "appeals": [{"code": code, "version": version}]})
+    assert handler.status_code == 200 and handler.json()["results"][0]["status_code"] in (403, 404)
+    invalid = staff_api.post("/staff/appeals/bulk", headers=staff_api.staff["dispatcher"], json={
+        "action": "invalidate", "appeals": [{"code": code, "version": version}]})
+    said = invalid.json()["results"][0]
+    assert (said["done"], said["status_code"], said["field"]) == (False, 422, "reason")
+    for wrong in ({"action": "dispatch", "appeals": []},
+                  {"action": "delete", "appeals": [{"code": code, "version": 1}]},
+                  {"action": "dispatch", "appeals": [{"code": "<b>", "version": 1}]}):
+        refused = staff_api.post("/staff/appeals/bulk", json=wrong, headers=staff_api.staff["dispatcher"])
+        assert refused.status_code == 422, refused.text
+    assert staff_api.post("/staff/appeals/bulk", json=body).status_code == 401

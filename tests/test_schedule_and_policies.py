@@ -36,7 +36,8 @@ def test_the_sweep_and_the_file_collection_run_on_their_schedules_as_prefect_dep
         return runs or None
 
     for name in ("sla-sweep", "file-collection"):
-        runs = wait_for(lambda name=name: completed_runs(name), timeout=120, every=1,
+        # Each run is a process of its own (Prefect's runner): on a loaded machine, minutes.
+        runs = wait_for(lambda name=name: completed_runs(name), timeout=240, every=1,
                         what=f"a scheduled {name} to complete")
         assert runs[0]["deployment_id"]
 

@@ -5,6 +5,7 @@ consultation not yet routed, the policy base's best answers to answer it on the 
 operator's form for a hotline call."""
 
 import base64
+import re
 import secrets
 from datetime import datetime
 from typing import Annotated, Literal
@@ -164,10 +165,60 @@ async def work_queue(request: Request, staff: StaffPage):
             order["due_at"] = datetime.fromisoformat(order["due_at"])
             order["late"] = order["due_at"] < now
     return render(request, "queue.html", {
-        "orders": orders, "notice": request.query_params.get("notice"),
+        "orders": orders, "notice": request.query_params.get("notice"), "bulk": _bulk_outcome(request),
+        "departments_sorted": by_name(departments),
         "items": page["items"], "wanted": wanted, "next_url": next_url, "error": error, "statuses": statuses,
         "categories": [c for c in categories if c.parent_code is None] + [c for c in categories if c.parent_code],
         "departments": {d.code: d for d in departments}}, staff=staff, status=200 if error is None else 422)
+
+
+BULK_WORDS = {"dispatch": "bulk.dispatched", "merge": "bulk.merged", "invalidate": "bulk.invalidated"}
+# Why an appeal of a bulk action was left, by the status code its single action would have had.
+BULK_REFUSALS = {409: "bulk.refused.conflict", 404: "bulk.refused.not_found", 403: "bulk.refused.forbidden",
+                 422: "bulk.refused.invalid"}
+_BULK_CODE = re.compile(r"^[0-9A-Z-]{6,20}$")
+
+
+def _bulk_outcome(request: Request) -> dict | None:
+    """What the last bulk action did, from the redirect's query (post/redirect/get)."""
+    action = request.query_params.get("bulk")
+    if action not in BULK_WORDS:
+        return None
+    done = [c for c in request.query_params.get("done", "").split(",") if _BULK_CODE.match(c)]
+    refused = []
+    for part in request.query_params.get("refused", "").split(","):
+        code, _, status = part.partition(":")
+        if _BULK_CODE.match(code):
+            refused.append((code, BULK_REFUSALS.get(int(status) if status.isdigit() else 0, "bulk.refused.other")))
+    return {"words": BULK_WORDS[action], "done": done, "refused": refused}
+
+
+@router.post("/work/bulk")
+async def bulk_action(request: Request, staff: StaffPage):
+    """The dispatcher's list: one action for the appeals ticked, each checked on its own by the API;
+    the list again, saying which were done and why any were not."""
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    appeals = []
+    for value in form.getlist("appeals"):
+        code, _, version = str(value).partition(":")
+        if version.isdigit():
+            appeals.append({"code": code, "version": int(version)})
+    action = str(form.get("action") or "")
+    body = {"action": action, "appeals": appeals, "department": str(form.get("department") or "") or None,
+            "assisting": [str(a) for a in form.getlist("assisting") if a],
+            "parent": str(form.get("parent") or "").strip().upper() or None,
+            "reason": str(form.get("reason") or "").strip() or None}
+    answer = await api_for(request).post("/staff/appeals/bulk", json=body)
+    if answer.status_code != 200:  # nothing ticked, no such action: said above the list
+        response = RedirectResponse("/work?notice=bulk_empty", status_code=303)
+    else:
+        results = answer.json()["results"]
+        query = {"bulk": action, "done": ",".join(r["code"] for r in results if r["done"]),
+                 "refused": ",".join(f"{r['code']}:{r['status_code']}" for r in results if not r["done"])}
+        response = RedirectResponse("/work?" + urlencode(query), status_code=303)
+    finish(request, response)
+    return response
 
 
 def allowed_actions(staff: Staff, appeal: dict) -> list[str]:

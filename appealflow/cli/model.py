@@ -13,6 +13,9 @@ def _backend() -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.active:
+        cmd_evaluate_active(args)
+        return
     from appealflow.models.routing.classifier import embedder
     from appealflow.models.routing.classifier_store import zero_shot
     from appealflow.models.routing.evaluation import EVAL_DIR, catalogue_from, report, run
@@ -21,9 +24,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _, texts = catalogue_from()
     model = zero_shot(texts, _backend(), settings.model_cache_dir)
     result = run(Path(args.data) if args.data else EVAL_DIR / "appeals.jsonl", embed=embedder(_backend()).embed,
-                 model=model, limit=args.limit, folds=args.folds, qa_base=Path(args.qa_base) if args.qa_base else None,
+                 model=model, limit=args.limit, folds=args.folds or 5,
+                 qa_base=Path(args.qa_base) if args.qa_base else None,
                  qa_queries=Path(args.qa_queries) if args.qa_queries else None)
     print("\n".join(report(result)))
+
+
+def cmd_evaluate_active(args: argparse.Namespace) -> None:
+    """The routing model dispatch runs with, and its keyword rules, judged once on the file."""
+    from appealflow.models.city.reference import read_reference
+    from appealflow.models.routing.classifier import embedder
+    from appealflow.models.routing.evaluation import EVAL_DIR, active_report, dispatch_model, read_labelled, run_active
+    from appealflow.models.storage.db import session_scope
+
+    unused = [name for name, given in (("--folds", args.folds), ("--qa-base", args.qa_base),
+                                       ("--qa-queries", args.qa_queries)) if given is not None]
+    if unused:
+        raise SystemExit(f"{', '.join(unused)}: not with --active (it trains nothing and measures routing only)")
+    settings = get_settings()
+    rows = read_labelled(Path(args.data) if args.data else EVAL_DIR / "appeals.jsonl")[:args.limit or None]
+    with session_scope(settings.sqlalchemy_url) as session:
+        ref = read_reference(session, hours=settings.working_hours, zone=settings.timezone)
+        if not ref.catalogue.categories:
+            raise SystemExit("the database has no category tree: `appealflow migrate` and `appealflow seed` first")
+        try:
+            model = dispatch_model(session, settings.routing_model, settings.model_cache_dir)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+    embed = embedder(settings.routing_model).embed if model is not None else None
+    result = run_active(rows, ref, model, embed=embed, min_confidence=settings.routing_min_confidence)
+    print("\n".join(active_report(result)))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -93,9 +123,12 @@ def register_model_cli(commands) -> None:
     p = sub.add_parser("evaluate", help="routing, duplicates and Q&A on a labelled file, next to the keyword rules")
     p.add_argument("--data", help="JSON lines of labelled appeals (default tests/eval/appeals.jsonl)")
     p.add_argument("--limit", type=int, help="only the first N appeals")
-    p.add_argument("--folds", type=_at_least_two, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--folds", type=_at_least_two, help="cross-validation folds (default 5)")
     p.add_argument("--qa-base", help="a Q&A base (CSV or JSON) for the search figures")
     p.add_argument("--qa-queries", help="JSON lines of {query, expected question or null}")
+    p.add_argument("--active", action="store_true",
+                   help="judge the model dispatch runs (the active stored version, else the zero-shot one) and the "
+                        "keyword rules as dispatch applies them, once on the file: no training, no folds")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("train", help="calibrate a new version on confirmed history (or --data); promote if better")
     p.add_argument("--data", help="JSON lines of labelled appeals instead of the database's history")

@@ -7,19 +7,38 @@ person can place it), `duplicate_group` (appeals about one matter share it) and 
 arrived, hours from the start of the set). The routing model is judged by 5-fold cross-validation,
 folds kept whole per duplicate group: each appeal is decided by weights calibrated without it or
 its twins, as a model trained on past appeals meets new ones.
+
+`appealflow model evaluate --active` judges instead the model a city runs: the active stored version
+(or the zero-shot one dispatch falls back to), once on every appeal of the file, nothing trained on
+it, beside the keyword rules; both through dispatch's own `decide_all`, as a dispatch batch decides.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlmodel import Session, col, select
 
-from appealflow.models.city.reference import REFERENCE_DIR, _flatten, _read
-from appealflow.models.routing.classifier import CategoryModel, CategoryText, Item, Params, Verdict, appeal_text, judge
+from appealflow.models.appeals.appeal import Appeal
+from appealflow.models.appeals.enums import AppealStatus, AppealType, Channel
+from appealflow.models.appeals.lifecycle import Action
+from appealflow.models.city.reference import REFERENCE_DIR, Reference, _flatten, _read
+from appealflow.models.routing.classifier import (
+    CategoryModel,
+    CategoryText,
+    Item,
+    OutdatedModel,
+    Params,
+    Verdict,
+    appeal_text,
+    judge,
+)
+from appealflow.models.routing.classifier_store import ClassifierVersion, category_texts, zero_shot
+from appealflow.models.routing.dispatch import Decision, decide_all
 from appealflow.models.routing.duplicates import THRESHOLD, Probe, Problem, judged_pairs
 from appealflow.models.routing.keywords import Catalogue, CategoryNode, Rule
 from appealflow.models.routing.policy_qa import (
@@ -205,15 +224,23 @@ def run(data: Path, *, embed, model: CategoryModel, folds: int = 5, limit: int |
                 params=[p.__dict__ for p in params], duplicates=dup, qa=qa)
 
 
+TABLE_HEADER = f"{'':28}{'lang':>5}{'n':>5}{'correct':>9}{'triage':>8}{'wrong':>7}{'top-3':>7}{'urgent wrong':>14}"
+
+
+def _table_rows(name: str, by_lang: dict) -> list[str]:
+    lines = []
+    for lang, f in by_lang.items():
+        lines.append(f"{name:28}{lang:>5}{f['n']:>5}{f['correct']:>9.1%}{f['triage']:>8.1%}"
+                     f"{f['silently_wrong']:>7.1%}{f['top3']:>7.1%}{f['urgent_wrong']:>14}")
+        name = ""
+    return lines
+
+
 def report(result: dict) -> list[str]:
-    lines = [f"Routing on {result['appeals']} labelled appeals (fractions of all appeals)",
-             f"{'':28}{'lang':>5}{'n':>5}{'correct':>9}{'triage':>8}{'wrong':>7}{'top-3':>7}{'urgent wrong':>14}"]
+    lines = [f"Routing on {result['appeals']} labelled appeals (fractions of all appeals)", TABLE_HEADER]
     for name, key in (("keyword rules (today)", "keyword_rules"), ("model, zero-shot", "model_zero_shot"),
                       (f"model, calibrated ({result['folds']}-fold)", "model_calibrated")):
-        for lang, f in result[key].items():
-            lines.append(f"{name:28}{lang:>5}{f['n']:>5}{f['correct']:>9.1%}{f['triage']:>8.1%}"
-                         f"{f['silently_wrong']:>7.1%}{f['top3']:>7.1%}{f['urgent_wrong']:>14}")
-            name = ""
+        lines += _table_rows(name, result[key])
     d = result["duplicates"]
     lines.append(f"Duplicates: {d['groups']} groups, {d['true_pairs']} true pairs; found {d['found_pairs']}, "
                  f"{d['right_pairs']} right: recall {d['recall']:.1%}, precision {d['precision']:.1%} "
@@ -230,4 +257,126 @@ def report(result: dict) -> list[str]:
                                  duplicate_precision=round(d["precision"], 4), qa_mrr3=round(q["mrr3"], 4),
                                  qa_off_topic=q["off_topic_shown"], qa_appeal_length=q["appeal_length"],
                                  urgent_wrong=m["urgent_wrong"], appeals=result["appeals"])))
+    return lines
+
+
+# --- `--active`: the model a city runs, judged on appeals it never trained on -----------------------
+
+START = datetime(2026, 11, 1, tzinfo=UTC)  # hour 0 of a labelled set (as duplicate_figures counts)
+
+
+def dispatch_model(session: Session, routing_model: str, cache_dir: Path | None) -> CategoryModel | None:
+    """The model dispatch routes with (`routing.batch.routing_model` → `classifier_store.active_model`):
+    the active stored version, or, when none is active or it was written in an older format, the
+    zero-shot one `ensure_active` would store, built (or read from the cache) here but not stored:
+    evaluating writes nothing. None when the routing model is off: the keyword rules alone route."""
+    if routing_model == "off":
+        return None
+    row = session.exec(select(ClassifierVersion).where(col(ClassifierVersion.status) == "active")
+                       .order_by(col(ClassifierVersion.promoted_at).desc())).first()
+    model = None
+    if row is not None:
+        try:
+            model = CategoryModel.from_bytes(row.blob)
+        except OutdatedModel:
+            model = None
+    if model is None:
+        model = zero_shot(category_texts(session), routing_model, cache_dir)
+    if model.embedder != routing_model:
+        # Dispatch embeds with the configured backend: its vectors would not fit this model, the batch
+        # would fail and the keyword rules would route every appeal.
+        raise ValueError(f"the active model {model.version} reads {model.embedder} embeddings but the routing "
+                         f"model is set to {routing_model}: dispatch would route by the keyword rules alone")
+    return model
+
+
+def as_received(rows: list[dict]) -> list[Appeal]:
+    """Each labelled appeal as dispatch meets it: received, with no category of the requester's (the
+    labeller's `category` is the answer, not something a requester gave); never stored."""
+    appeals = []
+    for n, r in enumerate(rows, 1):
+        at = START + timedelta(hours=float(r.get("hour") or 0))
+        appeals.append(Appeal(id=n, code=f"EVAL{n:06d}", channel=Channel.hotline,
+                              appeal_type=r.get("appeal_type") or AppealType.complaint,
+                              priority=r.get("priority") or "normal", title=r["title"], text=r["text"],
+                              district=r.get("district"), street=r.get("street"), language=r.get("lang") or "zh",
+                              status=AppealStatus.received, received_at=at, updated_at=at))
+    return appeals
+
+
+def dispatch_decisions(appeals: list[Appeal], ref: Reference, *, min_confidence: float,
+                       model: CategoryModel | None = None, embed=None) -> list[Decision]:
+    """What dispatch decides for each appeal, in their order: `dispatch.decide_all`, as a dispatch
+    batch calls it. Probable twins are left out: they are open appeals of a live database."""
+    decisions, failed = decide_all(appeals, ref, calendar=ref.calendar, min_confidence=min_confidence,
+                                   model=model, embed=embed)
+    if failed:
+        raise RuntimeError(f"dispatch could not decide {len(failed)} of {len(appeals)} appeals "
+                           f"(the first: {failed[0]}; see the log)")
+    if model is not None and any(d.model_version is None for d, a in zip(decisions, appeals, strict=True)
+                                 if not a.category_code):
+        raise RuntimeError(f"the routing model {model.version} failed on this file, so dispatch would have routed "
+                           "it by the keyword rules (see the log)")
+    return decisions
+
+
+def dispatch_figures(decisions: list[Decision], rows: list[dict]) -> dict:
+    """Right, triage and silently wrong per language of what dispatch decided, and the counts; top-3
+    is the department routed to or any suggestion the dispatcher is shown."""
+    kinds = [_kind(d.department_code if d.action == Action.route else None, r["departments"])
+             for d, r in zip(decisions, rows, strict=True)]
+    top3 = [k == "correct" or any(s.department_code in r["departments"] for s in d.suggestions)
+            for k, d, r in zip(kinds, decisions, rows, strict=True)]
+    counts = Counter(kinds)
+    return dict(by_lang=_tally(kinds, rows, top3),
+                counts=dict(correct=counts["correct"], triage=counts["triage"], wrong=counts["wrong"]))
+
+
+def dispatch_keyword_figures(rows: list[dict], ref: Reference, min_confidence: float) -> dict:
+    """The keyword rules as dispatch applies them without a model (`dispatch.decide` with no verdict):
+    a vote below the minimum confidence, and a tie between themes, go to triage."""
+    return dispatch_figures(dispatch_decisions(as_received(rows), ref, min_confidence=min_confidence), rows)
+
+
+def judge_active(rows: list[dict], ref: Reference, model: CategoryModel, embed, min_confidence: float) -> dict:
+    """The model judging every appeal once, as dispatch would route with it: no training, no folds."""
+    return dispatch_figures(dispatch_decisions(as_received(rows), ref, min_confidence=min_confidence, model=model,
+                                               embed=embed), rows)
+
+
+def run_active(rows: list[dict], ref: Reference, model: CategoryModel | None, *, embed,
+               min_confidence: float) -> dict:
+    """The active model (None: the routing model is off, the keyword rules route alone) and the keyword
+    rules, each as dispatch decides, on the same appeals."""
+    keyword = dispatch_keyword_figures(rows, ref, min_confidence)
+    active = judge_active(rows, ref, model, embed, min_confidence) if model is not None else keyword
+    return dict(mode="active", appeals=len(rows), model=model.version if model is not None else "off",
+                embedder=model.embedder if model is not None else None,
+                trained_on=model.trained_on if model is not None else 0, min_confidence=min_confidence,
+                keyword_rules=keyword, active=active)
+
+
+def _summary(figures: dict) -> dict:
+    f = figures["by_lang"]["all"]
+    return dict(correct=round(f["correct"], 4), triage=round(f["triage"], 4),
+                silently_wrong=round(f["silently_wrong"], 4), top3=round(f["top3"], 4),
+                urgent_wrong=f["urgent_wrong"], counts=figures["counts"])
+
+
+def active_report(result: dict) -> list[str]:
+    label = result["model"]
+    if label == "off":
+        who = "the keyword rules alone (the routing model is off)"
+    else:
+        who = (f"the active model {label} ({result['embedder']}, head trained on {result['trained_on']} "
+               "confirmed appeals)" if label != "zero-shot" else
+               f"the zero-shot model ({result['embedder']}; no version is active, dispatch builds this one)")
+    lines = [f"Routing on {result['appeals']} labelled appeals as dispatch decides them, by {who}; nothing "
+             f"trained on them (fractions of all appeals; minimum keyword confidence {result['min_confidence']})",
+             TABLE_HEADER]
+    lines += _table_rows("keyword rules (dispatch)", result["keyword_rules"]["by_lang"])
+    if label != "off":
+        lines += _table_rows(f"model {label}", result["active"]["by_lang"])
+    lines.append(json.dumps(dict(mode="active", model=label, embedder=result["embedder"], appeals=result["appeals"],
+                                 **_summary(result["active"]), keyword_rules=_summary(result["keyword_rules"]))))
     return lines

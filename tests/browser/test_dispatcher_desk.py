@@ -58,3 +58,45 @@ def test_a_dispatcher_finds_a_department_by_typing_and_dispatches(browser, stack
     citizen.goto(f"/t/{citizen_code}?token={access_token(get_settings().signing_key(), citizen_code)}")
     assert citizen.locator("#withdraw").count() == 1
     assert not errors, errors
+
+
+@on_sqlite
+def test_a_dispatcher_ticks_appeals_from_the_keyboard_and_dispatches_them_at_once(browser, stack):
+    """Four appeals in triage ticked with j/x; someone dispatches one of them meanwhile: three are
+    dispatched, and the fourth is said to have been left, with why."""
+    import uuid
+
+    marker = f"批量{uuid.uuid4().hex[:8]}"
+    codes = [appeal_in("triage")[0] for _ in range(4)]
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        session.execute(update(Appeal).where(Appeal.code.in_(codes)).values(title=f"{marker} 路灯不亮"))
+    context = browser.new_context(locale="zh-CN", base_url=stack.start_api())
+    context.set_default_timeout(15_000)
+    errors: list[str] = []
+    desk = context.new_page()
+    desk.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in(desk, "dispatcher")
+    desk.goto(f"/work?q={marker}")
+    assert desk.locator("#queue tbody tr").count() == 4 and "j / k" in desk.inner_text("#shortcuts-hint")
+    desk.locator("body").click()
+    for key in ("j", "x", "j", "x", "j", "x", "j", "x"):
+        desk.keyboard.press(key)
+    assert desk.locator("input[name=appeals]:checked").count() == 4
+    assert desk.inner_text("#bulk-count") == "已勾选 4 件"
+    assert desk.locator("#bulk-parent").is_hidden()  # the fields of the chosen action only
+    desk.locator("#bulk-department-filter").press_sequentially("生态环", delay=30)
+    assert desk.locator("#bulk-department").input_value() == "ecology_environment"
+    stale = codes[2]
+    with session_scope(get_settings().sqlalchemy_url) as session:  # another dispatcher acts first
+        session.execute(update(Appeal).where(Appeal.code == stale).values(
+            status="dispatched", department_code="housing", version=Appeal.version + 1))
+    desk.click("#bulk-submit")
+    desk.wait_for_selector("#bulk-outcome")
+    assert desk.inner_text("#bulk-done").startswith("已派单 3 件")
+    assert desk.locator("#bulk-refused").inner_text() == "1 件未处理，其余不受影响："
+    # Dispatched elsewhere, it left the dispatcher's view: the single action would have said 404 too.
+    assert "可能有人先处理了" in desk.locator(f"#bulk-outcome li[data-code='{stale}']").inner_text()
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        placed = dict(session.execute(select(Appeal.code, Appeal.department_code).where(Appeal.code.in_(codes))).all())
+    assert placed == {c: ("housing" if c == stale else "ecology_environment") for c in codes}
+    assert not errors, errors

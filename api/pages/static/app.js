@@ -364,3 +364,76 @@ document.querySelectorAll("textarea[data-max]").forEach(function (box) {
     });
   });
 })();
+
+// The dispatcher's list: the bulk form shows the fields its chosen action needs and counts the ticks;
+// "tick all" ticks the page. Without script every field shows and the form works as ever.
+(function () {
+  "use strict";
+  var form = document.getElementById("bulk-form");
+  if (!form) return;
+  var picks = function () { return Array.prototype.slice.call(document.querySelectorAll("input[name=appeals][form=bulk-form]")); };
+  var count = document.getElementById("bulk-count");
+  var show = function () {
+    var action = (form.querySelector("input[name=action]:checked") || {}).value;
+    form.querySelectorAll("[data-for]").forEach(function (field) { field.hidden = field.dataset.for !== action; });
+    var ticked = picks().filter(function (box) { return box.checked; }).length;
+    count.textContent = ticked ? count.dataset.words.replace("{n}", ticked) : "";
+  };
+  form.addEventListener("change", show);
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "appeals") show();
+  });
+  var all = document.getElementById("bulk-all");
+  if (all) all.addEventListener("change", function () {
+    picks().forEach(function (box) { box.checked = all.checked; });
+    show();
+  });
+  show();
+})();
+
+// Keys for the common path. In the list: j / k move between appeals, x ticks one, Enter opens it
+// (the link has the focus), / goes to the search box. On an appeal: / goes to the department
+// filter, Alt+Enter sends the dispatch, Esc goes back to the list. Never while typing in a field.
+(function () {
+  "use strict";
+  var typing = function (target) {
+    return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  };
+  var rows = function () { return Array.prototype.slice.call(document.querySelectorAll("#queue tbody tr")); };
+  var current = function () {
+    var active = document.activeElement;
+    return rows().findIndex(function (row) { return row.contains(active); });
+  };
+  var focusRow = function (index) {
+    var list = rows();
+    if (!list.length) return;
+    var row = list[Math.max(0, Math.min(list.length - 1, index))];
+    var link = row.querySelector("a");
+    if (link) link.focus();
+    row.scrollIntoView({ block: "nearest" });
+  };
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey) return;
+    if (event.key === "Enter" && event.altKey) {
+      var dispatch = document.querySelector("#action-dispatch form");
+      if (dispatch) { event.preventDefault(); dispatch.requestSubmit(); }
+      return;
+    }
+    if (event.altKey || typing(event.target)) return;
+    var queue = document.getElementById("queue");
+    if (event.key === "/") {
+      var box = document.getElementById("dispatch-department-filter") || document.getElementById("f-q");
+      if (box) { event.preventDefault(); if (box.closest("details")) box.closest("details").open = true; box.focus(); }
+    } else if (queue && (event.key === "j" || event.key === "k")) {
+      event.preventDefault();
+      var at = current();
+      focusRow(at < 0 ? 0 : at + (event.key === "j" ? 1 : -1));
+    } else if (queue && event.key === "x") {
+      var row = rows()[current()];
+      var tick = row && row.querySelector("input[name=appeals]");
+      if (tick) { event.preventDefault(); tick.click(); }
+    } else if (event.key === "Escape" && document.getElementById("appeal-status")) {
+      window.location.assign("/work");
+    }
+  });
+})();

@@ -19,6 +19,7 @@ from appealflow.models.appeals.lifecycle import NotPermitted
 from appealflow.models.city.people import Staff
 from appealflow.models.oversight.export_words import ReaderNames, readable
 from appealflow.models.oversight.orders import MAX_APPEALS, issue, order_figures, order_view
+from appealflow.models.oversight.routing_quality import routing_quality
 from appealflow.models.oversight.supervision import (
     FORMULAS,
     MEASURES,
@@ -131,6 +132,16 @@ def rates(session: SessionDep, settings: SettingsDep, start: Moment = None, end:
     scope = Scope(district, department, category)
     return _table(department_figures(session, since, until, now, scope), format, "rates", session, lang,
                   start=since, end=until, formulas=FORMULAS)
+
+
+@router.get("/routing-quality")
+def routing_quality_figures(session: SessionDep, settings: SettingsDep, start: Moment = None, end: Moment = None):
+    """How routing did on the appeals received in the period (default the last 30 days): per category,
+    department and model version, the share placed automatically, sent to triage, and of those placed
+    the share returned, dispatched again or merged afterwards; with every model version's figures."""
+    now = utcnow()
+    since, until = _period(settings, start, end, now)
+    return {"start": since, "end": until, **routing_quality(session, since, until)}
 
 
 @router.get("/appeals")

@@ -306,3 +306,55 @@ def test_rates_and_their_appeals_follow_the_filters(api):
                    headers=api.staff["supervisor"]).status_code == 422
     assert api.get("/supervision/rates", params={"district": "Robert'); DROP"},
                    headers=api.staff["supervisor"]).status_code == 422
+
+
+def test_routing_quality_counts_what_routing_placed_sent_to_triage_and_saw_corrected(api):
+    """Six appeals received on one day long ago (no other test's appeals in that window): routing
+    placed four (two by the model v7, two by the rules) and sent two to triage; one placed appeal was
+    returned and dispatched again, one merged. The figures, the API and the page agree."""
+    from datetime import UTC, datetime, timedelta
+
+    from appealflow.models.appeals.appeal import AppealEvent
+    from appealflow.models.appeals.intake import NewAppeal, receive
+    from appealflow.models.oversight.routing_quality import routing_quality
+
+    day = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
+    story = [("route", {"routed_by": "model", "model_version": "v7", "department": "housing"}, []),
+             ("route", {"routed_by": "model", "model_version": "v7", "department": "housing"},
+              [("return", {"department": "housing"}), ("dispatch", {"department": "urban_management"})]),
+             ("route", {"routed_by": "rule", "department": "urban_management"}, [("merge", {"parent": "X"})]),
+             ("route", {"routed_by": "rule", "department": "urban_management"}, []),
+             ("triage", {"routed_by": "rule"}, [("dispatch", {"department": "housing"})]),
+             ("triage", {"routed_by": "model", "model_version": "v7"}, [])]
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        for n, (decision, detail, later) in enumerate(story):
+            at = day + timedelta(minutes=n)
+            appeal = receive(session, NewAppeal(channel="web", appeal_type="complaint", priority="normal",
+                                                title="路灯不亮", text="路灯坏了", category_code="urban_management",
+                                                requester_phone="13900001111"), now=at, actor="requester")
+            session.add(AppealEvent(appeal_id=appeal.id, kind=decision, actor="system", at=at, detail=detail))
+            for k, (kind, more) in enumerate(later, 1):
+                session.add(AppealEvent(appeal_id=appeal.id, kind=kind, actor="staff:x", at=at + timedelta(hours=k),
+                                        detail=more))
+        session.flush()
+        figures = routing_quality(session, day, day + timedelta(days=1))
+    assert {k: figures["overall"][k] for k in ("decided", "auto", "triage", "corrected")} == \
+        {"decided": 6, "auto": 4, "triage": 2, "corrected": 2}
+    assert figures["overall"]["corrected_share"] == 0.5 and figures["overall"]["triage_share"] == 0.3333
+    models = {r["key"]: (r["auto"], r["triage"], r["corrected"]) for r in figures["model"]}
+    assert models == {"v7": (2, 1, 1), "rules": (2, 1, 1)}
+    departments = {r["key"]: (r["decided"], r["corrected"]) for r in figures["department"]}
+    assert departments == {"housing": (3, 1), "urban_management": (2, 1), "-": (1, 0)}
+
+    shown = api.get("/supervision/routing-quality", params={"start": "2025-03-03", "end": "2025-03-03"},
+                    headers=api.staff["supervisor"])
+    assert shown.status_code == 200 and shown.json()["overall"]["decided"] == 6
+    assert api.get("/supervision/routing-quality", headers=api.staff["dispatcher"]).status_code == 403
+    assert api.get("/supervision/routing-quality", params={"start": "03/03"},
+                   headers=api.staff["supervisor"]).status_code == 422
+
+    from tests.test_pages import _signed_in, page
+
+    html = page(_signed_in(str(api.base_url), "supervisor"), "/supervise/routing",
+                params={"start": "2025-03-03", "end": "2025-03-03"})
+    assert 'id="corrected-share">50.0%' in html and "关键词规则" in html and "城市管理" in html

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
 from appealflow.api.pages.client import field_errors
@@ -21,6 +22,7 @@ from appealflow.api.pages.common import catalogue, check_csrf, finish, language,
 from appealflow.api.pages.signed_in import OversightPage, current
 from appealflow.api.pages.staff import api_for
 from appealflow.models.appeals.enums import OVERSIGHT_ROLES
+from appealflow.models.city.department import Category
 from appealflow.models.oversight.export_words import ReaderNames
 from appealflow.models.oversight.figures import backlog_and_breaches, overall_rates, public_figures
 from appealflow.models.oversight.supervision import FORMULAS
@@ -157,6 +159,31 @@ async def figure_appeals(request: Request, staff: OversightPage):
     query = urlencode({"measure": measure, **chosen})
     return render(request, "figure_appeals.html", {"rows": rows, "measure": measure, "chosen": chosen,
                                                    "names": names, "query": query}, staff=staff)
+
+
+@router.get("/supervise/routing")
+async def routing_quality_page(request: Request, staff: OversightPage):
+    """How routing did over the last 30 days (or the period asked): per category, department and
+    model version, with the model versions' own figures."""
+    period = {k: v for k, v in request.query_params.items() if k in ("start", "end") and v}
+    answer = await api_for(request).get("/supervision/routing-quality", params=period)
+    names = await run_in_threadpool(_names)
+    if answer.status_code != 200:
+        return render(request, "dashboard_refused.html", {"errors": field_errors(answer), "chosen": period,
+                                                          "options": names},
+                      staff=staff, status=answer.status_code if answer.status_code < 500 else 502)
+    figures = answer.json()
+    for version in figures["versions"]:
+        version["promoted_at"] = datetime.fromisoformat(version["promoted_at"]) if version["promoted_at"] else None
+    categories = await run_in_threadpool(_category_names)
+    return render(request, "routing_quality.html", {"figures": figures, "names": names, "categories": categories,
+                                                    "start": datetime.fromisoformat(figures["start"]),
+                                                    "end": datetime.fromisoformat(figures["end"])}, staff=staff)
+
+
+def _category_names() -> dict:
+    with session_scope(get_settings().sqlalchemy_url) as session:
+        return {c.code: c for c in session.exec(select(Category))}
 
 
 def _names() -> dict:

@@ -105,3 +105,52 @@ def test_places_name_one_spot_or_many():
     assert relation(places("薛家岛安子社区附近的工地", ("huangdao", "xuejiadao")),
                     places("The site next to Anzi community"))[0] == SPECIFIC
     assert not places("流亭街道某小区停电", ("chengyang", "liuting")), "an area and an unnamed compound"
+
+
+def test_each_appeals_vector_is_kept_at_dispatch_and_read_again_instead_of_embedding_its_text(database_url):
+    """Routing embeds an appeal once: its vector is kept with the dispatch, and looking for a later
+    twin reads it from there; only the new appeal's text is embedded (a counting wrapper around the
+    real embedder tells). The cheap chargram embedder stands in for e5: the store does not care."""
+    import numpy as np
+
+    from appealflow.models.routing.classifier_store import category_texts, zero_shot
+    from appealflow.models.routing.vectors import stored_vectors
+    from appealflow.settings import get_settings
+
+    chargram = embedder("chargram")
+    embedded: list[str] = []
+
+    def embed(texts):
+        embedded.extend(texts)
+        return chargram.embed(texts)
+
+    def dispatch_with_model(session, ids, model, kept="chargram"):
+        ref = read_reference(session)
+        appeals = load_claimed(session, ids)
+        vectors: dict = {}
+        decisions, failed = decide_all(appeals, ref, calendar=ref.calendar, min_confidence=0.5, model=model,
+                                       embed=embed, vectors=vectors)
+        assert not failed
+        by_id = {a.id: a for a in appeals}
+        decisions = with_twins(session, by_id, decisions, ref, calendar=ref.calendar, embed=embed, vectors=vectors,
+                               embedder=kept)
+        record(session, decisions, by_id, ref, now=utcnow())
+        return vectors
+
+    with session_scope(database_url) as session:
+        model = zero_shot(category_texts(session), "chargram", get_settings().model_cache_dir)
+        first = _receive(session, "沙子口码头旁夜间施工", "沙子口码头旁边的工地每天凌晨施工，噪音很大")
+        made = dispatch_with_model(session, [first], model)
+    with session_scope(database_url) as session:
+        kept = stored_vectors(session, [first], "chargram")
+        assert np.allclose(kept[first], made[first], atol=2e-3)  # half precision, the same vector
+        assert stored_vectors(session, [first], "e5") == {}  # another model's space: not its vector
+        embedded.clear()
+        twin = _receive(session, "码头工地又在半夜施工", "沙子口码头旁边那个工地今晚又施工，打桩声音很大")
+        dispatch_with_model(session, [twin], model)
+        assert embedded == ["码头工地又在半夜施工。沙子口码头旁边那个工地今晚又施工，打桩声音很大"], embedded
+        # Without the kept vectors the first appeal, at the same wharf, is embedded again to compare.
+        embedded.clear()
+        third = _receive(session, "沙子口码头施工扰民", "沙子口码头工地夜里施工")
+        dispatch_with_model(session, [third], model, kept=None)
+        assert "沙子口码头旁夜间施工。沙子口码头旁边的工地每天凌晨施工，噪音很大" in embedded

@@ -52,9 +52,13 @@ def probable_twins(settings: Settings, decisions: list[Decision], appeals: dict,
         # Loaded only when some appeal shares a named place with an open one.
         return embedder(settings.embedding_backend).embed(texts)
 
+    # The batch's own vectors are the routing model's: the same space only when duplicates embed
+    # with the same backend.
+    same = settings.routing_model == settings.embedding_backend
     try:
         with session_scope(settings.sqlalchemy_url) as session:
-            return with_twins(session, appeals, decisions, ref, calendar=ref.calendar, embed=embed, vectors=vectors)
+            return with_twins(session, appeals, decisions, ref, calendar=ref.calendar, embed=embed,
+                              vectors=vectors if same else {}, embedder=settings.embedding_backend)
     except Exception:
         log.exception("looking for probable duplicates failed; routing decides alone")
         return decisions

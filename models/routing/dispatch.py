@@ -23,6 +23,7 @@ from appealflow.models.clocks.escalation import clock_rows, start_clocks
 from appealflow.models.files.attachments import attached
 from appealflow.models.routing.classifier import CategoryModel, Item, Suggestion, Verdict, appeal_text, judge
 from appealflow.models.routing.duplicates import Candidate, Problem, follow_note, twin_to_follow, twins_for_batch
+from appealflow.models.routing.vectors import keep_vectors
 from appealflow.models.storage.columns import rows_changed, stored_id
 from appealflow.models.telling.audience import Event, Message, messages_for, when
 from appealflow.models.telling.outbox import write
@@ -46,6 +47,9 @@ class Decision:
     suggestions: tuple[Suggestion, ...] = ()
     model_version: str | None = None
     twins: tuple[Candidate, ...] = ()  # open appeals probably the same matter (recorded, never merged)
+    # The embedding the model decided with, and its embedder: kept when the decision is recorded.
+    vector: Any = field(default=None, compare=False, repr=False)
+    embedder: str | None = None
 
 
 @dataclass
@@ -206,9 +210,12 @@ def decide_all(appeals: list[Appeal], ref: Reference, *, calendar: Calendar, min
     decisions, failed = [], []
     for appeal in appeals:
         try:
-            decisions.append(decide(appeal, ref, calendar=calendar, min_confidence=min_confidence,
-                                    verdict=verdicts.get(stored_id(appeal)),
-                                    model_version=model.version if model is not None else None))
+            decision = decide(appeal, ref, calendar=calendar, min_confidence=min_confidence,
+                              verdict=verdicts.get(stored_id(appeal)),
+                              model_version=model.version if model is not None else None)
+            if model is not None and vectors is not None and stored_id(appeal) in vectors:
+                decision = replace(decision, vector=vectors[stored_id(appeal)], embedder=model.embedder)
+            decisions.append(decision)
         except Exception:
             log.exception("dispatch decision failed", extra={"appeal": appeal.code})
             failed.append(appeal.code)
@@ -237,14 +244,15 @@ def problem_of(d: Decision) -> Problem:
 
 
 def with_twins(session: Session, appeals: dict[int, Appeal], decisions: list[Decision], ref: Reference, *,
-               calendar: Calendar, embed, vectors: dict[int, Any] | None = None) -> list[Decision]:
+               calendar: Calendar, embed, vectors: dict[int, Any] | None = None,
+               embedder: str | None = None) -> list[Decision]:
     """Each decision with the open appeals that are probably the same matter, and routed as they were:
     one matter goes to one department. A twin with a department decides an appeal routing was unsure
     of; when routing would send it elsewhere, it goes to triage with the twin's department first.
     Nothing is merged: a dispatcher does that."""
     problems = {d.appeal_id: problem_of(d) for d in decisions}
-    found = twins_for_batch(session, [appeals[d.appeal_id] for d in decisions], dict(problems), vectors or {},
-                            embed)
+    found = twins_for_batch(session, [appeals[d.appeal_id] for d in decisions], dict(problems),
+                            vectors if vectors is not None else {}, embed, embedder=embedder)
     return [follow_twin(d, appeals[d.appeal_id], tuple(found.get(d.appeal_id, ())), ref, calendar)
             for d in decisions]
 
@@ -304,6 +312,9 @@ def record(session: Session, decisions: list[Decision], appeals: dict[int, Appea
         outbox += messages(d, appeals[d.appeal_id], ref.departments, files=files.get(d.appeal_id, ""))
     if assists:
         session.execute(insert(AppealAssist), assists)
+    for embedder_name in {d.embedder for d in decisions if d.embedder and d.appeal_id in applied}:
+        keep_vectors(session, {d.appeal_id: d.vector for d in decisions
+                               if d.embedder == embedder_name and d.appeal_id in applied}, embedder_name)
     twin_events = [twin_event(d, now) for d in decisions if d.appeal_id in applied and d.twins]
     if twin_events:
         session.execute(insert(AppealEvent), twin_events)

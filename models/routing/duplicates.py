@@ -29,6 +29,7 @@ from appealflow.models.appeals.appeal import Appeal
 from appealflow.models.appeals.enums import AppealStatus
 from appealflow.models.appeals.nearby import distance_m
 from appealflow.models.routing.places import BUILDING, CONFLICT, NONE, ROAD, SPECIFIC, places, relation
+from appealflow.models.routing.vectors import stored_vectors
 from appealflow.models.storage.columns import stored_id
 
 OPEN = (AppealStatus.received, AppealStatus.triage, AppealStatus.dispatched, AppealStatus.accepted,
@@ -239,9 +240,11 @@ def candidates_for(session: Session, appeal: Appeal, embed, *, limit: int = 5,
 
 def twins_for_batch(session: Session, appeals: Sequence[Appeal], problems: dict[int, Problem | None],
                     vectors: dict[int, np.ndarray], embed: Callable[[list[str]], np.ndarray], *,
-                    window: timedelta = WINDOW, limit: int = 3) -> dict[int, list[Candidate]]:
+                    window: timedelta = WINDOW, limit: int = 3,
+                    embedder: str | None = None) -> dict[int, list[Candidate]]:
     """For each appeal being dispatched, the open appeals (stored, or earlier in this batch) that are
-    probably the same matter, by appeal id. The batch's vectors are reused; others embedded once."""
+    probably the same matter, by appeal id. The batch's vectors are reused, and the stored appeals'
+    kept ones (`embedder`'s, models/routing/vectors.py); only the rest are embedded, once."""
     found: dict[int, list[Candidate]] = {}
     batch_ids = [stored_id(a) for a in appeals]
     by_district: dict[str, list[Appeal]] = {}
@@ -256,6 +259,9 @@ def twins_for_batch(session: Session, appeals: Sequence[Appeal], problems: dict[
             col(Appeal.parent_id).is_(None), col(Appeal.received_at) >= oldest - window,
             col(Appeal.received_at) <= newest + window)
             .order_by(col(Appeal.received_at).desc()).limit(500)).all())
+        if embedder is not None:
+            vectors.update(stored_vectors(session, [stored_id(a) for a in stored if stored_id(a) not in vectors],
+                                          embedder))
         for n, appeal in enumerate(batch):
             others = [a for a in [*stored, *batch[:n][::-1]] if abs(a.received_at - appeal.received_at) <= window]
             candidates = candidates_among(appeal, problems.get(stored_id(appeal)), others, embed, limit=limit,

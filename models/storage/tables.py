@@ -13,13 +13,15 @@ from appealflow.models.files.attachments import Attachment
 from appealflow.models.oversight.orders import SupervisionOrder
 from appealflow.models.routing.classifier_store import ClassifierVersion
 from appealflow.models.routing.policy_qa import PolicyAnswer
+from appealflow.models.routing.vectors import AppealVector
 from appealflow.models.telling.outbox import DeliveryAttempt, Notification
 from appealflow.models.telling.short_links import ShortLink
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "Attachment", "CalendarOverride", "CannedReply", "Category",
+    "ApiKey", "Appeal", "AppealAssist", "AppealEvent", "AppealVector", "Attachment", "CalendarOverride",
+    "CannedReply", "Category",
     "ClassifierVersion", "DeadlineClock",
     "DeadlinePolicy", "DeliveryAttempt", "Department", "Escalation", "ExtensionRequest", "IdempotencyKey",
     "Notification", "Open311Client", "Open311Request", "PolicyAnswer", "RoutingRule", "ShortLink", "StaffUser",

@@ -18,28 +18,37 @@ from tests.test_escalation import dispatched_appeal
 
 
 def test_the_sweep_and_the_file_collection_run_on_their_schedules_as_prefect_deployments(stack, prefect_api):
-    # The runner looks for due runs every second instead of every ten.
+    # The runner looks for due runs every second instead of every ten. The collection keeps its hour:
+    # one run of it is asked for below, since each run is a process of its own and a busy machine
+    # with runs of both every few seconds fills the runner's slots.
     scheduler = stack._spawn(["scheduler"], "scheduler.log", APPEALFLOW_SWEEP_INTERVAL_SECONDS="5",
-                             APPEALFLOW_FILE_COLLECTION_INTERVAL_SECONDS="5", PREFECT_RUNNER_POLL_FREQUENCY="1")
+                             PREFECT_RUNNER_POLL_FREQUENCY="1")
     stack.workers.append(scheduler)  # stopped with the rest
 
-    def completed_runs(name: str):
+    def deployment(name: str):
         # The run's one Prefect server serves every test process: on a busy machine it can take
         # longer than httpx's 5 s default to answer.
-        deployments = httpx.post(f"{prefect_api}/deployments/filter", timeout=30,
-                                 json={"deployments": {"name": {"any_": [name]}}}).json()
-        if not deployments:
+        found = httpx.post(f"{prefect_api}/deployments/filter", timeout=30,
+                           json={"deployments": {"name": {"any_": [name]}}}).json()
+        return found[0] if found else None
+
+    def completed_runs(name: str):
+        served = deployment(name)
+        if served is None:
             return None
         runs = httpx.post(f"{prefect_api}/flow_runs/filter", timeout=30, json={
-            "deployments": {"id": {"any_": [deployments[0]["id"]]}},
+            "deployments": {"id": {"any_": [served["id"]]}},
             "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
         return runs or None
 
-    for name in ("sla-sweep", "file-collection"):
-        # Each run is a process of its own (Prefect's runner): on a loaded machine, minutes.
-        runs = wait_for(lambda name=name: completed_runs(name), timeout=240, every=1,
-                        what=f"a scheduled {name} to complete")
-        assert runs[0]["deployment_id"]
+    runs = wait_for(lambda: completed_runs("sla-sweep"), timeout=180, every=1, what="a scheduled sweep to complete")
+    assert runs[0]["deployment_id"]
+    collection = wait_for(lambda: deployment("file-collection"), timeout=60, every=1, what="the collection deployment")
+    assert collection["schedules"] and collection["schedules"][0]["schedule"]["interval"] == 3600
+    httpx.post(f"{prefect_api}/deployments/{collection['id']}/create_flow_run", json={}, timeout=30).raise_for_status()
+    runs = wait_for(lambda: completed_runs("file-collection"), timeout=180, every=1,
+                    what="a run of the file collection to complete")
+    assert runs[0]["deployment_id"] == collection["id"]
 
 
 def test_a_policy_change_binds_new_appeals_only(env):

@@ -101,14 +101,18 @@ def safe_name(name: str | None, content_type: str) -> str:
     return f"{stem}.{extension.get(content_type, 'pdf')}"
 
 
-def checked_uploads(uploads: list[tuple[str | None, bytes]], *, max_file_bytes: int, max_per_appeal: int,
-                    held: int = 0) -> list[tuple[str | None, bytes, FileKind, str]]:
-    """Each upload's kind and type, once every one is within the limits and of a kind we take;
-    FileRefused naming the first that is not. `held` is how many the appeal has already. Pages ask
-    this before filing, so a refused photo never leaves an appeal filed without it."""
-    if held + len(uploads) > max_per_appeal:
+def _room_for(count: int, *, held: int, max_per_appeal: int) -> None:
+    if held + count > max_per_appeal:
         raise FileRefused(f"一件诉求最多 {max_per_appeal} 个文件 / at most {max_per_appeal} files per appeal",
                           Kind.too_large)
+
+
+def checked_uploads(uploads: list[tuple[str | None, bytes]], *, max_file_bytes: int,
+                    max_per_appeal: int) -> list[tuple[str | None, bytes, FileKind, str]]:
+    """Each upload's kind and type, once every one is within the limits and of a kind we take;
+    FileRefused naming the first that is not. Pages ask this before filing, so a refused photo
+    never leaves an appeal filed without it."""
+    _room_for(len(uploads), held=0, max_per_appeal=max_per_appeal)
     checked = []
     for name, data in uploads:
         if len(data) > max_file_bytes:
@@ -154,9 +158,7 @@ def add_files(session: Session, appeal: Appeal, kept: list[Kept], *, added_by: s
     Photos wait for a worker to make their copies."""
     if not kept:
         return []
-    if count_of(session, appeal) + len(kept) > max_per_appeal:
-        raise FileRefused(f"一件诉求最多 {max_per_appeal} 个文件 / at most {max_per_appeal} files per appeal",
-                          Kind.too_large)
+    _room_for(len(kept), held=count_of(session, appeal), max_per_appeal=max_per_appeal)
     rows = []
     for upload in kept:
         photo = upload.kind == FileKind.photo

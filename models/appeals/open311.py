@@ -21,7 +21,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from appealflow.models.appeals.appeal import Appeal, AppealEvent
 from appealflow.models.appeals.enums import AppealStatus, Channel
 from appealflow.models.city.department import Category, Department
-from appealflow.models.files.attachments import Attachment, FileState, Visibility, requesters_photo
+from appealflow.models.files.attachments import Attachment, shown_requesters_photo
 from appealflow.models.storage.columns import UTCDateTime, stored_id, utcnow
 
 DEFAULT_RATE_LIMIT = "60/minute"
@@ -175,8 +175,8 @@ def public_photo(session: Session, code: str, attachment_id: int) -> Attachment 
     if appeal is None:
         return None
     return session.exec(select(Attachment).where(
-        col(Attachment.id) == attachment_id, col(Attachment.appeal_id) == appeal.id, requesters_photo(),
-        col(Attachment.state) == FileState.ready, col(Attachment.visibility) == Visibility.public)).first()
+        col(Attachment.id) == attachment_id, col(Attachment.appeal_id) == appeal.id,
+        shown_requesters_photo())).first()
 
 
 def find_request(session: Session, code: str) -> Appeal | None:
@@ -232,8 +232,8 @@ def context_for(session: Session, appeals: Iterable[Appeal], zone: str, public_u
     photos: dict[int, int] = {}
     for appeal_id, attachment_id in session.exec(
             select(col(Attachment.appeal_id), func.min(col(Attachment.id)))
-            .where(col(Attachment.appeal_id).in_(ids), requesters_photo(), col(Attachment.state) == FileState.ready,
-                   col(Attachment.visibility) == Visibility.public).group_by(col(Attachment.appeal_id))).all():
+            .where(col(Attachment.appeal_id).in_(ids), shown_requesters_photo())
+            .group_by(col(Attachment.appeal_id))).all():
         if attachment_id is not None:
             photos[appeal_id] = attachment_id
     return Context(categories, departments, submissions, parents, closed_by, zone, photos, public_url)

@@ -211,6 +211,13 @@ def requesters_photo():
                 col(Attachment.state) != FileState.refused)
 
 
+def shown_requesters_photo():
+    """WHERE an attachment is a requester's photo anyone reading the request may see: public, and
+    only as its copies (ready), never the raw upload."""
+    return and_(requesters_photo(), col(Attachment.state) == FileState.ready,
+                col(Attachment.visibility) == Visibility.public)
+
+
 def files_of(session: Session, appeal: Appeal, *, staff: bool) -> list[Attachment]:
     """The files a reader of the appeal sees: staff every one, the requester the public ones."""
     query = select(Attachment).where(col(Attachment.appeal_id) == appeal.id, col(Attachment.state) != FileState.refused)

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from appealflow.models.appeals.appeal import Appeal, AppealEvent
+from appealflow.models.oversight.supervision import ratio
 from appealflow.models.routing.classifier_store import ClassifierVersion
 
 DECISIONS = ("route", "triage")  # routing's own first word on an appeal
@@ -33,9 +34,6 @@ class Tally:
     corrected: int = 0
 
     def shares(self) -> dict:
-        def ratio(part: int, whole: int) -> float | None:
-            return round(part / whole, 4) if whole else None
-
         return {**asdict(self), "auto_share": ratio(self.auto, self.decided),
                 "triage_share": ratio(self.triage, self.decided), "corrected_share": ratio(self.corrected, self.auto)}
 

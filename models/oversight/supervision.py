@@ -36,6 +36,11 @@ FORMULAS = {
 }
 
 
+def ratio(part: int, whole: int) -> float | None:
+    """A rate to four places; None (shown "—") when nothing is there to count, never a 0%."""
+    return round(part / whole, 4) if whole else None
+
+
 @dataclass
 class DepartmentFigures:
     department: str
@@ -59,9 +64,6 @@ class DepartmentFigures:
     overdue: int = 0
 
     def rates(self) -> dict:
-        def ratio(part: int, whole: int) -> float | None:
-            return round(part / whole, 4) if whole else None
-
         return {
             **asdict(self),
             "response_rate": ratio(self.responded_on_time, self.response_due),
